@@ -1,0 +1,134 @@
+//! Configuration from the environment (12-factor), each setting also a `--flag`.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+use ipnet::IpNet;
+
+use crate::identity::VisitorSecret;
+
+/// Where the service keeps its data when `DATABASE_URL` is not set.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/reader_reactions";
+
+/// Every setting of the service. See the README for what each one means.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "reader-reactions", version, about = "Reaction buttons and counts for news articles")]
+pub struct Config {
+    /// PostgreSQL connection URL; the database is created if it does not exist.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+
+    /// Address to serve HTTP on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// Key for visitor hashes and cookie signatures (at least 32 bytes). When unset, one is
+    /// generated once and kept in the database.
+    #[arg(long, env = "VISITOR_SECRET", hide_env_values = true)]
+    pub visitor_secret: Option<VisitorSecret>,
+
+    /// Comma-separated CIDRs of proxies whose X-Forwarded-For is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Sustained writes per minute per client IP.
+    #[arg(long, env = "RATE_LIMIT_WRITES_PER_MINUTE", default_value = "60")]
+    pub rate_limit_writes_per_minute: NonZeroU32,
+
+    /// Writes a client IP may send in a burst.
+    #[arg(long, env = "RATE_LIMIT_WRITE_BURST", default_value = "20")]
+    pub rate_limit_write_burst: NonZeroU32,
+
+    /// Sustained reads per minute per client IP.
+    #[arg(long, env = "RATE_LIMIT_READS_PER_MINUTE", default_value = "1200")]
+    pub rate_limit_reads_per_minute: NonZeroU32,
+
+    /// Reads a client IP may send in a burst.
+    #[arg(long, env = "RATE_LIMIT_READ_BURST", default_value = "200")]
+    pub rate_limit_read_burst: NonZeroU32,
+
+    /// Comma-separated origins allowed to call the API from a browser, or `*`.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',', default_value = "*")]
+    pub allowed_origins: Vec<String>,
+
+    /// Mark the visitor cookie `Secure; SameSite=None` (needed cross-site over HTTPS).
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = false, action = ArgAction::Set)]
+    pub cookie_secure: bool,
+
+    /// Apply pending migrations at start-up.
+    #[arg(long, env = "MIGRATE_ON_START", default_value_t = true, action = ArgAction::Set)]
+    pub migrate_on_start: bool,
+
+    /// Bearer token for the CSV export; the export is off when unset.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Milliseconds after which any request is answered with 503.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value = "5000", value_parser = parse_millis)]
+    pub request_timeout: Duration,
+
+    /// Largest number of database connections this instance opens.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value = "16")]
+    pub database_max_connections: NonZeroU32,
+
+    /// Milliseconds a request waits for a database connection before it gets a 503.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value = "2000", value_parser = parse_millis)]
+    pub database_acquire_timeout: Duration,
+
+    /// Milliseconds any one SQL statement may run.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value = "3000", value_parser = parse_millis)]
+    pub database_statement_timeout: Duration,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// Parses flags and environment. On a bad value prints one line naming it and exits with 2.
+    pub fn from_environment() -> Self {
+        match Self::try_parse() {
+            Ok(config) => config,
+            Err(error) if !error.use_stderr() => error.exit(), // --help, --version
+            Err(error) => {
+                let rendered = error.to_string();
+                let line = rendered.lines().next().unwrap_or("invalid configuration");
+                eprintln!("reader-reactions: {}", line.trim_start_matches("error: "));
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// The defaults, for `database_url`, with nothing read from the environment (for tests).
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        let mut config =
+            Self::try_parse_from(["reader-reactions"]).unwrap_or_else(|e| panic!("defaults must parse: {e}"));
+        config.database_url = database_url.into();
+        config
+    }
+}
+
+fn parse_cidr(raw: &str) -> Result<IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{raw:?} is not a CIDR such as 10.0.0.0/8 or an IP address"))
+}
+
+fn parse_millis(raw: &str) -> Result<Duration, String> {
+    match raw.parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(format!("{raw:?} is not a positive number of milliseconds")),
+    }
+}

@@ -1,0 +1,12 @@
+//! The vocabulary of the service: articles, reactions and what a reader sees.
+//!
+//! Everything here is plain data with parsing constructors, so that invalid values cannot reach
+//! the store or the HTTP answers.
+
+mod article_id;
+mod reaction;
+mod summary;
+
+pub use article_id::{ArticleId, ArticleIdError};
+pub use reaction::{Reaction, ReactionCounts, UnknownReaction};
+pub use summary::ReactionSummary;

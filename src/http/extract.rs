@@ -1,0 +1,108 @@
+//! Extractors whose rejections use our problem+json shape.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+use crate::domain::ArticleId;
+
+/// `axum::Json`, but every rejection (bad JSON, wrong content type, body too large) is a problem.
+pub struct AppJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::unsupported_media_type()),
+            Err(JsonRejection::BytesRejection(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::body_too_large())
+            }
+            Err(rejection) => Err(ApiError::invalid_body(rejection.body_text())),
+        }
+    }
+}
+
+/// The `{article_id}` path segment, percent-decoded and validated.
+pub struct ArticlePath(pub ArticleId);
+
+impl<S: Send + Sync> FromRequestParts<S> for ArticlePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(
+            |rejection: PathRejection| {
+                ApiError::invalid_article_id(format!(
+                    "the article id must be one percent-encoded segment of UTF-8 ({})",
+                    rejection.body_text()
+                ))
+            },
+        )?;
+        ArticleId::parse(raw).map(Self).map_err(ApiError::invalid_article_id)
+    }
+}
+
+/// Splits a query string into strictly decoded `(name, value)` pairs.
+///
+/// Hand-written instead of `axum::extract::Query` because serde_urlencoded cannot collect a
+/// repeated key (`article_id=a&article_id=b`) and decodes invalid UTF-8 lossily, which would let
+/// a mangled id through; we want a 400 for it.
+pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    query
+        .split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (name, value) = part.split_once('=').unwrap_or((part, ""));
+            Ok((decode_component(name)?, decode_component(value)?))
+        })
+        .collect()
+}
+
+fn decode_component(raw: &str) -> Result<String, ApiError> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::invalid_query("the query string is not valid percent-encoded UTF-8"))
+}
+
+/// The JSON media type of every success body.
+pub const JSON_UTF8: &str = "application/json; charset=utf-8";
+
+impl<T: serde::Serialize> axum::response::IntoResponse for AppJson<T> {
+    fn into_response(self) -> axum::response::Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => (
+                [(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static(JSON_UTF8))],
+                body,
+            )
+                .into_response(),
+            Err(error) => ApiError::Internal(anyhow::Error::new(error).context("while serializing a response"))
+                .into_response(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_pairs_keep_repeats_order_and_decode_strictly() {
+        let pairs = query_pairs(Some("article_id=a&article_id=b%2Fc&article_id=a&x=%C3%A9+1")).unwrap();
+        assert_eq!(
+            pairs,
+            [("article_id", "a"), ("article_id", "b/c"), ("article_id", "a"), ("x", "é 1")]
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+        assert!(query_pairs(Some("article_id=%FF")).is_err(), "invalid UTF-8");
+        assert!(query_pairs(None).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,133 @@
+//! The HTTP edge: routes, extractors, the error shape and the cross-cutting layers.
+//!
+//! Routes and the OpenAPI document come from one registration (utoipa-axum), so the served
+//! document cannot drift from the handlers.
+
+mod error;
+mod extract;
+mod health;
+mod openapi;
+mod problem;
+mod reactions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use axum::middleware;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::{ApiError, PROBLEM_JSON, Problem};
+pub use extract::AppJson;
+pub use openapi::openapi_document;
+
+use crate::identity::{IdentityResolver, resolve_visitor};
+use crate::reactions::Reactions;
+use crate::store::Store;
+
+/// Largest request body we read; larger ones get a 413.
+pub const MAX_BODY_BYTES: usize = 4 * 1024;
+
+/// Header carrying the request id, generated when the client sends none.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub reactions: Reactions,
+    pub store: Store,
+}
+
+/// Settings for the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// After this long a request is answered with 503 whatever it was waiting for.
+    pub request_timeout: Duration,
+    /// Origins allowed to call the API from a browser; `["*"]` for any.
+    pub allowed_origins: Vec<String>,
+}
+
+/// All routes with their OpenAPI descriptions, before state and the outer layers are attached.
+/// The identity layer wraps the visitor-facing routes only (the document is built without it).
+pub(crate) fn api_routes(identity: Option<Arc<IdentityResolver>>) -> OpenApiRouter<AppState> {
+    let mut visitor_routes = reactions::router();
+    if let Some(identity) = identity {
+        visitor_routes = visitor_routes.route_layer(middleware::from_fn_with_state(identity, resolve_visitor));
+    }
+    OpenApiRouter::with_openapi(openapi::ApiDoc::build())
+        .merge(visitor_routes)
+        .merge(health::router())
+}
+
+/// The complete application: routes, identity, and the layers every request passes through.
+pub fn app(state: AppState, identity: Arc<IdentityResolver>, options: &HttpOptions) -> Router {
+    let (routes, document) = api_routes(Some(identity)).split_for_parts();
+    let routes = routes
+        .merge(openapi::router(openapi::render(&document)))
+        .fallback(|| async { ApiError::not_found("no such route; see /openapi.json for the API") })
+        .with_state(state);
+
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    // Listed outermost first: the request id exists before the trace span opens, and every
+    // response, whichever layer produced it, passes the problem+json normaliser.
+    routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<_>| {
+                        let request_id = request
+                            .headers()
+                            .get(REQUEST_ID_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!(
+                            "request",
+                            request_id,
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                        )
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(middleware::map_response(problem::ensure_problem_body))
+            .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, options.request_timeout))
+            .layer(cors(&options.allowed_origins))
+            // A declared Content-Length over the limit is refused before anything is read; a
+            // chunked body is cut off by the extractor limit while it is read.
+            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+    )
+}
+
+/// CORS for browser callers: the widget sends `X-Visitor-Id` with PUT and DELETE.
+fn cors(allowed_origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE, HeaderName::from_static(crate::identity::VISITOR_ID_HEADER)])
+        .expose_headers([
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-policy"),
+            HeaderName::from_static(REQUEST_ID_HEADER),
+        ])
+        .max_age(Duration::from_secs(600));
+    if allowed_origins.iter().any(|o| o == "*") {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        let origins: Vec<HeaderValue> =
+            allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        layer.allow_origin(origins).allow_credentials(true)
+    }
+}

@@ -1,0 +1,197 @@
+//! `/v1/articles/{article_id}/reaction(s)`, the batch read for list pages, and erase-me.
+
+use axum::extract::{RawQuery, State};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{AppJson, ArticlePath, query_pairs};
+use super::{ApiError, AppState, Problem};
+use crate::domain::{ArticleId, Reaction, ReactionSummary};
+use crate::identity::Visitor;
+
+/// Most articles one batch read may ask for.
+pub const MAX_BATCH_ARTICLES: usize = 100;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_article_reactions))
+        .routes(routes!(put_reaction, delete_reaction))
+        .routes(routes!(get_batch_reactions))
+        .routes(routes!(erase_me))
+}
+
+/// Body of `PUT /v1/articles/{article_id}/reaction`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetReaction {
+    /// One of the seven reaction keys. A well-formed body with any other key is a 422.
+    #[schema(value_type = Reaction)]
+    reaction: String,
+}
+
+/// Answer of the batch read.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BatchSummaries {
+    /// One summary per `article_id` asked, in request order; a duplicate is answered each time.
+    articles: Vec<ReactionSummary>,
+}
+
+/// Answer of `DELETE /v1/visitors/me`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Erased {
+    /// How many reactions were removed.
+    removed: u64,
+}
+
+/// Counts for one article, and the caller's reaction when the caller is identified.
+///
+/// An article nobody reacted to answers all zeros, never 404.
+#[utoipa::path(
+    get,
+    path = "/v1/articles/{article_id}/reactions",
+    tag = "reactions",
+    params(ArticleParam, VisitorHeader),
+    responses(
+        (status = 200, description = "Counts and the caller's reaction", body = ReactionSummary),
+        (status = 400, description = "Malformed article id or visitor header", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_article_reactions(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ArticlePath(article_id): ArticlePath,
+) -> Result<AppJson<ReactionSummary>, ApiError> {
+    Ok(AppJson(state.reactions.summary(&article_id, visitor.key()).await?))
+}
+
+/// Sets or switches the caller's reaction. Idempotent: setting the same reaction again changes
+/// nothing.
+#[utoipa::path(
+    put,
+    path = "/v1/articles/{article_id}/reaction",
+    tag = "reactions",
+    params(ArticleParam, VisitorHeader),
+    request_body(content = SetReaction, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The summary after the change", body = ReactionSummary),
+        (status = 400, description = "Malformed article id, visitor header or JSON, or no visitor identity", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 4 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown reaction key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn put_reaction(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ArticlePath(article_id): ArticlePath,
+    AppJson(body): AppJson<SetReaction>,
+) -> Result<AppJson<ReactionSummary>, ApiError> {
+    let visitor = *visitor.require()?;
+    let reaction: Reaction = body.reaction.parse().map_err(ApiError::unknown_reaction)?;
+    Ok(AppJson(state.reactions.change(article_id, visitor, Some(reaction)).await?))
+}
+
+/// Removes the caller's reaction. Idempotent: removing a reaction not held changes nothing.
+#[utoipa::path(
+    delete,
+    path = "/v1/articles/{article_id}/reaction",
+    tag = "reactions",
+    params(ArticleParam, VisitorHeader),
+    responses(
+        (status = 200, description = "The summary after the change", body = ReactionSummary),
+        (status = 400, description = "Malformed article id or visitor header, or no visitor identity", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn delete_reaction(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ArticlePath(article_id): ArticlePath,
+) -> Result<AppJson<ReactionSummary>, ApiError> {
+    let visitor = *visitor.require()?;
+    Ok(AppJson(state.reactions.change(article_id, visitor, None).await?))
+}
+
+/// Counts for 1–100 articles at once, for list pages.
+///
+/// Repeat `article_id` once per article. Answers in request order; a duplicate is answered
+/// each time it is asked.
+#[utoipa::path(
+    get,
+    path = "/v1/reactions",
+    tag = "reactions",
+    params(
+        ("article_id" = Vec<String>, Query, explode = true, style = Form, description = "1–100 article ids, one parameter each"),
+        VisitorHeader,
+    ),
+    responses(
+        (status = 200, description = "One summary per id asked, in order", body = BatchSummaries),
+        (status = 400, description = "No ids, more than 100, a malformed id or an unknown parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_batch_reactions(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    RawQuery(query): RawQuery,
+) -> Result<AppJson<BatchSummaries>, ApiError> {
+    let mut articles = Vec::new();
+    for (name, value) in query_pairs(query.as_deref())? {
+        if name != "article_id" {
+            return Err(ApiError::invalid_query(format!("unknown query parameter {name:?}; only article_id is accepted")));
+        }
+        if articles.len() == MAX_BATCH_ARTICLES {
+            return Err(ApiError::invalid_query(format!("at most {MAX_BATCH_ARTICLES} article_id parameters are accepted")));
+        }
+        let article_id = ArticleId::parse(value)
+            .map_err(|e| ApiError::invalid_article_id(format!("article_id #{}: {e}", articles.len() + 1)))?;
+        articles.push(article_id);
+    }
+    if articles.is_empty() {
+        return Err(ApiError::invalid_query("give at least one article_id parameter"));
+    }
+    let articles = state.reactions.summaries(&articles, visitor.key()).await?;
+    Ok(AppJson(BatchSummaries { articles }))
+}
+
+/// Erases every reaction of the caller, on every article (privacy).
+#[utoipa::path(
+    delete,
+    path = "/v1/visitors/me",
+    tag = "visitors",
+    params(VisitorHeader),
+    responses(
+        (status = 200, description = "How many reactions were removed", body = Erased),
+        (status = 400, description = "Malformed visitor header, or no visitor identity", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn erase_me(State(state): State<AppState>, visitor: Visitor) -> Result<AppJson<Erased>, ApiError> {
+    let visitor = visitor.require()?;
+    let removed = state.reactions.erase_visitor(visitor).await?;
+    Ok(AppJson(Erased { removed }))
+}
+
+/// The `{article_id}` path parameter.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Exists for the OpenAPI document only.
+struct ArticleParam {
+    /// The news site's article id as one percent-encoded path segment (encode `/` as `%2F`).
+    /// After decoding: 1–256 bytes of UTF-8 without control characters.
+    #[param(min_length = 1)]
+    article_id: String,
+}
+
+/// The visitor identity header.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Exists for the OpenAPI document only.
+struct VisitorHeader {
+    /// A random id the client keeps per visitor: 8–128 characters of `[A-Za-z0-9_-]`. Only a
+    /// keyed hash of it is stored. Writes need it.
+    #[param(rename = "X-Visitor-Id", pattern = "^[A-Za-z0-9_-]{8,128}$")]
+    x_visitor_id: Option<String>,
+}

@@ -1,0 +1,124 @@
+//! Who is reacting: turning a request into a [`VisitorKey`] without storing anything that
+//! identifies a person.
+//!
+//! Every identity (the `X-Visitor-Id` header today) is reduced to a keyed hash under the
+//! service's [`VisitorSecret`] before anything else sees it. Handlers receive the resolved
+//! [`Visitor`] from the [`layer`] middleware; they never see raw ids.
+
+pub mod layer;
+mod secret;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::fmt;
+
+pub use layer::{IdentityResolver, Visitor, resolve_visitor};
+pub use secret::{SecretError, VisitorSecret};
+
+/// Name of the request header a client uses to identify its visitor.
+pub const VISITOR_ID_HEADER: &str = "x-visitor-id";
+
+/// The stable, anonymous key under which a visitor's reactions are stored: HMAC-SHA-256 of the
+/// visitor's identity under the service secret. Not reversible without the secret, and equal
+/// across instances that share the secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VisitorKey([u8; 32]);
+
+impl VisitorKey {
+    /// The key of a visitor who sent a valid `X-Visitor-Id` header.
+    pub fn from_header_id(secret: &VisitorSecret, id: &VisitorId) -> Self {
+        Self::derive(secret, b"header", id.0.as_bytes())
+    }
+
+    /// Domain-separated HMAC: `kind`, a NUL separator, then the identity bytes. Different kinds of
+    /// identity can never collide.
+    fn derive(secret: &VisitorSecret, kind: &[u8], identity: &[u8]) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
+        mac.update(b"reader-reactions/visitor-key/v1\0");
+        mac.update(kind);
+        mac.update(b"\0");
+        mac.update(identity);
+        Self(mac.finalize().into_bytes().into())
+    }
+
+    /// The 32 bytes stored in the database.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for VisitorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A prefix is enough to correlate log lines; the full key stays out of logs.
+        write!(f, "VisitorKey({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+    }
+}
+
+/// A syntactically valid `X-Visitor-Id` value: 8–128 characters of `[A-Za-z0-9_-]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VisitorId(String);
+
+/// Why an `X-Visitor-Id` header was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VisitorIdError {
+    #[error("X-Visitor-Id must be 8 to 128 characters long, got {0}")]
+    Length(usize),
+    #[error("X-Visitor-Id may contain only A-Z, a-z, 0-9, '_' and '-'")]
+    Charset,
+    #[error("X-Visitor-Id was sent more than once")]
+    Repeated,
+}
+
+impl VisitorId {
+    pub fn parse(raw: &[u8]) -> Result<Self, VisitorIdError> {
+        if !(8..=128).contains(&raw.len()) {
+            return Err(VisitorIdError::Length(raw.len()));
+        }
+        if !raw.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-') {
+            return Err(VisitorIdError::Charset);
+        }
+        // Checked above: ASCII only.
+        Ok(Self(String::from_utf8_lossy(raw).into_owned()))
+    }
+}
+
+impl fmt::Debug for VisitorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VisitorId(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visitor_id_accepts_the_contract_alphabet_and_lengths() {
+        for ok in ["abcdefgh", "A-Z_0-9-abc", &"x".repeat(128)] {
+            assert!(VisitorId::parse(ok.as_bytes()).is_ok(), "{ok:?} should be accepted");
+        }
+        let cases: [(&[u8], VisitorIdError); 5] = [
+            (b"short", VisitorIdError::Length(5)),
+            (&[b'x'; 129], VisitorIdError::Length(129)),
+            (b"has space!", VisitorIdError::Charset),
+            (b"dots.are.out", VisitorIdError::Charset),
+            ("ünïcödé-id".as_bytes(), VisitorIdError::Charset),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(VisitorId::parse(raw), Err(expected), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn keys_depend_on_secret_and_id_and_never_contain_the_id() {
+        let a = VisitorSecret::from_bytes(vec![1; 32]);
+        let b = VisitorSecret::from_bytes(vec![2; 32]);
+        let id = VisitorId::parse(b"reader-0001").unwrap();
+        let other = VisitorId::parse(b"reader-0002").unwrap();
+        assert_eq!(VisitorKey::from_header_id(&a, &id), VisitorKey::from_header_id(&a, &id));
+        assert_ne!(VisitorKey::from_header_id(&a, &id), VisitorKey::from_header_id(&b, &id));
+        assert_ne!(VisitorKey::from_header_id(&a, &id), VisitorKey::from_header_id(&a, &other));
+        let key = VisitorKey::from_header_id(&a, &id);
+        assert!(!key.as_bytes().windows(4).any(|w| w == b"read"));
+    }
+}

@@ -1,0 +1,17 @@
+use reader_reactions::config::Config;
+use reader_reactions::startup::{Application, shutdown_signal};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = Config::from_environment();
+    reader_reactions::telemetry::init(config.log_format);
+    let result = async { Application::build(config).await?.run_until(shutdown_signal()).await }.await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole cause chain, once.
+            tracing::error!(error = format!("{error:#}"), "reader-reactions failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

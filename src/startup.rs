@@ -1,0 +1,100 @@
+//! Building and running the service: configuration in, a bound listener out.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{self, AppState, HttpOptions};
+use crate::identity::IdentityResolver;
+use crate::reactions::Reactions;
+use crate::store::{Store, StoreOptions};
+
+/// A built service, bound to its port but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+impl Application {
+    /// Connects the store, applies migrations (unless told not to), resolves the visitor secret
+    /// and binds the listener (port 0 picks a free port; see [`Application::local_addr`]).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(&StoreOptions {
+            database_url: config.database_url.clone(),
+            max_connections: config.database_max_connections.get(),
+            acquire_timeout: config.database_acquire_timeout,
+            statement_timeout: config.database_statement_timeout,
+        })
+        .context("while configuring the database connection")?;
+        if config.migrate_on_start {
+            store.migrate().await.context("while migrating the database at start-up")?;
+        }
+        let secret = match config.visitor_secret.clone() {
+            Some(secret) => secret,
+            None => store
+                .visitor_secret()
+                .await
+                .context("while loading the visitor secret from the database (or set VISITOR_SECRET)")?,
+        };
+        let identity = Arc::new(IdentityResolver::new(secret));
+        let state = AppState { reactions: Reactions::new(store.clone()), store };
+        let options = HttpOptions {
+            request_timeout: config.request_timeout,
+            allowed_origins: config.allowed_origins.clone(),
+        };
+        let router = http::app(state, identity, &options);
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("while binding {}", config.listen_addr))?;
+        Ok(Self { listener, router })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "serving");
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("while serving HTTP")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,442 @@
+//! The PostgreSQL backend.
+//!
+//! Writes are set-based: a slice of changes becomes a handful of statements over `UNNEST`ed
+//! arrays, whatever its length, so that a batching writer can hand over many changes at once.
+//! Rows are locked in a fixed order (article, visitor key) and then counts in (article,
+//! reaction) order, so concurrent writers, in this process or another, do not deadlock; the
+//! rare deadlock or serialization failure that remains is retried.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::{ReactionChange, StoreError, StoreOptions};
+use crate::domain::{ArticleId, Reaction, ReactionCounts};
+use crate::identity::{VisitorKey, VisitorSecret};
+
+/// The schema migrations in `migrations/`, embedded at compile time. `sqlx migrate run` applies
+/// the same folder.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// How often a transaction that hit a deadlock or serialization failure is tried in all.
+const MAX_ATTEMPTS: u32 = 6;
+
+/// PostgreSQL through a sqlx connection pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    database_url: String,
+}
+
+/// A change after collapsing a batch to the last intent per (article, visitor).
+struct NetChange<'a> {
+    article_id: &'a str,
+    visitor: &'a [u8],
+    target: Option<Reaction>,
+}
+
+impl PgStore {
+    pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect_options: PgConnectOptions = options
+            .database_url
+            .parse()
+            .context("while parsing DATABASE_URL")
+            .map_err(StoreError::Other)?;
+        let connect_options = connect_options.application_name("reader-reactions").options([(
+            "statement_timeout",
+            format!("{}ms", options.statement_timeout.as_millis()),
+        )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect_options);
+        Ok(Self { pool, database_url: options.database_url.clone() })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let exists = Postgres::database_exists(&self.database_url)
+            .await
+            .context("while checking that the database exists")
+            .map_err(classify_anyhow)?;
+        if !exists {
+            match Postgres::create_database(&self.database_url).await {
+                Ok(()) => tracing::info!("created the database"),
+                // Another instance created it first.
+                Err(e) if sql_state(&e).as_deref() == Some("42P04") => {}
+                Err(e) => return Err(classify(e, "while creating the database")),
+            }
+        }
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .context("while applying migrations")
+            .map_err(classify_anyhow)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, "while pinging the database"))
+    }
+
+    pub async fn visitor_secret(&self) -> Result<VisitorSecret, StoreError> {
+        // Insert-if-absent then read: every instance ends up with the first one's secret.
+        sqlx::query(
+            "insert into service_secrets (name, secret) values ('visitor', $1) on conflict (name) do nothing",
+        )
+        .bind(VisitorSecret::generate().expose())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| classify(e, "while storing a generated visitor secret"))?;
+        let (secret,): (Vec<u8>,) =
+            sqlx::query_as("select secret from service_secrets where name = 'visitor'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| classify(e, "while loading the visitor secret"))?;
+        Ok(VisitorSecret::from_bytes(secret))
+    }
+
+    #[tracing::instrument(skip_all, fields(changes = changes.len()))]
+    pub async fn apply(&self, changes: &[ReactionChange]) -> Result<(), StoreError> {
+        // The last change per (article, visitor) is the one that counts; order is kept.
+        let mut last: HashMap<(&str, &[u8]), Option<Reaction>> = HashMap::with_capacity(changes.len());
+        for change in changes {
+            last.insert((change.article_id.as_str(), change.visitor.as_bytes()), change.reaction);
+        }
+        let mut net: Vec<NetChange<'_>> = last
+            .into_iter()
+            .map(|((article_id, visitor), target)| NetChange { article_id, visitor, target })
+            .collect();
+        net.sort_unstable_by(|a, b| (a.article_id, a.visitor).cmp(&(b.article_id, b.visitor)));
+
+        let mut attempt = 1;
+        loop {
+            match self.apply_once(&net).await {
+                Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
+                    tracing::debug!(attempt, error = %e, "retrying a write transaction");
+                    tokio::time::sleep(Duration::from_millis(2u64 << attempt)).await;
+                    attempt += 1;
+                }
+                result => return result.map_err(|e| classify(e, "while applying reaction changes")),
+            }
+        }
+    }
+
+    async fn apply_once(&self, net: &[NetChange<'_>]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let index: HashMap<(&str, &[u8]), usize> =
+            net.iter().enumerate().map(|(i, c)| ((c.article_id, c.visitor), i)).collect();
+        // The reaction each key held before this transaction: unknown until resolved.
+        let mut before: Vec<Option<Option<Reaction>>> = vec![None; net.len()];
+        let mut unresolved: Vec<usize> = (0..net.len()).collect();
+
+        // Lock what exists; insert what does not. An insert that loses a race with another
+        // transaction (ON CONFLICT DO NOTHING returns nothing) is resolved again by locking the
+        // row that the other transaction committed.
+        for _round in 0..MAX_ATTEMPTS {
+            let (articles, visitors) = key_arrays(net, &unresolved);
+            let held: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
+                "select r.article_id, r.visitor_key, r.reaction::text
+                 from reactions r
+                 join unnest($1::text[], $2::bytea[]) as k(article_id, visitor_key)
+                   on r.article_id = k.article_id and r.visitor_key = k.visitor_key
+                 order by r.article_id, r.visitor_key
+                 for update of r",
+            )
+            .bind(&articles)
+            .bind(&visitors)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (article_id, visitor, reaction) in &held {
+                let i = index[&(article_id.as_str(), visitor.as_slice())];
+                before[i] = Some(Some(parse_reaction(reaction)?));
+            }
+
+            let mut to_insert = Vec::new();
+            for &i in &unresolved {
+                if before[i].is_none() {
+                    match net[i].target {
+                        Some(_) => to_insert.push(i),
+                        None => before[i] = Some(None), // deleting what is not there
+                    }
+                }
+            }
+            if to_insert.is_empty() {
+                unresolved.clear();
+                break;
+            }
+            let (articles, visitors) = key_arrays(net, &to_insert);
+            let reactions: Vec<&str> = to_insert.iter().map(|&i| target_key(&net[i])).collect();
+            let inserted: Vec<(String, Vec<u8>)> = sqlx::query_as(
+                "insert into reactions (article_id, visitor_key, reaction)
+                 select article_id, visitor_key, reaction::reaction
+                 from unnest($1::text[], $2::bytea[], $3::text[]) as n(article_id, visitor_key, reaction)
+                 order by article_id, visitor_key
+                 on conflict (article_id, visitor_key) do nothing
+                 returning article_id, visitor_key",
+            )
+            .bind(&articles)
+            .bind(&visitors)
+            .bind(&reactions)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (article_id, visitor) in &inserted {
+                let i = index[&(article_id.as_str(), visitor.as_slice())];
+                before[i] = Some(None);
+            }
+            unresolved = to_insert.into_iter().filter(|&i| before[i].is_none()).collect();
+            if unresolved.is_empty() {
+                break;
+            }
+        }
+        if !unresolved.is_empty() {
+            return Err(sqlx::Error::Protocol("could not settle concurrent inserts".into()));
+        }
+
+        let mut switched = Vec::new();
+        let mut deleted = Vec::new();
+        let mut deltas: HashMap<(&str, Reaction), i64> = HashMap::new();
+        for (i, change) in net.iter().enumerate() {
+            let old = before[i].expect("every key is resolved");
+            if old == change.target {
+                continue;
+            }
+            if let Some(old) = old {
+                *deltas.entry((change.article_id, old)).or_default() -= 1;
+                if change.target.is_some() {
+                    switched.push(i);
+                } else {
+                    deleted.push(i);
+                }
+            }
+            if let Some(new) = change.target {
+                *deltas.entry((change.article_id, new)).or_default() += 1;
+            }
+        }
+
+        if !switched.is_empty() {
+            let (articles, visitors) = key_arrays(net, &switched);
+            let reactions: Vec<&str> = switched.iter().map(|&i| target_key(&net[i])).collect();
+            sqlx::query(
+                "update reactions r set reaction = u.reaction::reaction, updated_at = now()
+                 from unnest($1::text[], $2::bytea[], $3::text[]) as u(article_id, visitor_key, reaction)
+                 where r.article_id = u.article_id and r.visitor_key = u.visitor_key",
+            )
+            .bind(&articles)
+            .bind(&visitors)
+            .bind(&reactions)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !deleted.is_empty() {
+            let (articles, visitors) = key_arrays(net, &deleted);
+            sqlx::query(
+                "delete from reactions r
+                 using unnest($1::text[], $2::bytea[]) as d(article_id, visitor_key)
+                 where r.article_id = d.article_id and r.visitor_key = d.visitor_key",
+            )
+            .bind(&articles)
+            .bind(&visitors)
+            .execute(&mut *tx)
+            .await?;
+        }
+        apply_count_deltas(&mut tx, deltas).await?;
+        tx.commit().await
+    }
+
+    #[tracing::instrument(skip_all, fields(articles = articles.len()))]
+    pub async fn counts(
+        &self,
+        articles: &[&ArticleId],
+    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
+        let ids: Vec<&str> = articles.iter().map(|a| a.as_str()).collect();
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "select article_id, reaction::text, count from article_reaction_counts
+             where article_id = any($1) and count > 0",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e, "while reading counts"))?;
+        let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
+        for (article_id, reaction, count) in rows {
+            let article_id = stored_article_id(article_id)?;
+            let reaction = parse_reaction(&reaction).map_err(|e| classify(e, "while reading counts"))?;
+            counts.entry(article_id).or_default().add(reaction, count);
+        }
+        Ok(counts)
+    }
+
+    #[tracing::instrument(skip_all, fields(articles = articles.len()))]
+    pub async fn viewer_reactions(
+        &self,
+        visitor: &VisitorKey,
+        articles: &[&ArticleId],
+    ) -> Result<HashMap<ArticleId, Reaction>, StoreError> {
+        let ids: Vec<&str> = articles.iter().map(|a| a.as_str()).collect();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "select article_id, reaction::text from reactions
+             where visitor_key = $1 and article_id = any($2)",
+        )
+        .bind(visitor.as_bytes().as_slice())
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e, "while reading the viewer's reactions"))?;
+        rows.into_iter()
+            .map(|(article_id, reaction)| {
+                let reaction = parse_reaction(&reaction)
+                    .map_err(|e| classify(e, "while reading the viewer's reactions"))?;
+                Ok((stored_article_id(article_id)?, reaction))
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn erase_visitor(&self, visitor: &VisitorKey) -> Result<u64, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.erase_visitor_once(visitor).await {
+                Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
+                    tokio::time::sleep(Duration::from_millis(2u64 << attempt)).await;
+                    attempt += 1;
+                }
+                result => return result.map_err(|e| classify(e, "while erasing a visitor")),
+            }
+        }
+    }
+
+    async fn erase_visitor_once(&self, visitor: &VisitorKey) -> Result<u64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        // Lock in the same (article, visitor) order as `apply` before deleting.
+        sqlx::query(
+            "select 1 from reactions where visitor_key = $1 order by article_id for update",
+        )
+        .bind(visitor.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await?;
+        let removed: Vec<(String, String)> = sqlx::query_as(
+            "delete from reactions where visitor_key = $1 returning article_id, reaction::text",
+        )
+        .bind(visitor.as_bytes().as_slice())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut deltas: HashMap<(&str, Reaction), i64> = HashMap::new();
+        for (article_id, reaction) in &removed {
+            *deltas.entry((article_id.as_str(), parse_reaction(reaction)?)).or_default() -= 1;
+        }
+        apply_count_deltas(&mut tx, deltas).await?;
+        tx.commit().await?;
+        Ok(removed.len() as u64)
+    }
+}
+
+/// Adds the deltas to the counts rows, in (article, reaction) order.
+async fn apply_count_deltas(
+    tx: &mut Transaction<'_, Postgres>,
+    deltas: HashMap<(&str, Reaction), i64>,
+) -> Result<(), sqlx::Error> {
+    let mut deltas: Vec<_> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    deltas.sort_unstable_by_key(|((article_id, reaction), _)| (*article_id, *reaction));
+    let articles: Vec<&str> = deltas.iter().map(|((a, _), _)| *a).collect();
+    let reactions: Vec<&str> = deltas.iter().map(|((_, r), _)| r.key()).collect();
+    let amounts: Vec<i64> = deltas.iter().map(|(_, d)| *d).collect();
+    // Two statements because a CHECK constraint is evaluated on the row INSERT proposes, before
+    // ON CONFLICT is considered: an upsert cannot carry a negative delta. Create missing rows at
+    // zero, then add the deltas, both in (article, reaction) order.
+    sqlx::query(
+        "insert into article_reaction_counts (article_id, reaction, count)
+         select article_id, reaction::reaction, 0
+         from unnest($1::text[], $2::text[], $3::bigint[]) with ordinality as d(article_id, reaction, delta, n)
+         where delta > 0
+         order by n
+         on conflict (article_id, reaction) do nothing",
+    )
+    .bind(&articles)
+    .bind(&reactions)
+    .bind(&amounts)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "update article_reaction_counts c set count = c.count + d.delta
+         from (select article_id, reaction::reaction as reaction, delta, n
+               from unnest($1::text[], $2::text[], $3::bigint[]) with ordinality as u(article_id, reaction, delta, n)
+               order by n) as d
+         where c.article_id = d.article_id and c.reaction = d.reaction",
+    )
+    .bind(&articles)
+    .bind(&reactions)
+    .bind(&amounts)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn key_arrays<'a>(net: &[NetChange<'a>], which: &[usize]) -> (Vec<&'a str>, Vec<&'a [u8]>) {
+    which.iter().map(|&i| (net[i].article_id, net[i].visitor)).unzip()
+}
+
+fn target_key(change: &NetChange<'_>) -> &'static str {
+    change.target.map(Reaction::key).unwrap_or_default()
+}
+
+fn parse_reaction(key: &str) -> Result<Reaction, sqlx::Error> {
+    key.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn stored_article_id(raw: String) -> Result<ArticleId, StoreError> {
+    ArticleId::parse(raw).context("an invalid article id is stored").map_err(StoreError::Other)
+}
+
+fn sql_state(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// Deadlocks and serialization failures: the transaction did nothing and may simply run again.
+fn is_retryable(error: &sqlx::Error) -> bool {
+    matches!(sql_state(error).as_deref(), Some("40001" | "40P01"))
+}
+
+/// Sorts a database error into "try again later" (503) or "bug" (500).
+fn classify(error: sqlx::Error, context: &'static str) -> StoreError {
+    let unavailable = match &error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(_) => sql_state(&error).is_some_and(|code| {
+            // 08: connection exception, 53: insufficient resources, 57: operator intervention
+            // (shutdown, statement timeout), 40: retries exhausted under contention.
+            ["08", "53", "57", "40"].iter().any(|class| code.starts_with(class))
+        }),
+        _ => false,
+    };
+    let error = anyhow::Error::new(error).context(context);
+    if unavailable { StoreError::Unavailable(error) } else { StoreError::Other(error) }
+}
+
+fn classify_anyhow(error: anyhow::Error) -> StoreError {
+    let unreachable = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_))
+        )
+    });
+    if unreachable { StoreError::Unavailable(error) } else { StoreError::Other(error) }
+}
