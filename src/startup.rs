@@ -31,17 +31,22 @@ impl Application {
         })
         .context("while configuring the database connection")?;
         if config.migrate_on_start {
-            store.migrate().await.context("while migrating the database at start-up")?;
+            store
+                .migrate()
+                .await
+                .context("while migrating the database at start-up")?;
         }
         let secret = match config.visitor_secret.clone() {
             Some(secret) => secret,
-            None => store
-                .visitor_secret()
-                .await
-                .context("while loading the visitor secret from the database (or set VISITOR_SECRET)")?,
+            None => store.visitor_secret().await.context(
+                "while loading the visitor secret from the database (or set VISITOR_SECRET)",
+            )?,
         };
         let identity = Arc::new(IdentityResolver::new(secret));
-        let state = AppState { reactions: Reactions::new(store.clone()), store };
+        let state = AppState {
+            reactions: Reactions::new(store.clone()),
+            store,
+        };
         let options = HttpOptions {
             request_timeout: config.request_timeout,
             allowed_origins: config.allowed_origins.clone(),
@@ -55,16 +60,25 @@ impl Application {
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "serving");
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("while serving HTTP")?;
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("while serving HTTP")?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -16,12 +16,22 @@ pub struct ReactionSummary {
     /// The sum of all seven counts.
     pub total: i64,
     /// The caller's reaction, or `null` when the caller holds none or is not identified.
+    #[schema(required = true)]
     pub viewer_reaction: Option<Reaction>,
 }
 
 impl ReactionSummary {
-    pub fn new(article_id: ArticleId, counts: ReactionCounts, viewer_reaction: Option<Reaction>) -> Self {
-        Self { article_id, total: counts.total(), counts, viewer_reaction }
+    pub fn new(
+        article_id: ArticleId,
+        counts: ReactionCounts,
+        viewer_reaction: Option<Reaction>,
+    ) -> Self {
+        Self {
+            article_id,
+            total: counts.total(),
+            counts,
+            viewer_reaction,
+        }
     }
 
     /// All zeros: an article nobody reacted to.

@@ -15,7 +15,9 @@ pub struct Health {
 
 /// The probe routes. They bypass identity and rate limiting: orchestrators call them.
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 /// The process is up.
@@ -38,4 +40,3 @@ async fn readyz(State(state): State<AppState>) -> Result<AppJson<Health>, ApiErr
     state.store.ping().await?;
     Ok(AppJson(Health { status: "ready" }))
 }
-

@@ -61,7 +61,8 @@ pub struct HttpOptions {
 pub(crate) fn api_routes(identity: Option<Arc<IdentityResolver>>) -> OpenApiRouter<AppState> {
     let mut visitor_routes = reactions::router();
     if let Some(identity) = identity {
-        visitor_routes = visitor_routes.route_layer(middleware::from_fn_with_state(identity, resolve_visitor));
+        visitor_routes =
+            visitor_routes.route_layer(middleware::from_fn_with_state(identity, resolve_visitor));
     }
     OpenApiRouter::with_openapi(openapi::ApiDoc::build())
         .merge(visitor_routes)
@@ -73,7 +74,7 @@ pub fn app(state: AppState, identity: Arc<IdentityResolver>, options: &HttpOptio
     let (routes, document) = api_routes(Some(identity)).split_for_parts();
     let routes = routes
         .merge(openapi::router(openapi::render(&document)))
-        .fallback(|| async { ApiError::not_found("no such route; see /openapi.json for the API") })
+        .fallback(unknown_route)
         .with_state(state);
 
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
@@ -102,7 +103,10 @@ pub fn app(state: AppState, identity: Arc<IdentityResolver>, options: &HttpOptio
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(middleware::map_response(problem::ensure_problem_body))
             .layer(CatchPanicLayer::new())
-            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, options.request_timeout))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                options.request_timeout,
+            ))
             .layer(cors(&options.allowed_origins))
             // A declared Content-Length over the limit is refused before anything is read; a
             // chunked body is cut off by the extractor limit while it is read.
@@ -111,11 +115,30 @@ pub fn app(state: AppState, identity: Arc<IdentityResolver>, options: &HttpOptio
     )
 }
 
+/// Unknown routes are 404s, except the common mistake of an article id that is empty or has an
+/// unencoded `/`, which gets a 400 that says how to fix it.
+async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+    let looks_like_article_route = uri
+        .path()
+        .strip_prefix("/v1/articles/")
+        .is_some_and(|rest| rest.ends_with("/reactions") || rest.ends_with("/reaction"));
+    if looks_like_article_route {
+        ApiError::invalid_article_id(
+            "an article id is one non-empty path segment; percent-encode '/' in it as %2F",
+        )
+    } else {
+        ApiError::not_found("no such route; see /openapi.json for the API")
+    }
+}
+
 /// CORS for browser callers: the widget sends `X-Visitor-Id` with PUT and DELETE.
 fn cors(allowed_origins: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::PUT, Method::DELETE, Method::OPTIONS])
-        .allow_headers([header::CONTENT_TYPE, HeaderName::from_static(crate::identity::VISITOR_ID_HEADER)])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            HeaderName::from_static(crate::identity::VISITOR_ID_HEADER),
+        ])
         .expose_headers([
             header::RETRY_AFTER,
             HeaderName::from_static("ratelimit"),
@@ -126,8 +149,10 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
     if allowed_origins.iter().any(|o| o == "*") {
         layer.allow_origin(AllowOrigin::any())
     } else {
-        let origins: Vec<HeaderValue> =
-            allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        let origins: Vec<HeaderValue> = allowed_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
         layer.allow_origin(origins).allow_credentials(true)
     }
 }

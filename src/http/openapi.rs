@@ -41,7 +41,9 @@ pub fn openapi_document() -> String {
 }
 
 pub(super) fn render(document: &utoipa::openapi::OpenApi) -> String {
-    let mut json = document.to_pretty_json().expect("the OpenAPI document serializes");
+    let mut json = document
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
     json.push('\n');
     json
 }
@@ -54,7 +56,13 @@ pub(super) fn router(document: String) -> Router<AppState> {
         get(move || {
             let document = document.clone();
             async move {
-                ([(header::CONTENT_TYPE, HeaderValue::from_static(super::extract::JSON_UTF8))], document)
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(super::extract::JSON_UTF8),
+                    )],
+                    document,
+                )
             }
         }),
     )

@@ -40,7 +40,9 @@ where
     let mut problem = Problem::new(status, slug, title, detail).into_response();
     // Keep headers such as Allow, Retry-After and the rate-limit fields; replace the body's.
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     for (name, value) in problem.headers().iter() {
         if !parts.headers.contains_key(name) {
             parts.headers.insert(name.clone(), value.clone());

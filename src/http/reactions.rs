@@ -1,6 +1,7 @@
 //! `/v1/articles/{article_id}/reaction(s)`, the batch read for list pages, and erase-me.
 
 use axum::extract::{RawQuery, State};
+use serde::Deserialize as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,13 +21,42 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(erase_me))
 }
 
-/// Body of `PUT /v1/articles/{article_id}/reaction`.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Body of `PUT /v1/articles/{article_id}/reaction`: a JSON object with exactly one field.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(example = json!({"reaction": "love"}))]
 pub struct SetReaction {
     /// One of the seven reaction keys. A well-formed body with any other key is a 422.
     #[schema(value_type = Reaction)]
     reaction: String,
+}
+
+impl<'de> serde::Deserialize<'de> for SetReaction {
+    /// Only a JSON object: serde's derive would also accept the array form `["love"]`.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            reaction: String,
+        }
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = SetReaction;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a JSON object such as {"reaction":"love"}"#)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<SetReaction, A::Error> {
+                let fields =
+                    Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(SetReaction {
+                    reaction: fields.reaction,
+                })
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly)
+    }
 }
 
 /// Answer of the batch read.
@@ -62,7 +92,9 @@ async fn get_article_reactions(
     visitor: Visitor,
     ArticlePath(article_id): ArticlePath,
 ) -> Result<AppJson<ReactionSummary>, ApiError> {
-    Ok(AppJson(state.reactions.summary(&article_id, visitor.key()).await?))
+    Ok(AppJson(
+        state.reactions.summary(&article_id, visitor.key()).await?,
+    ))
 }
 
 /// Sets or switches the caller's reaction. Idempotent: setting the same reaction again changes
@@ -90,7 +122,12 @@ async fn put_reaction(
 ) -> Result<AppJson<ReactionSummary>, ApiError> {
     let visitor = *visitor.require()?;
     let reaction: Reaction = body.reaction.parse().map_err(ApiError::unknown_reaction)?;
-    Ok(AppJson(state.reactions.change(article_id, visitor, Some(reaction)).await?))
+    Ok(AppJson(
+        state
+            .reactions
+            .change(article_id, visitor, Some(reaction))
+            .await?,
+    ))
 }
 
 /// Removes the caller's reaction. Idempotent: removing a reaction not held changes nothing.
@@ -111,7 +148,9 @@ async fn delete_reaction(
     ArticlePath(article_id): ArticlePath,
 ) -> Result<AppJson<ReactionSummary>, ApiError> {
     let visitor = *visitor.require()?;
-    Ok(AppJson(state.reactions.change(article_id, visitor, None).await?))
+    Ok(AppJson(
+        state.reactions.change(article_id, visitor, None).await?,
+    ))
 }
 
 /// Counts for 1–100 articles at once, for list pages.
@@ -140,17 +179,24 @@ async fn get_batch_reactions(
     let mut articles = Vec::new();
     for (name, value) in query_pairs(query.as_deref())? {
         if name != "article_id" {
-            return Err(ApiError::invalid_query(format!("unknown query parameter {name:?}; only article_id is accepted")));
+            return Err(ApiError::invalid_query(format!(
+                "unknown query parameter {name:?}; only article_id is accepted"
+            )));
         }
         if articles.len() == MAX_BATCH_ARTICLES {
-            return Err(ApiError::invalid_query(format!("at most {MAX_BATCH_ARTICLES} article_id parameters are accepted")));
+            return Err(ApiError::invalid_query(format!(
+                "at most {MAX_BATCH_ARTICLES} article_id parameters are accepted"
+            )));
         }
-        let article_id = ArticleId::parse(value)
-            .map_err(|e| ApiError::invalid_article_id(format!("article_id #{}: {e}", articles.len() + 1)))?;
+        let article_id = ArticleId::parse(value).map_err(|e| {
+            ApiError::invalid_article_id(format!("article_id #{}: {e}", articles.len() + 1))
+        })?;
         articles.push(article_id);
     }
     if articles.is_empty() {
-        return Err(ApiError::invalid_query("give at least one article_id parameter"));
+        return Err(ApiError::invalid_query(
+            "give at least one article_id parameter",
+        ));
     }
     let articles = state.reactions.summaries(&articles, visitor.key()).await?;
     Ok(AppJson(BatchSummaries { articles }))
@@ -168,7 +214,10 @@ async fn get_batch_reactions(
         (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn erase_me(State(state): State<AppState>, visitor: Visitor) -> Result<AppJson<Erased>, ApiError> {
+async fn erase_me(
+    State(state): State<AppState>,
+    visitor: Visitor,
+) -> Result<AppJson<Erased>, ApiError> {
     let visitor = visitor.require()?;
     let removed = state.reactions.erase_visitor(visitor).await?;
     Ok(AppJson(Erased { removed }))

@@ -28,10 +28,14 @@ impl IdentityResolver {
             return Ok(Visitor { key: None });
         };
         if values.next().is_some() {
-            return Err(ApiError::invalid_visitor_id(super::VisitorIdError::Repeated));
+            return Err(ApiError::invalid_visitor_id(
+                super::VisitorIdError::Repeated,
+            ));
         }
         let id = VisitorId::parse(first.as_bytes()).map_err(ApiError::invalid_visitor_id)?;
-        Ok(Visitor { key: Some(VisitorKey::from_header_id(&self.secret, &id)) })
+        Ok(Visitor {
+            key: Some(VisitorKey::from_header_id(&self.secret, &id)),
+        })
     }
 }
 
@@ -73,7 +77,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Visitor {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Visitor>().cloned().ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("the identity layer is not installed on this route"))
+            ApiError::Internal(anyhow::anyhow!(
+                "the identity layer is not installed on this route"
+            ))
         })
     }
 }

@@ -33,7 +33,8 @@ impl VisitorKey {
     /// Domain-separated HMAC: `kind`, a NUL separator, then the identity bytes. Different kinds of
     /// identity can never collide.
     fn derive(secret: &VisitorSecret, kind: &[u8], identity: &[u8]) -> Self {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
         mac.update(b"reader-reactions/visitor-key/v1\0");
         mac.update(kind);
         mac.update(b"\0");
@@ -50,7 +51,11 @@ impl VisitorKey {
 impl fmt::Debug for VisitorKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A prefix is enough to correlate log lines; the full key stays out of logs.
-        write!(f, "VisitorKey({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+        write!(
+            f,
+            "VisitorKey({:02x}{:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
     }
 }
 
@@ -74,7 +79,10 @@ impl VisitorId {
         if !(8..=128).contains(&raw.len()) {
             return Err(VisitorIdError::Length(raw.len()));
         }
-        if !raw.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-') {
+        if !raw
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+        {
             return Err(VisitorIdError::Charset);
         }
         // Checked above: ASCII only.
@@ -95,7 +103,10 @@ mod tests {
     #[test]
     fn visitor_id_accepts_the_contract_alphabet_and_lengths() {
         for ok in ["abcdefgh", "A-Z_0-9-abc", &"x".repeat(128)] {
-            assert!(VisitorId::parse(ok.as_bytes()).is_ok(), "{ok:?} should be accepted");
+            assert!(
+                VisitorId::parse(ok.as_bytes()).is_ok(),
+                "{ok:?} should be accepted"
+            );
         }
         let cases: [(&[u8], VisitorIdError); 5] = [
             (b"short", VisitorIdError::Length(5)),
@@ -115,9 +126,18 @@ mod tests {
         let b = VisitorSecret::from_bytes(vec![2; 32]);
         let id = VisitorId::parse(b"reader-0001").unwrap();
         let other = VisitorId::parse(b"reader-0002").unwrap();
-        assert_eq!(VisitorKey::from_header_id(&a, &id), VisitorKey::from_header_id(&a, &id));
-        assert_ne!(VisitorKey::from_header_id(&a, &id), VisitorKey::from_header_id(&b, &id));
-        assert_ne!(VisitorKey::from_header_id(&a, &id), VisitorKey::from_header_id(&a, &other));
+        assert_eq!(
+            VisitorKey::from_header_id(&a, &id),
+            VisitorKey::from_header_id(&a, &id)
+        );
+        assert_ne!(
+            VisitorKey::from_header_id(&a, &id),
+            VisitorKey::from_header_id(&b, &id)
+        );
+        assert_ne!(
+            VisitorKey::from_header_id(&a, &id),
+            VisitorKey::from_header_id(&a, &other)
+        );
         let key = VisitorKey::from_header_id(&a, &id);
         assert!(!key.as_bytes().windows(4).any(|w| w == b"read"));
     }

@@ -13,7 +13,9 @@ pub struct VisitorSecret(Vec<u8>);
 
 /// A configured secret that is too weak to use.
 #[derive(Debug, thiserror::Error)]
-#[error("VISITOR_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {0}); generate one with `openssl rand -base64 48`")]
+#[error(
+    "VISITOR_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {0}); generate one with `openssl rand -base64 48`"
+)]
 pub struct SecretError(usize);
 
 impl VisitorSecret {

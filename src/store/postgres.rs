@@ -46,15 +46,20 @@ impl PgStore {
             .parse()
             .context("while parsing DATABASE_URL")
             .map_err(StoreError::Other)?;
-        let connect_options = connect_options.application_name("reader-reactions").options([(
-            "statement_timeout",
-            format!("{}ms", options.statement_timeout.as_millis()),
-        )]);
+        let connect_options = connect_options
+            .application_name("reader-reactions")
+            .options([(
+                "statement_timeout",
+                format!("{}ms", options.statement_timeout.as_millis()),
+            )]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect_options);
-        Ok(Self { pool, database_url: options.database_url.clone() })
+        Ok(Self {
+            pool,
+            database_url: options.database_url.clone(),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -106,13 +111,21 @@ impl PgStore {
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
     pub async fn apply(&self, changes: &[ReactionChange]) -> Result<(), StoreError> {
         // The last change per (article, visitor) is the one that counts; order is kept.
-        let mut last: HashMap<(&str, &[u8]), Option<Reaction>> = HashMap::with_capacity(changes.len());
+        let mut last: HashMap<(&str, &[u8]), Option<Reaction>> =
+            HashMap::with_capacity(changes.len());
         for change in changes {
-            last.insert((change.article_id.as_str(), change.visitor.as_bytes()), change.reaction);
+            last.insert(
+                (change.article_id.as_str(), change.visitor.as_bytes()),
+                change.reaction,
+            );
         }
         let mut net: Vec<NetChange<'_>> = last
             .into_iter()
-            .map(|((article_id, visitor), target)| NetChange { article_id, visitor, target })
+            .map(|((article_id, visitor), target)| NetChange {
+                article_id,
+                visitor,
+                target,
+            })
             .collect();
         net.sort_unstable_by(|a, b| (a.article_id, a.visitor).cmp(&(b.article_id, b.visitor)));
 
@@ -124,15 +137,20 @@ impl PgStore {
                     tokio::time::sleep(Duration::from_millis(2u64 << attempt)).await;
                     attempt += 1;
                 }
-                result => return result.map_err(|e| classify(e, "while applying reaction changes")),
+                result => {
+                    return result.map_err(|e| classify(e, "while applying reaction changes"));
+                }
             }
         }
     }
 
     async fn apply_once(&self, net: &[NetChange<'_>]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let index: HashMap<(&str, &[u8]), usize> =
-            net.iter().enumerate().map(|(i, c)| ((c.article_id, c.visitor), i)).collect();
+        let index: HashMap<(&str, &[u8]), usize> = net
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ((c.article_id, c.visitor), i))
+            .collect();
         // The reaction each key held before this transaction: unknown until resolved.
         let mut before: Vec<Option<Option<Reaction>>> = vec![None; net.len()];
         let mut unresolved: Vec<usize> = (0..net.len()).collect();
@@ -191,13 +209,18 @@ impl PgStore {
                 let i = index[&(article_id.as_str(), visitor.as_slice())];
                 before[i] = Some(None);
             }
-            unresolved = to_insert.into_iter().filter(|&i| before[i].is_none()).collect();
+            unresolved = to_insert
+                .into_iter()
+                .filter(|&i| before[i].is_none())
+                .collect();
             if unresolved.is_empty() {
                 break;
             }
         }
         if !unresolved.is_empty() {
-            return Err(sqlx::Error::Protocol("could not settle concurrent inserts".into()));
+            return Err(sqlx::Error::Protocol(
+                "could not settle concurrent inserts".into(),
+            ));
         }
 
         let mut switched = Vec::new();
@@ -268,7 +291,8 @@ impl PgStore {
         let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
         for (article_id, reaction, count) in rows {
             let article_id = stored_article_id(article_id)?;
-            let reaction = parse_reaction(&reaction).map_err(|e| classify(e, "while reading counts"))?;
+            let reaction =
+                parse_reaction(&reaction).map_err(|e| classify(e, "while reading counts"))?;
             counts.entry(article_id).or_default().add(reaction, count);
         }
         Ok(counts)
@@ -330,7 +354,9 @@ impl PgStore {
         .await?;
         let mut deltas: HashMap<(&str, Reaction), i64> = HashMap::new();
         for (article_id, reaction) in &removed {
-            *deltas.entry((article_id.as_str(), parse_reaction(reaction)?)).or_default() -= 1;
+            *deltas
+                .entry((article_id.as_str(), parse_reaction(reaction)?))
+                .or_default() -= 1;
         }
         apply_count_deltas(&mut tx, deltas).await?;
         tx.commit().await?;
@@ -383,7 +409,10 @@ async fn apply_count_deltas(
 }
 
 fn key_arrays<'a>(net: &[NetChange<'a>], which: &[usize]) -> (Vec<&'a str>, Vec<&'a [u8]>) {
-    which.iter().map(|&i| (net[i].article_id, net[i].visitor)).unzip()
+    which
+        .iter()
+        .map(|&i| (net[i].article_id, net[i].visitor))
+        .unzip()
 }
 
 fn target_key(change: &NetChange<'_>) -> &'static str {
@@ -395,7 +424,9 @@ fn parse_reaction(key: &str) -> Result<Reaction, sqlx::Error> {
 }
 
 fn stored_article_id(raw: String) -> Result<ArticleId, StoreError> {
-    ArticleId::parse(raw).context("an invalid article id is stored").map_err(StoreError::Other)
+    ArticleId::parse(raw)
+        .context("an invalid article id is stored")
+        .map_err(StoreError::Other)
 }
 
 fn sql_state(error: &sqlx::Error) -> Option<String> {
@@ -423,20 +454,35 @@ fn classify(error: sqlx::Error, context: &'static str) -> StoreError {
         sqlx::Error::Database(_) => sql_state(&error).is_some_and(|code| {
             // 08: connection exception, 53: insufficient resources, 57: operator intervention
             // (shutdown, statement timeout), 40: retries exhausted under contention.
-            ["08", "53", "57", "40"].iter().any(|class| code.starts_with(class))
+            ["08", "53", "57", "40"]
+                .iter()
+                .any(|class| code.starts_with(class))
         }),
         _ => false,
     };
     let error = anyhow::Error::new(error).context(context);
-    if unavailable { StoreError::Unavailable(error) } else { StoreError::Other(error) }
+    if unavailable {
+        StoreError::Unavailable(error)
+    } else {
+        StoreError::Other(error)
+    }
 }
 
 fn classify_anyhow(error: anyhow::Error) -> StoreError {
     let unreachable = error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<sqlx::Error>(),
-            Some(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_))
+            Some(
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+            )
         )
     });
-    if unreachable { StoreError::Unavailable(error) } else { StoreError::Other(error) }
+    if unreachable {
+        StoreError::Unavailable(error)
+    } else {
+        StoreError::Other(error)
+    }
 }

@@ -1,0 +1,10 @@
+//! Integration tests: the HTTP API over real sockets against a real PostgreSQL, one fresh
+//! database per test. See `helpers` for `spawn_app`.
+
+mod bad_input;
+mod concurrency;
+mod config;
+mod health;
+mod helpers;
+mod openapi;
+mod reactions;
