@@ -14,11 +14,7 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/reade
 
 /// Every setting of the service. See the README for what each one means.
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "reader-reactions",
-    version,
-    about = "Reaction buttons and counts for news articles"
-)]
+#[command(name = "reader-reactions", version, about = "Reaction buttons and counts for news articles")]
 pub struct Config {
     /// PostgreSQL connection URL; the database is created if it does not exist.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
@@ -53,13 +49,16 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_READ_BURST", default_value = "200")]
     pub rate_limit_read_burst: NonZeroU32,
 
+    /// Sustained dashboard (stats) reads per minute per client IP.
+    #[arg(long, env = "RATE_LIMIT_STATS_PER_MINUTE", default_value = "120")]
+    pub rate_limit_stats_per_minute: NonZeroU32,
+
+    /// Dashboard (stats) reads a client IP may send in a burst.
+    #[arg(long, env = "RATE_LIMIT_STATS_BURST", default_value = "30")]
+    pub rate_limit_stats_burst: NonZeroU32,
+
     /// Comma-separated origins allowed to call the API from a browser, or `*`.
-    #[arg(
-        long,
-        env = "ALLOWED_ORIGINS",
-        value_delimiter = ',',
-        default_value = "*"
-    )]
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',', default_value = "*")]
     pub allowed_origins: Vec<String>,
 
     /// Mark the visitor cookie `Secure; SameSite=None` (needed cross-site over HTTPS).
@@ -121,8 +120,8 @@ impl Config {
 
     /// The defaults, for `database_url`, with nothing read from the environment (for tests).
     pub fn for_database(database_url: impl Into<String>) -> Self {
-        let mut config = Self::try_parse_from(["reader-reactions"])
-            .unwrap_or_else(|e| panic!("defaults must parse: {e}"));
+        let mut config =
+            Self::try_parse_from(["reader-reactions"]).unwrap_or_else(|e| panic!("defaults must parse: {e}"));
         config.database_url = database_url.into();
         config
     }

@@ -5,13 +5,7 @@ use reader_reactions::startup::{Application, shutdown_signal};
 async fn main() -> std::process::ExitCode {
     let config = Config::from_environment();
     reader_reactions::telemetry::init(config.log_format);
-    let result = async {
-        Application::build(config)
-            .await?
-            .run_until(shutdown_signal())
-            .await
-    }
-    .await;
+    let result = async { Application::build(config).await?.run_until(shutdown_signal()).await }.await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -53,9 +53,7 @@ impl Reactions {
         article_id: &ArticleId,
         viewer: Option<&VisitorKey>,
     ) -> Result<ReactionSummary, StoreError> {
-        let mut summaries = self
-            .summaries(std::slice::from_ref(article_id), viewer)
-            .await?;
+        let mut summaries = self.summaries(std::slice::from_ref(article_id), viewer).await?;
         Ok(summaries.pop().expect("one summary per article asked"))
     }
 
@@ -68,11 +66,7 @@ impl Reactions {
         visitor: VisitorKey,
         reaction: Option<Reaction>,
     ) -> Result<ReactionSummary, StoreError> {
-        let change = ReactionChange {
-            article_id,
-            visitor,
-            reaction,
-        };
+        let change = ReactionChange { article_id, visitor, reaction };
         self.store.apply(std::slice::from_ref(&change)).await?;
         let counts = self.store.counts(&[&change.article_id]).await?;
         let counts = counts.get(&change.article_id).copied().unwrap_or_default();

@@ -8,8 +8,10 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::{self, AppState, HttpOptions};
-use crate::identity::IdentityResolver;
+use crate::http::client_ip::TrustedProxies;
+use crate::http::rate_limit::{ClassLimiter, Limit, RateLimits};
+use crate::http::{self, AppState, EdgeLayers, HttpOptions};
+use crate::identity::{IdentityResolver, SaltCache};
 use crate::reactions::Reactions;
 use crate::store::{Store, StoreOptions};
 
@@ -17,7 +19,11 @@ use crate::store::{Store, StoreOptions};
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    purger: tokio::task::JoinHandle<()>,
 }
+
+/// How often idle clients are dropped from the rate limiters.
+const RATE_LIMIT_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Application {
     /// Connects the store, applies migrations (unless told not to), resolves the visitor secret
@@ -31,54 +37,64 @@ impl Application {
         })
         .context("while configuring the database connection")?;
         if config.migrate_on_start {
-            store
-                .migrate()
-                .await
-                .context("while migrating the database at start-up")?;
+            store.migrate().await.context("while migrating the database at start-up")?;
         }
         let secret = match config.visitor_secret.clone() {
             Some(secret) => secret,
-            None => store.visitor_secret().await.context(
-                "while loading the visitor secret from the database (or set VISITOR_SECRET)",
-            )?,
+            None => store
+                .visitor_secret()
+                .await
+                .context("while loading the visitor secret from the database (or set VISITOR_SECRET)")?,
         };
-        let identity = Arc::new(IdentityResolver::new(secret));
-        let state = AppState {
-            reactions: Reactions::new(store.clone()),
-            store,
-        };
+        let identity =
+            Arc::new(IdentityResolver::new(secret, SaltCache::new(store.clone()), config.cookie_secure));
+        let rate_limits = Arc::new(RateLimits {
+            writes: ClassLimiter::new(
+                "writes",
+                Limit {
+                    per_minute: config.rate_limit_writes_per_minute,
+                    burst: config.rate_limit_write_burst,
+                },
+            ),
+            reads: ClassLimiter::new(
+                "reads",
+                Limit { per_minute: config.rate_limit_reads_per_minute, burst: config.rate_limit_read_burst },
+            ),
+            stats: ClassLimiter::new(
+                "stats",
+                Limit {
+                    per_minute: config.rate_limit_stats_per_minute,
+                    burst: config.rate_limit_stats_burst,
+                },
+            ),
+        });
+        let purger = rate_limits.spawn_purger(RATE_LIMIT_PURGE_INTERVAL);
+        let state = AppState { reactions: Reactions::new(store.clone()), store };
         let options = HttpOptions {
             request_timeout: config.request_timeout,
             allowed_origins: config.allowed_origins.clone(),
+            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         };
-        let router = http::app(state, identity, &options);
+        let edge = EdgeLayers { identity, rate_limits };
+        let router = http::app(state, edge, &options);
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("while binding {}", config.listen_addr))?;
-        Ok(Self { listener, router })
+        Ok(Self { listener, router, purger })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "serving");
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("while serving HTTP")?;
+        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        self.purger.abort();
+        served.context("while serving HTTP")?;
         tracing::info!("stopped");
         Ok(())
     }

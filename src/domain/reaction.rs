@@ -64,10 +64,7 @@ impl FromStr for Reaction {
     type Err = UnknownReaction;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Reaction::ALL
-            .into_iter()
-            .find(|r| r.key() == s)
-            .ok_or_else(|| UnknownReaction(s.to_owned()))
+        Reaction::ALL.into_iter().find(|r| r.key() == s).ok_or_else(|| UnknownReaction(s.to_owned()))
     }
 }
 
@@ -79,15 +76,7 @@ impl fmt::Display for Reaction {
 
 /// How many visitors currently hold each reaction. All seven keys are always present.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
 )]
 pub struct ReactionCounts {
     pub like: i64,
@@ -145,21 +134,12 @@ mod tests {
     #[test]
     fn keys_round_trip_and_keep_display_order() {
         let keys: Vec<_> = Reaction::ALL.iter().map(|r| r.key()).collect();
-        assert_eq!(
-            keys,
-            ["like", "dislike", "love", "funny", "angry", "sad", "wow"]
-        );
+        assert_eq!(keys, ["like", "dislike", "love", "funny", "angry", "sad", "wow"]);
         for r in Reaction::ALL {
             assert_eq!(r.key().parse::<Reaction>(), Ok(r));
-            assert_eq!(
-                serde_json::to_string(&r).unwrap(),
-                format!("\"{}\"", r.key())
-            );
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.key()));
         }
-        assert!(
-            "Love".parse::<Reaction>().is_err(),
-            "keys are case-sensitive"
-        );
+        assert!("Love".parse::<Reaction>().is_err(), "keys are case-sensitive");
         assert!("".parse::<Reaction>().is_err());
     }
 

@@ -21,17 +21,8 @@ pub struct ReactionSummary {
 }
 
 impl ReactionSummary {
-    pub fn new(
-        article_id: ArticleId,
-        counts: ReactionCounts,
-        viewer_reaction: Option<Reaction>,
-    ) -> Self {
-        Self {
-            article_id,
-            total: counts.total(),
-            counts,
-            viewer_reaction,
-        }
+    pub fn new(article_id: ArticleId, counts: ReactionCounts, viewer_reaction: Option<Reaction>) -> Self {
+        Self { article_id, total: counts.total(), counts, viewer_reaction }
     }
 
     /// All zeros: an article nobody reacted to.

@@ -55,10 +55,7 @@ impl IntoResponse for Problem {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
-            );
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS));
         }
         response
     }
@@ -84,57 +81,23 @@ impl ApiError {
     }
 
     pub fn invalid_article_id(detail: impl Display) -> Self {
-        Self::client(
-            StatusCode::BAD_REQUEST,
-            "invalid-article-id",
-            "Invalid article id",
-            detail,
-        )
+        Self::client(StatusCode::BAD_REQUEST, "invalid-article-id", "Invalid article id", detail)
     }
 
     pub fn invalid_visitor_id(detail: impl Display) -> Self {
-        Self::client(
-            StatusCode::BAD_REQUEST,
-            "invalid-visitor-id",
-            "Invalid visitor id",
-            detail,
-        )
-    }
-
-    pub fn visitor_required() -> Self {
-        Self::client(
-            StatusCode::BAD_REQUEST,
-            "visitor-required",
-            "Visitor not identified",
-            "this request changes a visitor's reaction; identify the visitor with an X-Visitor-Id header",
-        )
+        Self::client(StatusCode::BAD_REQUEST, "invalid-visitor-id", "Invalid visitor id", detail)
     }
 
     pub fn invalid_query(detail: impl Display) -> Self {
-        Self::client(
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
-            "Invalid query string",
-            detail,
-        )
+        Self::client(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query string", detail)
     }
 
     pub fn invalid_body(detail: impl Display) -> Self {
-        Self::client(
-            StatusCode::BAD_REQUEST,
-            "invalid-body",
-            "Invalid request body",
-            detail,
-        )
+        Self::client(StatusCode::BAD_REQUEST, "invalid-body", "Invalid request body", detail)
     }
 
     pub fn unknown_reaction(detail: impl Display) -> Self {
-        Self::client(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown-reaction",
-            "Unknown reaction",
-            detail,
-        )
+        Self::client(StatusCode::UNPROCESSABLE_ENTITY, "unknown-reaction", "Unknown reaction", detail)
     }
 
     pub fn body_too_large() -> Self {
@@ -142,10 +105,7 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
             "Request body too large",
-            format!(
-                "request bodies are limited to {} bytes",
-                super::MAX_BODY_BYTES
-            ),
+            format!("request bodies are limited to {} bytes", super::MAX_BODY_BYTES),
         )
     }
 

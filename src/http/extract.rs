@@ -18,12 +18,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(JsonRejection::MissingJsonContentType(_)) => {
-                Err(ApiError::unsupported_media_type())
-            }
-            Err(JsonRejection::BytesRejection(r))
-                if r.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::unsupported_media_type()),
+            Err(JsonRejection::BytesRejection(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::body_too_large())
             }
             Err(rejection) => Err(ApiError::invalid_body(rejection.body_text())),
@@ -38,17 +34,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ArticlePath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection: PathRejection| {
+        let Path(raw) =
+            Path::<String>::from_request_parts(parts, state).await.map_err(|rejection: PathRejection| {
                 ApiError::invalid_article_id(format!(
                     "the article id must be one percent-encoded segment of UTF-8 ({})",
                     rejection.body_text()
                 ))
             })?;
-        ArticleId::parse(raw)
-            .map(Self)
-            .map_err(ApiError::invalid_article_id)
+        ArticleId::parse(raw).map(Self).map_err(ApiError::invalid_article_id)
     }
 }
 
@@ -85,18 +78,14 @@ pub const JSON_UTF8: &str = "application/json; charset=utf-8";
 impl<T: serde::Serialize> axum::response::IntoResponse for AppJson<T> {
     fn into_response(self) -> axum::response::Response {
         match serde_json::to_vec(&self.0) {
-            Ok(body) => (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    axum::http::HeaderValue::from_static(JSON_UTF8),
-                )],
-                body,
-            )
-                .into_response(),
-            Err(error) => ApiError::Internal(
-                anyhow::Error::new(error).context("while serializing a response"),
-            )
-            .into_response(),
+            Ok(body) => {
+                ([(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static(JSON_UTF8))], body)
+                    .into_response()
+            }
+            Err(error) => {
+                ApiError::Internal(anyhow::Error::new(error).context("while serializing a response"))
+                    .into_response()
+            }
         }
     }
 }
@@ -107,24 +96,13 @@ mod tests {
 
     #[test]
     fn query_pairs_keep_repeats_order_and_decode_strictly() {
-        let pairs = query_pairs(Some(
-            "article_id=a&article_id=b%2Fc&article_id=a&x=%C3%A9+1",
-        ))
-        .unwrap();
+        let pairs = query_pairs(Some("article_id=a&article_id=b%2Fc&article_id=a&x=%C3%A9+1")).unwrap();
         assert_eq!(
             pairs,
-            [
-                ("article_id", "a"),
-                ("article_id", "b/c"),
-                ("article_id", "a"),
-                ("x", "é 1")
-            ]
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            [("article_id", "a"), ("article_id", "b/c"), ("article_id", "a"), ("x", "é 1")]
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
         );
-        assert!(
-            query_pairs(Some("article_id=%FF")).is_err(),
-            "invalid UTF-8"
-        );
+        assert!(query_pairs(Some("article_id=%FF")).is_err(), "invalid UTF-8");
         assert!(query_pairs(None).unwrap().is_empty());
     }
 }

@@ -15,9 +15,7 @@ pub struct Health {
 
 /// The probe routes. They bypass identity and rate limiting: orchestrators call them.
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
 }
 
 /// The process is up.

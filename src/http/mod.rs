@@ -3,11 +3,13 @@
 //! Routes and the OpenAPI document come from one registration (utoipa-axum), so the served
 //! document cannot drift from the handlers.
 
+pub mod client_ip;
 mod error;
 mod extract;
 mod health;
 mod openapi;
 mod problem;
+pub mod rate_limit;
 mod reactions;
 
 use std::sync::Arc;
@@ -30,6 +32,8 @@ pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use extract::AppJson;
 pub use openapi::openapi_document;
 
+use self::client_ip::{TrustedProxies, resolve_client_ip};
+use self::rate_limit::{ClassOf, RateLimits, rate_limit};
 use crate::identity::{IdentityResolver, resolve_visitor};
 use crate::reactions::Reactions;
 use crate::store::Store;
@@ -54,28 +58,35 @@ pub struct HttpOptions {
     pub request_timeout: Duration,
     /// Origins allowed to call the API from a browser; `["*"]` for any.
     pub allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// The per-request middleware state: who the client is, and how much it may do.
+#[derive(Clone)]
+pub struct EdgeLayers {
+    pub identity: Arc<IdentityResolver>,
+    pub rate_limits: Arc<RateLimits>,
 }
 
 /// All routes with their OpenAPI descriptions, before state and the outer layers are attached.
 /// The identity layer wraps the visitor-facing routes only (the document is built without it).
-pub(crate) fn api_routes(identity: Option<Arc<IdentityResolver>>) -> OpenApiRouter<AppState> {
+pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
     let mut visitor_routes = reactions::router();
-    if let Some(identity) = identity {
-        visitor_routes =
-            visitor_routes.route_layer(middleware::from_fn_with_state(identity, resolve_visitor));
+    if let Some(edge) = edge {
+        // Route layers wrap outward: the rate limiter runs first, then identity, then the handler.
+        visitor_routes = visitor_routes
+            .route_layer(middleware::from_fn_with_state(edge.identity, resolve_visitor))
+            .route_layer(middleware::from_fn_with_state((edge.rate_limits, ClassOf::Method), rate_limit));
     }
-    OpenApiRouter::with_openapi(openapi::ApiDoc::build())
-        .merge(visitor_routes)
-        .merge(health::router())
+    OpenApiRouter::with_openapi(openapi::ApiDoc::build()).merge(visitor_routes).merge(health::router())
 }
 
 /// The complete application: routes, identity, and the layers every request passes through.
-pub fn app(state: AppState, identity: Arc<IdentityResolver>, options: &HttpOptions) -> Router {
-    let (routes, document) = api_routes(Some(identity)).split_for_parts();
-    let routes = routes
-        .merge(openapi::router(openapi::render(&document)))
-        .fallback(unknown_route)
-        .with_state(state);
+pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
+    let (routes, document) = api_routes(Some(edge)).split_for_parts();
+    let routes =
+        routes.merge(openapi::router(openapi::render(&document))).fallback(unknown_route).with_state(state);
 
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     // Listed outermost first: the request id exists before the trace span opens, and every
@@ -103,11 +114,12 @@ pub fn app(state: AppState, identity: Arc<IdentityResolver>, options: &HttpOptio
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(middleware::map_response(problem::ensure_problem_body))
             .layer(CatchPanicLayer::new())
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                options.request_timeout,
-            ))
+            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, options.request_timeout))
             .layer(cors(&options.allowed_origins))
+            .layer(middleware::from_fn_with_state(
+                Arc::new(options.trusted_proxies.clone()),
+                resolve_client_ip,
+            ))
             // A declared Content-Length over the limit is refused before anything is read; a
             // chunked body is cut off by the extractor limit while it is read.
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -135,10 +147,7 @@ async fn unknown_route(uri: axum::http::Uri) -> ApiError {
 fn cors(allowed_origins: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::PUT, Method::DELETE, Method::OPTIONS])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            HeaderName::from_static(crate::identity::VISITOR_ID_HEADER),
-        ])
+        .allow_headers([header::CONTENT_TYPE, HeaderName::from_static(crate::identity::VISITOR_ID_HEADER)])
         .expose_headers([
             header::RETRY_AFTER,
             HeaderName::from_static("ratelimit"),
@@ -149,10 +158,8 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
     if allowed_origins.iter().any(|o| o == "*") {
         layer.allow_origin(AllowOrigin::any())
     } else {
-        let origins: Vec<HeaderValue> = allowed_origins
-            .iter()
-            .filter_map(|o| HeaderValue::from_str(o).ok())
-            .collect();
+        let origins: Vec<HeaderValue> =
+            allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
         layer.allow_origin(origins).allow_credentials(true)
     }
 }

@@ -40,10 +40,91 @@ pub fn openapi_document() -> String {
     render(&document)
 }
 
+/// Adds what the middleware layers do to every `/v1/` operation, in one place rather than on
+/// each handler: the `rr_vid` cookie, the rate-limit fields on every answer, the 429, and the
+/// cookie a fingerprinted write receives.
+pub(super) fn describe_layers(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{
+        ContentBuilder, HeaderBuilder, Object, Ref, RefOr, Required, ResponseBuilder, Type,
+    };
+
+    let string_header = |description: &str, example: &str| {
+        HeaderBuilder::new()
+            .schema(Some(Object::with_type(Type::String)))
+            .description(Some(description))
+            .example(Some(serde_json::json!(example)))
+            .build()
+    };
+    let ratelimit = string_header(
+        "Quota left in this policy: `r` requests now, `t` seconds until the quota is full again \
+         (on a 429: until the next request is allowed). IETF draft-ietf-httpapi-ratelimit-headers.",
+        "\"writes\";r=19;t=1",
+    );
+    let policy = string_header(
+        "The policy of this route's class (`writes`, `reads` or `stats`): `q` requests of burst; \
+         the sustained rate is set per minute (`w=60`).",
+        "\"writes\";q=20;w=60",
+    );
+    let too_many = ResponseBuilder::new()
+        .description("Over the rate limit of this client IP; retry after `Retry-After` seconds")
+        .content(
+            super::PROBLEM_JSON,
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(Object::with_type(Type::Integer)))
+                .description(Some("Seconds until the next request is allowed"))
+                .build(),
+        )
+        .header("RateLimit", ratelimit.clone())
+        .header("RateLimit-Policy", policy.clone())
+        .build();
+    let cookie = ParameterBuilder::new()
+        .name(crate::identity::cookie::COOKIE_NAME)
+        .parameter_in(ParameterIn::Cookie)
+        .required(Required::False)
+        .description(Some(
+            "The service's signed visitor cookie, used when no X-Visitor-Id header is sent. \
+             A cookie that fails verification is ignored. Without either, the visitor is an \
+             anonymous fingerprint (a keyed hash of a daily salt, the client IP and User-Agent).",
+        ))
+        .schema(Some(Object::with_type(Type::String)))
+        .build();
+    let set_cookie = string_header(
+        "Sent after a write identified by fingerprint: the signed `rr_vid` cookie (HttpOnly, one \
+         year; `Secure; SameSite=None` when COOKIE_SECURE is on) so the browser keeps its identity.",
+        "rr_vid=v1.…; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
+    );
+
+    for (path, item) in document.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let writes = [&mut item.put, &mut item.delete].into_iter().flatten().map(|op| (op, true));
+        let reads = [&mut item.get].into_iter().flatten().map(|op| (op, false));
+        for (operation, is_write) in writes.chain(reads) {
+            operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(cookie.clone()));
+            for (status, response) in operation.responses.responses.iter_mut() {
+                if let RefOr::T(response) = response {
+                    response.headers.insert("RateLimit".into(), RefOr::T(ratelimit.clone()));
+                    response.headers.insert("RateLimit-Policy".into(), RefOr::T(policy.clone()));
+                    if is_write && status == "200" {
+                        response.headers.insert("Set-Cookie".into(), RefOr::T(set_cookie.clone()));
+                    }
+                }
+            }
+            operation.responses.responses.insert("429".into(), RefOr::T(too_many.clone()));
+        }
+    }
+}
+
 pub(super) fn render(document: &utoipa::openapi::OpenApi) -> String {
-    let mut json = document
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes");
+    let mut document = document.clone();
+    describe_layers(&mut document);
+    let mut json = document.to_pretty_json().expect("the OpenAPI document serializes");
     json.push('\n');
     json
 }
@@ -56,13 +137,7 @@ pub(super) fn router(document: String) -> Router<AppState> {
         get(move || {
             let document = document.clone();
             async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static(super::extract::JSON_UTF8),
-                    )],
-                    document,
-                )
+                ([(header::CONTENT_TYPE, HeaderValue::from_static(super::extract::JSON_UTF8))], document)
             }
         }),
     )

@@ -21,9 +21,10 @@ where
     }
     let (slug, detail) = match status {
         StatusCode::NOT_FOUND => ("not-found", "no such route; see /openapi.json for the API".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method-not-allowed", "this route does not support the request method; see the Allow header".to_owned())
-        }
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "this route does not support the request method; see the Allow header".to_owned(),
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => {
             ("body-too-large", format!("request bodies are limited to {MAX_BODY_BYTES} bytes"))
         }
@@ -32,7 +33,9 @@ where
             "the request could not be completed in time; retry after the number of seconds in Retry-After"
                 .to_owned(),
         ),
-        StatusCode::INTERNAL_SERVER_ERROR => ("internal", "an unexpected error occurred; it has been logged".to_owned()),
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            ("internal", "an unexpected error occurred; it has been logged".to_owned())
+        }
         _ => ("http-error", status.canonical_reason().unwrap_or("error").to_lowercase()),
     };
     let title = status.canonical_reason().unwrap_or("Error");
@@ -40,9 +43,7 @@ where
     let mut problem = Problem::new(status, slug, title, detail).into_response();
     // Keep headers such as Allow, Retry-After and the rate-limit fields; replace the body's.
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts
-        .headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     for (name, value) in problem.headers().iter() {
         if !parts.headers.contains_key(name) {
             parts.headers.insert(name.clone(), value.clone());

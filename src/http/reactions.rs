@@ -44,15 +44,9 @@ impl<'de> serde::Deserialize<'de> for SetReaction {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(r#"a JSON object such as {"reaction":"love"}"#)
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<SetReaction, A::Error> {
-                let fields =
-                    Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(SetReaction {
-                    reaction: fields.reaction,
-                })
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SetReaction, A::Error> {
+                let fields = Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(SetReaction { reaction: fields.reaction })
             }
         }
         deserializer.deserialize_map(ObjectOnly)
@@ -92,9 +86,7 @@ async fn get_article_reactions(
     visitor: Visitor,
     ArticlePath(article_id): ArticlePath,
 ) -> Result<AppJson<ReactionSummary>, ApiError> {
-    Ok(AppJson(
-        state.reactions.summary(&article_id, visitor.key()).await?,
-    ))
+    Ok(AppJson(state.reactions.summary(&article_id, visitor.key()).await?))
 }
 
 /// Sets or switches the caller's reaction. Idempotent: setting the same reaction again changes
@@ -107,7 +99,7 @@ async fn get_article_reactions(
     request_body(content = SetReaction, content_type = "application/json"),
     responses(
         (status = 200, description = "The summary after the change", body = ReactionSummary),
-        (status = 400, description = "Malformed article id, visitor header or JSON, or no visitor identity", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed article id, visitor header or JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 4 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown reaction key", body = Problem, content_type = "application/problem+json"),
@@ -122,12 +114,7 @@ async fn put_reaction(
 ) -> Result<AppJson<ReactionSummary>, ApiError> {
     let visitor = *visitor.require()?;
     let reaction: Reaction = body.reaction.parse().map_err(ApiError::unknown_reaction)?;
-    Ok(AppJson(
-        state
-            .reactions
-            .change(article_id, visitor, Some(reaction))
-            .await?,
-    ))
+    Ok(AppJson(state.reactions.change(article_id, visitor, Some(reaction)).await?))
 }
 
 /// Removes the caller's reaction. Idempotent: removing a reaction not held changes nothing.
@@ -138,7 +125,7 @@ async fn put_reaction(
     params(ArticleParam, VisitorHeader),
     responses(
         (status = 200, description = "The summary after the change", body = ReactionSummary),
-        (status = 400, description = "Malformed article id or visitor header, or no visitor identity", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed article id or visitor header", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -148,9 +135,7 @@ async fn delete_reaction(
     ArticlePath(article_id): ArticlePath,
 ) -> Result<AppJson<ReactionSummary>, ApiError> {
     let visitor = *visitor.require()?;
-    Ok(AppJson(
-        state.reactions.change(article_id, visitor, None).await?,
-    ))
+    Ok(AppJson(state.reactions.change(article_id, visitor, None).await?))
 }
 
 /// Counts for 1–100 articles at once, for list pages.
@@ -188,15 +173,12 @@ async fn get_batch_reactions(
                 "at most {MAX_BATCH_ARTICLES} article_id parameters are accepted"
             )));
         }
-        let article_id = ArticleId::parse(value).map_err(|e| {
-            ApiError::invalid_article_id(format!("article_id #{}: {e}", articles.len() + 1))
-        })?;
+        let article_id = ArticleId::parse(value)
+            .map_err(|e| ApiError::invalid_article_id(format!("article_id #{}: {e}", articles.len() + 1)))?;
         articles.push(article_id);
     }
     if articles.is_empty() {
-        return Err(ApiError::invalid_query(
-            "give at least one article_id parameter",
-        ));
+        return Err(ApiError::invalid_query("give at least one article_id parameter"));
     }
     let articles = state.reactions.summaries(&articles, visitor.key()).await?;
     Ok(AppJson(BatchSummaries { articles }))
@@ -210,14 +192,11 @@ async fn get_batch_reactions(
     params(VisitorHeader),
     responses(
         (status = 200, description = "How many reactions were removed", body = Erased),
-        (status = 400, description = "Malformed visitor header, or no visitor identity", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed visitor header", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn erase_me(
-    State(state): State<AppState>,
-    visitor: Visitor,
-) -> Result<AppJson<Erased>, ApiError> {
+async fn erase_me(State(state): State<AppState>, visitor: Visitor) -> Result<AppJson<Erased>, ApiError> {
     let visitor = visitor.require()?;
     let removed = state.reactions.erase_visitor(visitor).await?;
     Ok(AppJson(Erased { removed }))
@@ -240,7 +219,8 @@ struct ArticleParam {
 #[allow(dead_code)] // Exists for the OpenAPI document only.
 struct VisitorHeader {
     /// A random id the client keeps per visitor: 8–128 characters of `[A-Za-z0-9_-]`. Only a
-    /// keyed hash of it is stored. Writes need it.
+    /// keyed hash of it is stored. Takes precedence over the `rr_vid` cookie and the anonymous
+    /// fingerprint; a malformed value is a 400.
     #[param(rename = "X-Visitor-Id", pattern = "^[A-Za-z0-9_-]{8,128}$")]
     x_visitor_id: Option<String>,
 }

@@ -1,48 +1,81 @@
 //! The identity middleware: resolves the request's visitor once, before any handler runs.
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-use super::{VISITOR_ID_HEADER, VisitorId, VisitorKey, VisitorSecret};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{
+    IdentityToken, SaltCache, VISITOR_ID_HEADER, VisitorId, VisitorIdError, VisitorKey, VisitorSecret,
+};
+use super::{cookie, fingerprint};
 use crate::http::ApiError;
+use crate::http::client_ip::ClientIp;
 
 /// What the identity layer needs to resolve visitors; shared by all requests.
 #[derive(Debug)]
 pub struct IdentityResolver {
     secret: VisitorSecret,
+    salts: SaltCache,
+    cookie_secure: bool,
 }
 
-impl IdentityResolver {
-    pub fn new(secret: VisitorSecret) -> Self {
-        Self { secret }
-    }
-
-    /// Resolves the visitor from request headers. A malformed or repeated `X-Visitor-Id` is a
-    /// client error; no header means an anonymous visitor.
-    pub fn resolve(&self, headers: &axum::http::HeaderMap) -> Result<Visitor, ApiError> {
-        let mut values = headers.get_all(VISITOR_ID_HEADER).iter();
-        let Some(first) = values.next() else {
-            return Ok(Visitor { key: None });
-        };
-        if values.next().is_some() {
-            return Err(ApiError::invalid_visitor_id(
-                super::VisitorIdError::Repeated,
-            ));
-        }
-        let id = VisitorId::parse(first.as_bytes()).map_err(ApiError::invalid_visitor_id)?;
-        Ok(Visitor {
-            key: Some(VisitorKey::from_header_id(&self.secret, &id)),
-        })
-    }
+/// Which kind of identity a request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentitySource {
+    Header,
+    Cookie,
+    Fingerprint,
+    /// No identity could be established (the salt was unavailable).
+    None,
 }
 
 /// The visitor behind a request, as resolved by [`resolve_visitor`]. Extract it in a handler.
 #[derive(Debug, Clone)]
 pub struct Visitor {
     key: Option<VisitorKey>,
+    source: IdentitySource,
+    /// The fingerprint token, to hand to the browser as a cookie after a write.
+    token: Option<IdentityToken>,
+}
+
+impl IdentityResolver {
+    pub fn new(secret: VisitorSecret, salts: SaltCache, cookie_secure: bool) -> Self {
+        Self { secret, salts, cookie_secure }
+    }
+
+    /// Resolves the visitor: `X-Visitor-Id`, else a valid `rr_vid` cookie, else a fingerprint.
+    /// A malformed or repeated header is a client error; a bad cookie is ignored.
+    pub async fn resolve(&self, headers: &HeaderMap, client: ClientIp) -> Result<Visitor, ApiError> {
+        let mut ids = headers.get_all(VISITOR_ID_HEADER).iter();
+        if let Some(first) = ids.next() {
+            if ids.next().is_some() {
+                return Err(ApiError::invalid_visitor_id(VisitorIdError::Repeated));
+            }
+            let id = VisitorId::parse(first.as_bytes()).map_err(ApiError::invalid_visitor_id)?;
+            let key = VisitorKey::from_header_id(&self.secret, &id);
+            return Ok(Visitor { key: Some(key), source: IdentitySource::Header, token: None });
+        }
+        if let Some(token) = cookie::cookie_values(headers).find_map(|v| cookie::verify(&self.secret, v)) {
+            let key = VisitorKey::from_token(&self.secret, &token);
+            return Ok(Visitor { key: Some(key), source: IdentitySource::Cookie, token: Some(token) });
+        }
+        match self.salts.current().await {
+            Ok(salt) => {
+                let user_agent = headers.get(header::USER_AGENT).map(|v| v.as_bytes()).unwrap_or_default();
+                let token = fingerprint::token(&self.secret, &salt, client.0, user_agent);
+                let key = VisitorKey::from_token(&self.secret, &token);
+                Ok(Visitor { key: Some(key), source: IdentitySource::Fingerprint, token: Some(token) })
+            }
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "no fingerprint salt: visitor unidentified");
+                Ok(Visitor { key: None, source: IdentitySource::None, token: None })
+            }
+        }
+    }
 }
 
 impl Visitor {
@@ -51,25 +84,44 @@ impl Visitor {
         self.key.as_ref()
     }
 
-    /// The visitor's key, or a 400 explaining how to identify: writes need an identity.
+    /// How the visitor was identified.
+    pub fn source(&self) -> IdentitySource {
+        self.source
+    }
+
+    /// The visitor's key; writes need one. Without it the database was unreachable for the
+    /// fingerprint salt, so the answer is a 503.
     pub fn require(&self) -> Result<&VisitorKey, ApiError> {
-        self.key.as_ref().ok_or_else(ApiError::visitor_required)
+        self.key.as_ref().ok_or_else(|| {
+            ApiError::Unavailable(anyhow::anyhow!("cannot identify the visitor without the fingerprint salt"))
+        })
     }
 }
 
-/// Middleware: resolves the visitor and stores it in the request extensions for handlers.
+/// Middleware: resolves the visitor for handlers, and after a successful write by fingerprint
+/// sets the signed cookie so the browser keeps its identity.
 pub async fn resolve_visitor(
     State(resolver): State<Arc<IdentityResolver>>,
+    client: ClientIp,
     mut request: Request,
     next: Next,
 ) -> Response {
-    match resolver.resolve(request.headers()) {
-        Ok(visitor) => {
-            request.extensions_mut().insert(visitor);
-            next.run(request).await
-        }
-        Err(error) => error.into_response(),
+    let visitor = match resolver.resolve(request.headers(), client).await {
+        Ok(visitor) => visitor,
+        Err(error) => return error.into_response(),
+    };
+    let is_write = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let mint_cookie =
+        (is_write && visitor.source == IdentitySource::Fingerprint).then_some(visitor.token).flatten();
+    request.extensions_mut().insert(visitor);
+    let mut response = next.run(request).await;
+    if let Some(token) = mint_cookie
+        && response.status().is_success()
+    {
+        let cookie = cookie::set_cookie(&resolver.secret, &token, resolver.cookie_secure);
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
+    response
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Visitor {
@@ -77,9 +129,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Visitor {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Visitor>().cloned().ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!(
-                "the identity layer is not installed on this route"
-            ))
+            ApiError::Internal(anyhow::anyhow!("the identity layer is not installed on this route"))
         })
     }
 }

@@ -1,10 +1,14 @@
 //! Who is reacting: turning a request into a [`VisitorKey`] without storing anything that
 //! identifies a person.
 //!
-//! Every identity (the `X-Visitor-Id` header today) is reduced to a keyed hash under the
-//! service's [`VisitorSecret`] before anything else sees it. Handlers receive the resolved
-//! [`Visitor`] from the [`layer`] middleware; they never see raw ids.
+//! In order of precedence a visitor is identified by the `X-Visitor-Id` header, the signed
+//! `rr_vid` cookie, or an anonymous fingerprint (a keyed hash of a daily salt, the client IP and
+//! the User-Agent). Every identity is reduced to a keyed hash under the service's
+//! [`VisitorSecret`] before anything else sees it. Handlers receive the resolved [`Visitor`] from
+//! the [`layer`] middleware; they never see raw ids, cookies, IPs or User-Agents.
 
+pub mod cookie;
+pub mod fingerprint;
 pub mod layer;
 mod secret;
 
@@ -12,7 +16,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
 
-pub use layer::{IdentityResolver, Visitor, resolve_visitor};
+pub use fingerprint::SaltCache;
+pub use layer::{IdentityResolver, IdentitySource, Visitor, resolve_visitor};
 pub use secret::{SecretError, VisitorSecret};
 
 /// Name of the request header a client uses to identify its visitor.
@@ -30,11 +35,16 @@ impl VisitorKey {
         Self::derive(secret, b"header", id.0.as_bytes())
     }
 
+    /// The key of a visitor identified by a cookie's or a fingerprint's token. Both use the same
+    /// derivation, so a fingerprinted write and the cookie it sets name the same visitor.
+    pub fn from_token(secret: &VisitorSecret, token: &IdentityToken) -> Self {
+        Self::derive(secret, b"token", &token.0)
+    }
+
     /// Domain-separated HMAC: `kind`, a NUL separator, then the identity bytes. Different kinds of
     /// identity can never collide.
     fn derive(secret: &VisitorSecret, kind: &[u8], identity: &[u8]) -> Self {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
         mac.update(b"reader-reactions/visitor-key/v1\0");
         mac.update(kind);
         mac.update(b"\0");
@@ -51,11 +61,18 @@ impl VisitorKey {
 impl fmt::Debug for VisitorKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A prefix is enough to correlate log lines; the full key stays out of logs.
-        write!(
-            f,
-            "VisitorKey({:02x}{:02x}{:02x}{:02x}…)",
-            self.0[0], self.0[1], self.0[2], self.0[3]
-        )
+        write!(f, "VisitorKey({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+    }
+}
+
+/// An anonymous identity minted from a fingerprint and carried by the signed cookie. It is
+/// itself a keyed hash; storage sees only a further keyed hash of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IdentityToken(pub(crate) [u8; 32]);
+
+impl fmt::Debug for IdentityToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdentityToken(<redacted>)")
     }
 }
 
@@ -79,10 +96,7 @@ impl VisitorId {
         if !(8..=128).contains(&raw.len()) {
             return Err(VisitorIdError::Length(raw.len()));
         }
-        if !raw
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
-        {
+        if !raw.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-') {
             return Err(VisitorIdError::Charset);
         }
         // Checked above: ASCII only.
@@ -103,10 +117,7 @@ mod tests {
     #[test]
     fn visitor_id_accepts_the_contract_alphabet_and_lengths() {
         for ok in ["abcdefgh", "A-Z_0-9-abc", &"x".repeat(128)] {
-            assert!(
-                VisitorId::parse(ok.as_bytes()).is_ok(),
-                "{ok:?} should be accepted"
-            );
+            assert!(VisitorId::parse(ok.as_bytes()).is_ok(), "{ok:?} should be accepted");
         }
         let cases: [(&[u8], VisitorIdError); 5] = [
             (b"short", VisitorIdError::Length(5)),
@@ -126,18 +137,9 @@ mod tests {
         let b = VisitorSecret::from_bytes(vec![2; 32]);
         let id = VisitorId::parse(b"reader-0001").unwrap();
         let other = VisitorId::parse(b"reader-0002").unwrap();
-        assert_eq!(
-            VisitorKey::from_header_id(&a, &id),
-            VisitorKey::from_header_id(&a, &id)
-        );
-        assert_ne!(
-            VisitorKey::from_header_id(&a, &id),
-            VisitorKey::from_header_id(&b, &id)
-        );
-        assert_ne!(
-            VisitorKey::from_header_id(&a, &id),
-            VisitorKey::from_header_id(&a, &other)
-        );
+        assert_eq!(VisitorKey::from_header_id(&a, &id), VisitorKey::from_header_id(&a, &id));
+        assert_ne!(VisitorKey::from_header_id(&a, &id), VisitorKey::from_header_id(&b, &id));
+        assert_ne!(VisitorKey::from_header_id(&a, &id), VisitorKey::from_header_id(&a, &other));
         let key = VisitorKey::from_header_id(&a, &id);
         assert!(!key.as_bytes().windows(4).any(|w| w == b"read"));
     }

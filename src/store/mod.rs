@@ -76,6 +76,13 @@ impl Store {
         }
     }
 
+    /// Today's fingerprint salt, shared by all instances; expired salts are deleted on the way.
+    pub async fn current_salt(&self) -> Result<(chrono::NaiveDate, Vec<u8>), StoreError> {
+        match self {
+            Self::Postgres(s) => s.current_salt().await,
+        }
+    }
+
     /// Applies changes atomically: after it returns `Ok`, every change is committed and counts
     /// equal rows. Changes to the same (article, visitor) apply in slice order (the last wins).
     pub async fn apply(&self, changes: &[ReactionChange]) -> Result<(), StoreError> {

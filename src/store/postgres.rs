@@ -41,25 +41,16 @@ struct NetChange<'a> {
 
 impl PgStore {
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
-        let connect_options: PgConnectOptions = options
-            .database_url
-            .parse()
-            .context("while parsing DATABASE_URL")
-            .map_err(StoreError::Other)?;
+        let connect_options: PgConnectOptions =
+            options.database_url.parse().context("while parsing DATABASE_URL").map_err(StoreError::Other)?;
         let connect_options = connect_options
             .application_name("reader-reactions")
-            .options([(
-                "statement_timeout",
-                format!("{}ms", options.statement_timeout.as_millis()),
-            )]);
+            .options([("statement_timeout", format!("{}ms", options.statement_timeout.as_millis()))]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect_options);
-        Ok(Self {
-            pool,
-            database_url: options.database_url.clone(),
-        })
+        Ok(Self { pool, database_url: options.database_url.clone() })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -75,11 +66,7 @@ impl PgStore {
                 Err(e) => return Err(classify(e, "while creating the database")),
             }
         }
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .context("while applying migrations")
-            .map_err(classify_anyhow)
+        MIGRATOR.run(&self.pool).await.context("while applying migrations").map_err(classify_anyhow)
     }
 
     #[tracing::instrument(skip_all)]
@@ -108,24 +95,47 @@ impl PgStore {
         Ok(VisitorSecret::from_bytes(secret))
     }
 
+    /// Today's fingerprint salt (UTC, by the database's clock so that instances agree), created
+    /// by whichever instance asks first. Deletes salts older than 48 hours on the way.
+    pub async fn current_salt(&self) -> Result<(chrono::NaiveDate, Vec<u8>), StoreError> {
+        for _ in 0..3 {
+            let mut fresh = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut fresh);
+            let row: Option<(chrono::NaiveDate, Vec<u8>)> = sqlx::query_as(
+                "with expired as (
+                     delete from visitor_salts where created_at < now() - interval '48 hours'
+                 ), created as (
+                     insert into visitor_salts (day, salt) values ((now() at time zone 'utc')::date, $1)
+                     on conflict (day) do nothing
+                     returning day, salt
+                 )
+                 select day, salt from created
+                 union all
+                 select day, salt from visitor_salts
+                 where day = (now() at time zone 'utc')::date and not exists (select 1 from created)",
+            )
+            .bind(fresh.as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(e, "while reading the fingerprint salt"))?;
+            // None: another instance created today's salt after this statement's snapshot.
+            if let Some(row) = row {
+                return Ok(row);
+            }
+        }
+        Err(StoreError::Other(anyhow::anyhow!("today's fingerprint salt could not be read")))
+    }
+
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
     pub async fn apply(&self, changes: &[ReactionChange]) -> Result<(), StoreError> {
         // The last change per (article, visitor) is the one that counts; order is kept.
-        let mut last: HashMap<(&str, &[u8]), Option<Reaction>> =
-            HashMap::with_capacity(changes.len());
+        let mut last: HashMap<(&str, &[u8]), Option<Reaction>> = HashMap::with_capacity(changes.len());
         for change in changes {
-            last.insert(
-                (change.article_id.as_str(), change.visitor.as_bytes()),
-                change.reaction,
-            );
+            last.insert((change.article_id.as_str(), change.visitor.as_bytes()), change.reaction);
         }
         let mut net: Vec<NetChange<'_>> = last
             .into_iter()
-            .map(|((article_id, visitor), target)| NetChange {
-                article_id,
-                visitor,
-                target,
-            })
+            .map(|((article_id, visitor), target)| NetChange { article_id, visitor, target })
             .collect();
         net.sort_unstable_by(|a, b| (a.article_id, a.visitor).cmp(&(b.article_id, b.visitor)));
 
@@ -146,11 +156,8 @@ impl PgStore {
 
     async fn apply_once(&self, net: &[NetChange<'_>]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let index: HashMap<(&str, &[u8]), usize> = net
-            .iter()
-            .enumerate()
-            .map(|(i, c)| ((c.article_id, c.visitor), i))
-            .collect();
+        let index: HashMap<(&str, &[u8]), usize> =
+            net.iter().enumerate().map(|(i, c)| ((c.article_id, c.visitor), i)).collect();
         // The reaction each key held before this transaction: unknown until resolved.
         let mut before: Vec<Option<Option<Reaction>>> = vec![None; net.len()];
         let mut unresolved: Vec<usize> = (0..net.len()).collect();
@@ -209,18 +216,13 @@ impl PgStore {
                 let i = index[&(article_id.as_str(), visitor.as_slice())];
                 before[i] = Some(None);
             }
-            unresolved = to_insert
-                .into_iter()
-                .filter(|&i| before[i].is_none())
-                .collect();
+            unresolved = to_insert.into_iter().filter(|&i| before[i].is_none()).collect();
             if unresolved.is_empty() {
                 break;
             }
         }
         if !unresolved.is_empty() {
-            return Err(sqlx::Error::Protocol(
-                "could not settle concurrent inserts".into(),
-            ));
+            return Err(sqlx::Error::Protocol("could not settle concurrent inserts".into()));
         }
 
         let mut switched = Vec::new();
@@ -291,8 +293,7 @@ impl PgStore {
         let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
         for (article_id, reaction, count) in rows {
             let article_id = stored_article_id(article_id)?;
-            let reaction =
-                parse_reaction(&reaction).map_err(|e| classify(e, "while reading counts"))?;
+            let reaction = parse_reaction(&reaction).map_err(|e| classify(e, "while reading counts"))?;
             counts.entry(article_id).or_default().add(reaction, count);
         }
         Ok(counts)
@@ -340,12 +341,10 @@ impl PgStore {
     async fn erase_visitor_once(&self, visitor: &VisitorKey) -> Result<u64, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         // Lock in the same (article, visitor) order as `apply` before deleting.
-        sqlx::query(
-            "select 1 from reactions where visitor_key = $1 order by article_id for update",
-        )
-        .bind(visitor.as_bytes().as_slice())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("select 1 from reactions where visitor_key = $1 order by article_id for update")
+            .bind(visitor.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await?;
         let removed: Vec<(String, String)> = sqlx::query_as(
             "delete from reactions where visitor_key = $1 returning article_id, reaction::text",
         )
@@ -354,9 +353,7 @@ impl PgStore {
         .await?;
         let mut deltas: HashMap<(&str, Reaction), i64> = HashMap::new();
         for (article_id, reaction) in &removed {
-            *deltas
-                .entry((article_id.as_str(), parse_reaction(reaction)?))
-                .or_default() -= 1;
+            *deltas.entry((article_id.as_str(), parse_reaction(reaction)?)).or_default() -= 1;
         }
         apply_count_deltas(&mut tx, deltas).await?;
         tx.commit().await?;
@@ -409,10 +406,7 @@ async fn apply_count_deltas(
 }
 
 fn key_arrays<'a>(net: &[NetChange<'a>], which: &[usize]) -> (Vec<&'a str>, Vec<&'a [u8]>) {
-    which
-        .iter()
-        .map(|&i| (net[i].article_id, net[i].visitor))
-        .unzip()
+    which.iter().map(|&i| (net[i].article_id, net[i].visitor)).unzip()
 }
 
 fn target_key(change: &NetChange<'_>) -> &'static str {
@@ -424,9 +418,7 @@ fn parse_reaction(key: &str) -> Result<Reaction, sqlx::Error> {
 }
 
 fn stored_article_id(raw: String) -> Result<ArticleId, StoreError> {
-    ArticleId::parse(raw)
-        .context("an invalid article id is stored")
-        .map_err(StoreError::Other)
+    ArticleId::parse(raw).context("an invalid article id is stored").map_err(StoreError::Other)
 }
 
 fn sql_state(error: &sqlx::Error) -> Option<String> {
@@ -454,18 +446,12 @@ fn classify(error: sqlx::Error, context: &'static str) -> StoreError {
         sqlx::Error::Database(_) => sql_state(&error).is_some_and(|code| {
             // 08: connection exception, 53: insufficient resources, 57: operator intervention
             // (shutdown, statement timeout), 40: retries exhausted under contention.
-            ["08", "53", "57", "40"]
-                .iter()
-                .any(|class| code.starts_with(class))
+            ["08", "53", "57", "40"].iter().any(|class| code.starts_with(class))
         }),
         _ => false,
     };
     let error = anyhow::Error::new(error).context(context);
-    if unavailable {
-        StoreError::Unavailable(error)
-    } else {
-        StoreError::Other(error)
-    }
+    if unavailable { StoreError::Unavailable(error) } else { StoreError::Other(error) }
 }
 
 fn classify_anyhow(error: anyhow::Error) -> StoreError {
@@ -480,9 +466,5 @@ fn classify_anyhow(error: anyhow::Error) -> StoreError {
             )
         )
     });
-    if unreachable {
-        StoreError::Unavailable(error)
-    } else {
-        StoreError::Other(error)
-    }
+    if unreachable { StoreError::Unavailable(error) } else { StoreError::Other(error) }
 }

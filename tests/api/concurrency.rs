@@ -44,11 +44,7 @@ async fn concurrent_switches_and_deletes_from_two_instances_keep_counts_equal_to
                     held.clear();
                     app.erase_me(&visitor).await.status()
                 };
-                assert_eq!(
-                    status,
-                    StatusCode::OK,
-                    "every write succeeds under contention"
-                );
+                assert_eq!(status, StatusCode::OK, "every write succeeds under contention");
             }
             (visitor, held)
         }));
@@ -59,11 +55,7 @@ async fn concurrent_switches_and_deletes_from_two_instances_keep_counts_equal_to
         let (_visitor, held) = task.await.unwrap();
         for (article, reaction) in held {
             if let Some(reaction) = reaction {
-                *expected
-                    .entry(article)
-                    .or_default()
-                    .entry(reaction.to_owned())
-                    .or_default() += 1;
+                *expected.entry(article).or_default().entry(reaction.to_owned()).or_default() += 1;
                 expected_rows += 1;
             }
         }
@@ -71,21 +63,13 @@ async fn concurrent_switches_and_deletes_from_two_instances_keep_counts_equal_to
 
     let app = &instances[0];
     app.assert_counts_match_rows().await;
-    assert_eq!(
-        app.stored_reactions().await,
-        expected_rows,
-        "one row per visitor holding a reaction"
-    );
+    assert_eq!(app.stored_reactions().await, expected_rows, "one row per visitor holding a reaction");
     let batch = json_ok(app.batch(&ARTICLES, None).await).await;
     for (i, article) in ARTICLES.iter().enumerate() {
         let summary = &batch["articles"][i];
         let mut total = 0;
         for reaction in REACTIONS {
-            let want = expected
-                .get(article)
-                .and_then(|m| m.get(reaction))
-                .copied()
-                .unwrap_or(0);
+            let want = expected.get(article).and_then(|m| m.get(reaction)).copied().unwrap_or(0);
             assert_eq!(summary["counts"][reaction], want, "{article} {reaction}");
             total += want;
         }

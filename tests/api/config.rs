@@ -6,11 +6,7 @@ use std::process::Command;
 fn a_bad_setting_exits_2_with_one_line_naming_it() {
     let cases = [
         ("LISTEN_ADDR", "not-an-address", "listen-addr"),
-        (
-            "RATE_LIMIT_WRITES_PER_MINUTE",
-            "0",
-            "rate-limit-writes-per-minute",
-        ),
+        ("RATE_LIMIT_WRITES_PER_MINUTE", "0", "rate-limit-writes-per-minute"),
         ("TRUSTED_PROXIES", "10.0.0.0/8,banana", "trusted-proxies"),
         ("MIGRATE_ON_START", "maybe", "migrate-on-start"),
         ("LOG_FORMAT", "xml", "log-format"),
@@ -19,31 +15,13 @@ fn a_bad_setting_exits_2_with_one_line_naming_it() {
     for (variable, value, flag) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_reader-reactions"))
             .env(variable, value)
-            .env(
-                "LISTEN_ADDR",
-                if variable == "LISTEN_ADDR" {
-                    value
-                } else {
-                    "127.0.0.1:0"
-                },
-            )
+            .env("LISTEN_ADDR", if variable == "LISTEN_ADDR" { value } else { "127.0.0.1:0" })
             .env("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none")
             .output()
             .expect("the binary runs");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{variable}={value}: {stderr}"
-        );
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{variable}={value}: one line, got {stderr:?}"
-        );
-        assert!(
-            stderr.contains(flag),
-            "{variable}={value}: names the setting: {stderr}"
-        );
+        assert_eq!(output.status.code(), Some(2), "{variable}={value}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{variable}={value}: one line, got {stderr:?}");
+        assert!(stderr.contains(flag), "{variable}={value}: names the setting: {stderr}");
     }
 }

@@ -15,11 +15,7 @@ use tokio::task::JoinHandle;
 
 /// Everything but the RFC 3986 unreserved characters is percent-encoded, `/` included: an
 /// article id is one path segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// The server the tests create their databases on: `DATABASE_URL` (its database part is
 /// ignored) or the local default.
@@ -80,18 +76,12 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop runs inside the test's runtime; do the async work on a runtime of its own.
         let result = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let mut admin = admin_connection().await;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        r#"drop database if exists "{name}" with (force)"#
-                    )))
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+                let mut admin = admin_connection().await;
+                sqlx::query(sqlx::AssertSqlSafe(format!(r#"drop database if exists "{name}" with (force)"#)))
                     .execute(&mut admin)
                     .await
-                })
+            })
         })
         .join();
         if !matches!(result, Ok(Ok(_))) {
@@ -115,6 +105,14 @@ pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::for_database(database_url);
     config.listen_addr = "127.0.0.1:0".parse().unwrap();
     config.visitor_secret = Some("test-secret-test-secret-test-secret-0123".parse().unwrap());
+    // Tests that are not about rate limiting must not trip over it.
+    let plenty = std::num::NonZeroU32::new(1_000_000).unwrap();
+    config.rate_limit_writes_per_minute = plenty;
+    config.rate_limit_write_burst = plenty;
+    config.rate_limit_reads_per_minute = plenty;
+    config.rate_limit_read_burst = plenty;
+    config.rate_limit_stats_per_minute = plenty;
+    config.rate_limit_stats_burst = plenty;
     config
 }
 
@@ -130,9 +128,7 @@ pub async fn spawn_with(db: TestDatabase, config: Config) -> TestApp {
 
 async fn spawn_on(db: Arc<TestDatabase>, config: Config) -> TestApp {
     init_logs();
-    let app = Application::build(config)
-        .await
-        .expect("the service builds");
+    let app = Application::build(config).await.expect("the service builds");
     let address = format!("http://{}", app.local_addr());
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.run_until(async {
@@ -140,10 +136,7 @@ async fn spawn_on(db: Arc<TestDatabase>, config: Config) -> TestApp {
     }));
     TestApp {
         address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
         db,
         shutdown: Some(tx),
         server: Some(server),
@@ -155,10 +148,7 @@ fn init_logs() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter("info")
-                .with_test_writer()
-                .try_init();
+            let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
         }
     });
 }
@@ -179,7 +169,12 @@ impl TestApp {
 
     /// A second service instance on the same database, as behind a load balancer.
     pub async fn another_instance(&self) -> TestApp {
-        spawn_on(self.db.clone(), test_config(&self.db.url)).await
+        self.another_instance_with(test_config(&self.db.url)).await
+    }
+
+    /// A second instance on the same database with its own configuration.
+    pub async fn another_instance_with(&self, config: Config) -> TestApp {
+        spawn_on(self.db.clone(), config).await
     }
 
     /// Stops the service gracefully and waits for it to finish.
@@ -188,10 +183,7 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(server) = self.server.take() {
-            server
-                .await
-                .expect("the server task does not panic")
-                .expect("the server stops cleanly");
+            server.await.expect("the server task does not panic").expect("the server stops cleanly");
         }
     }
 
@@ -217,49 +209,27 @@ impl TestApp {
     }
 
     pub async fn get_reactions(&self, article_id: &str, visitor: Option<&str>) -> Response {
-        self.request(
-            Method::GET,
-            &format!("/v1/articles/{}/reactions", segment(article_id)),
-            visitor,
-            None,
-        )
-        .await
+        self.request(Method::GET, &format!("/v1/articles/{}/reactions", segment(article_id)), visitor, None)
+            .await
     }
 
     pub async fn put_reaction(&self, article_id: &str, visitor: &str, reaction: &str) -> Response {
         let path = format!("/v1/articles/{}/reaction", segment(article_id));
-        self.request(
-            Method::PUT,
-            &path,
-            Some(visitor),
-            Some(json!({ "reaction": reaction })),
-        )
-        .await
+        self.request(Method::PUT, &path, Some(visitor), Some(json!({ "reaction": reaction }))).await
     }
 
     pub async fn delete_reaction(&self, article_id: &str, visitor: &str) -> Response {
         let path = format!("/v1/articles/{}/reaction", segment(article_id));
-        self.request(Method::DELETE, &path, Some(visitor), None)
-            .await
+        self.request(Method::DELETE, &path, Some(visitor), None).await
     }
 
     pub async fn batch(&self, article_ids: &[&str], visitor: Option<&str>) -> Response {
-        let query: Vec<String> = article_ids
-            .iter()
-            .map(|id| format!("article_id={}", segment(id)))
-            .collect();
-        self.request(
-            Method::GET,
-            &format!("/v1/reactions?{}", query.join("&")),
-            visitor,
-            None,
-        )
-        .await
+        let query: Vec<String> = article_ids.iter().map(|id| format!("article_id={}", segment(id))).collect();
+        self.request(Method::GET, &format!("/v1/reactions?{}", query.join("&")), visitor, None).await
     }
 
     pub async fn erase_me(&self, visitor: &str) -> Response {
-        self.request(Method::DELETE, "/v1/visitors/me", Some(visitor), None)
-            .await
+        self.request(Method::DELETE, "/v1/visitors/me", Some(visitor), None).await
     }
 
     /// The summary of one article, asserting a 200.
@@ -291,10 +261,7 @@ impl TestApp {
     /// Number of reaction rows stored, all articles.
     pub async fn stored_reactions(&self) -> i64 {
         let mut conn = self.db.connect().await;
-        sqlx::query_scalar("select count(*) from reactions")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
+        sqlx::query_scalar("select count(*) from reactions").fetch_one(&mut conn).await.unwrap()
     }
 }
 
@@ -305,11 +272,7 @@ pub fn json_ok(response: Response) -> impl std::future::Future<Output = Value> {
     async move {
         let status = response.status();
         let body = response.text().await.unwrap();
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "expected 200 at {caller}, body: {body}"
-        );
+        assert_eq!(status, StatusCode::OK, "expected 200 at {caller}, body: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON at {caller} ({e}): {body}"))
     }
 }
@@ -317,17 +280,11 @@ pub fn json_ok(response: Response) -> impl std::future::Future<Output = Value> {
 /// Asserts an error status with a problem+json body naming that status, and returns the body.
 pub async fn assert_problem(response: Response, status: StatusCode, why: &str) -> Value {
     let actual = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     let body = response.text().await.unwrap();
     assert_eq!(actual, status, "{why}: wrong status, body: {body}");
-    assert_eq!(
-        content_type, "application/problem+json",
-        "{why}: wrong content type, body: {body}"
-    );
+    assert_eq!(content_type, "application/problem+json", "{why}: wrong content type, body: {body}");
     let problem: Value =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{why}: problem is not JSON ({e})"));
     for field in ["type", "title", "detail"] {
@@ -336,18 +293,13 @@ pub async fn assert_problem(response: Response, status: StatusCode, why: &str) -
             "{why}: problem lacks {field}: {body}"
         );
     }
-    assert_eq!(
-        problem["status"],
-        status.as_u16(),
-        "{why}: problem status field"
-    );
+    assert_eq!(problem["status"], status.as_u16(), "{why}: problem status field");
     problem
 }
 
 /// The counts object with every reaction zero except the given ones.
 pub fn counts(nonzero: &[(&str, i64)]) -> Value {
-    let mut counts =
-        json!({"like": 0, "dislike": 0, "love": 0, "funny": 0, "angry": 0, "sad": 0, "wow": 0});
+    let mut counts = json!({"like": 0, "dislike": 0, "love": 0, "funny": 0, "angry": 0, "sad": 0, "wow": 0});
     for (key, n) in nonzero {
         counts[*key] = json!(n);
     }

@@ -6,5 +6,7 @@ mod concurrency;
 mod config;
 mod health;
 mod helpers;
+mod identity;
 mod openapi;
+mod rate_limit;
 mod reactions;

@@ -35,31 +35,17 @@ fn document_is_openapi_3_1_and_describes_every_v1_route() {
         ("/healthz", "get"),
         ("/readyz", "get"),
     ] {
-        assert!(
-            document["paths"][path][method].is_object(),
-            "{method} {path} is documented"
-        );
+        assert!(document["paths"][path][method].is_object(), "{method} {path} is documented");
     }
     let summary = &document["components"]["schemas"]["ReactionSummary"];
-    assert!(
-        summary["required"].as_array().unwrap().len() >= 4,
-        "{summary}"
-    );
+    assert!(summary["required"].as_array().unwrap().len() >= 4, "{summary}");
 }
 
 #[tokio::test]
 async fn served_document_is_the_committed_file() {
     let app = spawn_app().await;
 
-    let served = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let served = app.client.get(app.url("/openapi.json")).send().await.unwrap().text().await.unwrap();
 
     assert_eq!(served, reader_reactions::http::openapi_document());
 }

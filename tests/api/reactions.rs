@@ -35,23 +35,13 @@ async fn set_is_idempotent_switch_moves_the_count_and_delete_undoes() {
     assert_eq!(set["counts"], counts(&[("love", 1)]));
     assert_eq!(set["total"], 1);
     assert_eq!(set["viewer_reaction"], "love");
-    assert_eq!(
-        set["article_id"], ARTICLE,
-        "slashes survive as one percent-encoded segment"
-    );
+    assert_eq!(set["article_id"], ARTICLE, "slashes survive as one percent-encoded segment");
 
     let again = json_ok(app.put_reaction(ARTICLE, ALICE, "love").await).await;
-    assert_eq!(
-        again, set,
-        "setting the same reaction again changes nothing"
-    );
+    assert_eq!(again, set, "setting the same reaction again changes nothing");
 
     let switched = json_ok(app.put_reaction(ARTICLE, ALICE, "wow").await).await;
-    assert_eq!(
-        switched["counts"],
-        counts(&[("wow", 1)]),
-        "a switch moves the one count"
-    );
+    assert_eq!(switched["counts"], counts(&[("wow", 1)]), "a switch moves the one count");
     assert_eq!(switched["viewer_reaction"], "wow");
 
     let deleted = json_ok(app.delete_reaction(ARTICLE, ALICE).await).await;
@@ -86,10 +76,7 @@ async fn two_visitors_each_count_and_each_see_their_own_reaction() {
     assert_eq!(as_bob["viewer_reaction"], "sad");
     assert_eq!(anonymous["viewer_reaction"], serde_json::Value::Null);
     assert_eq!(stranger["viewer_reaction"], serde_json::Value::Null);
-    assert_eq!(
-        anonymous["counts"], as_bob["counts"],
-        "counts do not depend on who asks"
-    );
+    assert_eq!(anonymous["counts"], as_bob["counts"], "counts do not depend on who asks");
     app.assert_counts_match_rows().await;
 }
 
@@ -113,8 +100,7 @@ async fn every_reaction_key_is_accepted_and_counted_under_its_own_name() {
     let keys = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
 
     for (i, key) in keys.iter().enumerate() {
-        app.put_reaction(ARTICLE, &format!("visitor-{i:04}"), key)
-            .await;
+        app.put_reaction(ARTICLE, &format!("visitor-{i:04}"), key).await;
     }
 
     let summary = app.summary(ARTICLE, Some("visitor-0004")).await;
@@ -140,14 +126,8 @@ async fn article_ids_accept_slashes_unicode_and_exactly_256_bytes() {
         assert_eq!(summary["article_id"], id.as_str(), "{id:?} round-trips");
         assert_eq!(summary["counts"]["wow"], 1, "{id:?} is its own article");
     }
-    let read_back = json_ok(
-        app.batch(
-            &ids.iter().map(String::as_str).collect::<Vec<_>>(),
-            Some(ALICE),
-        )
-        .await,
-    )
-    .await;
+    let read_back =
+        json_ok(app.batch(&ids.iter().map(String::as_str).collect::<Vec<_>>(), Some(ALICE)).await).await;
     for (i, summary) in read_back["articles"].as_array().unwrap().iter().enumerate() {
         assert_eq!(summary["article_id"], ids[i].as_str());
         assert_eq!(summary["viewer_reaction"], "wow");
@@ -163,19 +143,13 @@ async fn batch_answers_in_request_order_with_duplicates_each_time() {
     let body = json_ok(app.batch(&["c", "a", "b", "c"], Some(ALICE)).await).await;
 
     let articles = body["articles"].as_array().unwrap();
-    let ids: Vec<&str> = articles
-        .iter()
-        .map(|a| a["article_id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = articles.iter().map(|a| a["article_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["c", "a", "b", "c"]);
     assert_eq!(articles[0]["counts"], counts(&[("sad", 1)]));
     assert_eq!(articles[1]["counts"], counts(&[]));
     assert_eq!(articles[2]["counts"], counts(&[("love", 1)]));
     assert_eq!(articles[2]["viewer_reaction"], "love");
-    assert_eq!(
-        articles[3], articles[0],
-        "a duplicate is answered again, identically"
-    );
+    assert_eq!(articles[3], articles[0], "a duplicate is answered again, identically");
     assert_eq!(articles[0]["viewer_reaction"], serde_json::Value::Null);
 }
 
@@ -192,18 +166,8 @@ async fn batch_accepts_one_to_a_hundred_ids() {
 
     let mut too_many = hundred.clone();
     too_many.push("one-more");
-    assert_problem(
-        app.batch(&too_many, None).await,
-        StatusCode::BAD_REQUEST,
-        "101 ids",
-    )
-    .await;
-    assert_problem(
-        app.batch(&[], None).await,
-        StatusCode::BAD_REQUEST,
-        "no ids",
-    )
-    .await;
+    assert_problem(app.batch(&too_many, None).await, StatusCode::BAD_REQUEST, "101 ids").await;
+    assert_problem(app.batch(&[], None).await, StatusCode::BAD_REQUEST, "no ids").await;
 }
 
 #[tokio::test]
@@ -217,21 +181,10 @@ async fn erase_me_removes_every_reaction_of_the_caller_only() {
     let erased = json_ok(app.erase_me(ALICE).await).await;
     assert_eq!(erased, json!({"removed": 3}));
 
-    assert_eq!(
-        app.summary("a", Some(ALICE)).await["counts"],
-        counts(&[("like", 1)]),
-        "Bob's stays"
-    );
+    assert_eq!(app.summary("a", Some(ALICE)).await["counts"], counts(&[("like", 1)]), "Bob's stays");
     assert_eq!(app.summary("b", Some(ALICE)).await["total"], 0);
-    assert_eq!(
-        app.summary("a", Some(ALICE)).await["viewer_reaction"],
-        serde_json::Value::Null
-    );
-    assert_eq!(
-        json_ok(app.erase_me(ALICE).await).await,
-        json!({"removed": 0}),
-        "idempotent"
-    );
+    assert_eq!(app.summary("a", Some(ALICE)).await["viewer_reaction"], serde_json::Value::Null);
+    assert_eq!(json_ok(app.erase_me(ALICE).await).await, json!({"removed": 0}), "idempotent");
     app.assert_counts_match_rows().await;
 }
 
@@ -245,10 +198,7 @@ async fn state_survives_a_restart_of_the_service() {
 
     let summary = app.summary(ARTICLE, Some(ALICE)).await;
     assert_eq!(summary["counts"], counts(&[("love", 1), ("wow", 1)]));
-    assert_eq!(
-        summary["viewer_reaction"], "love",
-        "the same visitor is recognised after a restart"
-    );
+    assert_eq!(summary["viewer_reaction"], "love", "the same visitor is recognised after a restart");
 }
 
 #[tokio::test]
@@ -259,16 +209,9 @@ async fn raw_visitor_ids_never_reach_the_database() {
     app.put_reaction(ARTICLE, marker, "love").await;
 
     let mut conn = app.db.connect().await;
-    let keys: Vec<Vec<u8>> = sqlx::query_scalar("select visitor_key from reactions")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+    let keys: Vec<Vec<u8>> =
+        sqlx::query_scalar("select visitor_key from reactions").fetch_all(&mut conn).await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].len(), 32, "a 256-bit keyed hash is stored");
-    assert!(
-        !keys[0]
-            .windows(marker.len())
-            .any(|w| w == marker.as_bytes()),
-        "the raw id is not stored"
-    );
+    assert!(!keys[0].windows(marker.len()).any(|w| w == marker.as_bytes()), "the raw id is not stored");
 }

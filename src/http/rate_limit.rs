@@ -1,0 +1,264 @@
+//! Per-client rate limiting with governor, in three classes: `writes`, `reads` and `stats`.
+//!
+//! Each class is a keyed GCRA limiter (a token bucket: `burst` requests at once, refilled at
+//! `per_minute`). Keys are client IPs, IPv6 ones cut to their /64 so that one host cannot rotate
+//! through its own addresses. Every answer carries the IETF `RateLimit` and `RateLimit-Policy`
+//! fields; a refusal is a 429 problem with `Retry-After`.
+//!
+//! A small middleware instead of tower_governor because we need our own client-IP rules, our
+//! problem+json 429, and the IETF fields on successful answers too.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+use super::client_ip::ClientIp;
+use super::{ApiError, Problem};
+
+/// The IETF draft's field names (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// A sustained rate and a burst.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub per_minute: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+/// The limiter of one class, keyed by client network.
+pub struct ClassLimiter<C: Clock = DefaultClock> {
+    name: &'static str,
+    limit: Limit,
+    limiter: RateLimiter<IpAddr, DashMapStateStore<IpAddr>, C, StateInformationMiddleware>,
+    policy: HeaderValue,
+}
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed, with `remaining` requests left in the burst and `reset` until it is full again.
+    Allow { remaining: u32, reset: Duration },
+    /// Refused; the next request is allowed after `retry_after`.
+    Deny { retry_after: Duration },
+}
+
+impl ClassLimiter<DefaultClock> {
+    pub fn new(name: &'static str, limit: Limit) -> Self {
+        Self::with_clock(name, limit, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> ClassLimiter<C> {
+    /// A limiter on a given clock (tests and benchmarks use a fake one).
+    pub fn with_clock(name: &'static str, limit: Limit, clock: C) -> Self {
+        let period = Duration::from_secs(60) / limit.per_minute.get();
+        let quota = Quota::with_period(period)
+            .expect("a per-minute rate gives a non-zero period")
+            .allow_burst(limit.burst);
+        let limiter =
+            RateLimiter::dashmap_with_clock(quota, clock).with_middleware::<StateInformationMiddleware>();
+        // `q` is the burst and `w` the minute the sustained rate is stated over (the contract's
+        // `"writes";q=20;w=60` for the defaults).
+        let policy = HeaderValue::try_from(format!("\"{name}\";q={};w=60", limit.burst))
+            .expect("policy names are ASCII");
+        Self { name, limit, limiter, policy }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Spends one request of `client`'s quota, if there is one.
+    pub fn check(&self, client: IpAddr) -> Decision {
+        let key = limiter_key(client);
+        match self.limiter.check_key(&key) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let refill = snapshot.quota().replenish_interval();
+                Decision::Allow { remaining, reset: refill * (self.limit.burst.get() - remaining) }
+            }
+            Err(not_until) => {
+                Decision::Deny { retry_after: not_until.wait_time_from(self.limiter.clock().now()) }
+            }
+        }
+    }
+
+    /// Forgets clients whose bucket is full again (they are indistinguishable from new ones),
+    /// so memory stays bounded however many clients come and go.
+    pub fn purge(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    /// Number of clients currently tracked.
+    pub fn tracked_clients(&self) -> usize {
+        self.limiter.len()
+    }
+
+    /// The `RateLimit` and `RateLimit-Policy` fields for a decision.
+    fn headers(&self, remaining: u32, reset: Duration) -> [(HeaderName, HeaderValue); 2] {
+        let value = format!("\"{}\";r={remaining};t={}", self.name, ceil_secs(reset));
+        [(RATELIMIT, HeaderValue::try_from(value).expect("ASCII")), (RATELIMIT_POLICY, self.policy.clone())]
+    }
+}
+
+/// IPv4 addresses as they are; IPv6 addresses cut to their /64 network.
+pub fn limiter_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let masked = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(masked))
+        }
+    }
+}
+
+fn ceil_secs(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// The limiters of all classes.
+pub struct RateLimits {
+    pub writes: ClassLimiter,
+    pub reads: ClassLimiter,
+    pub stats: ClassLimiter,
+}
+
+impl RateLimits {
+    pub fn all(&self) -> [&ClassLimiter; 3] {
+        [&self.writes, &self.reads, &self.stats]
+    }
+
+    /// Purges idle clients every `every`, for as long as the limiters live.
+    pub fn spawn_purger(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let limits = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(limits) = limits.upgrade() else { return };
+                for class in limits.all() {
+                    class.purge();
+                }
+            }
+        })
+    }
+}
+
+/// Which class a route belongs to.
+#[derive(Debug, Clone, Copy)]
+pub enum ClassOf {
+    /// GET and HEAD are reads, everything else writes.
+    Method,
+    /// Everything is `stats`.
+    Stats,
+}
+
+/// Middleware: spends the client's quota of the route's class, or answers 429.
+pub async fn rate_limit(
+    State((limits, class_of)): State<(Arc<RateLimits>, ClassOf)>,
+    client: ClientIp,
+    request: Request,
+    next: Next,
+) -> Response {
+    let class = match class_of {
+        ClassOf::Stats => &limits.stats,
+        ClassOf::Method if matches!(*request.method(), Method::GET | Method::HEAD) => &limits.reads,
+        ClassOf::Method => &limits.writes,
+    };
+    match class.check(client.0) {
+        Decision::Allow { remaining, reset } => {
+            let mut response = next.run(request).await;
+            response.headers_mut().extend(class.headers(remaining, reset));
+            response
+        }
+        Decision::Deny { retry_after } => {
+            tracing::debug!(class = class.name(), "rate limited");
+            let seconds = ceil_secs(retry_after).max(1);
+            let problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                format!("the {} quota of this client is used up; retry in {seconds} s", class.name()),
+            );
+            let mut response = ApiError::Client(problem).into_response();
+            let headers = response.headers_mut();
+            headers.extend(class.headers(0, Duration::from_secs(seconds)));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    fn limit(per_minute: u32, burst: u32) -> Limit {
+        Limit { per_minute: NonZeroU32::new(per_minute).unwrap(), burst: NonZeroU32::new(burst).unwrap() }
+    }
+
+    #[test]
+    fn a_burst_is_allowed_then_refused_then_refilled_at_the_sustained_rate() {
+        let clock = FakeRelativeClock::default();
+        let limiter = ClassLimiter::with_clock("writes", limit(60, 3), clock.clone());
+        let client: IpAddr = "198.51.100.7".parse().unwrap();
+
+        let remaining: Vec<_> = (0..3)
+            .map(|_| match limiter.check(client) {
+                Decision::Allow { remaining, .. } => remaining,
+                other => panic!("burst should pass: {other:?}"),
+            })
+            .collect();
+        assert_eq!(remaining, [2, 1, 0]);
+        assert_eq!(limiter.check(client), Decision::Deny { retry_after: Duration::from_secs(1) });
+
+        clock.advance(Duration::from_secs(1)); // 60/min = one per second
+        assert!(matches!(limiter.check(client), Decision::Allow { remaining: 0, .. }));
+        assert!(matches!(
+            limiter.check("198.51.100.8".parse().unwrap()),
+            Decision::Allow { remaining: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_quota_per_64_and_ipv4_clients_do_not_share() {
+        let limiter = ClassLimiter::with_clock("reads", limit(60, 1), FakeRelativeClock::default());
+        let check = |ip: &str| matches!(limiter.check(ip.parse().unwrap()), Decision::Allow { .. });
+
+        assert!(check("2001:db8:1:2::1"));
+        assert!(!check("2001:db8:1:2:ffff:ffff:ffff:ffff"), "same /64, same bucket");
+        assert!(check("2001:db8:1:3::1"), "another /64");
+        assert!(check("192.0.2.1"));
+        assert!(check("192.0.2.2"), "IPv4 addresses are keyed one by one");
+    }
+
+    #[test]
+    fn purging_forgets_idle_clients() {
+        let clock = FakeRelativeClock::default();
+        let limiter = ClassLimiter::with_clock("reads", limit(60, 5), clock.clone());
+        for i in 0..10_000u32 {
+            limiter.check(IpAddr::V4(i.into()));
+        }
+        assert_eq!(limiter.tracked_clients(), 10_000);
+
+        limiter.purge();
+        assert_eq!(limiter.tracked_clients(), 10_000, "buckets that are not full yet are kept");
+        clock.advance(Duration::from_secs(2));
+        limiter.purge();
+        assert_eq!(limiter.tracked_clients(), 0, "full buckets are forgotten");
+    }
+}

@@ -1,0 +1,203 @@
+//! Visitor identity: header, then signed cookie, then fingerprint; salts shared and rotated
+//! through the database; nothing identifying stored.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, TestDatabase, json_ok, spawn_app, spawn_with, test_config};
+
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0";
+
+/// A request with exactly the identity pieces given.
+async fn send(
+    app: &TestApp,
+    method: Method,
+    article: &str,
+    header_id: Option<&str>,
+    cookie: Option<&str>,
+    user_agent: &str,
+) -> reqwest::Response {
+    let suffix = if method == Method::GET { "reactions" } else { "reaction" };
+    let mut request = app
+        .client
+        .request(method.clone(), app.url(&format!("/v1/articles/{article}/{suffix}")))
+        .header("user-agent", user_agent);
+    if let Some(id) = header_id {
+        request = request.header("x-visitor-id", id);
+    }
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", format!("rr_vid={cookie}"));
+    }
+    if method == Method::PUT {
+        request = request.json(&serde_json::json!({"reaction": "love"}));
+    }
+    request.send().await.unwrap()
+}
+
+async fn viewer(app: &TestApp, header_id: Option<&str>, cookie: Option<&str>, user_agent: &str) -> Value {
+    json_ok(send(app, Method::GET, "story", header_id, cookie, user_agent).await).await["viewer_reaction"]
+        .clone()
+}
+
+/// The value of the `rr_vid` cookie a response sets, if any.
+fn set_cookie(response: &reqwest::Response) -> Option<String> {
+    let header = response.headers().get("set-cookie")?.to_str().unwrap().to_owned();
+    let value = header.strip_prefix("rr_vid=")?.split(';').next()?.to_owned();
+    Some(value)
+}
+
+#[tokio::test]
+async fn a_fingerprinted_write_sets_a_cookie_and_precedence_is_header_cookie_fingerprint() {
+    let app = spawn_app().await;
+
+    let write = send(&app, Method::PUT, "story", None, None, UA).await;
+    let cookie = set_cookie(&write).expect("a write identified by fingerprint gets the cookie");
+    let attributes = write.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(attributes.contains("HttpOnly") && attributes.contains("Max-Age=31536000"), "{attributes}");
+    assert_eq!(json_ok(write).await["viewer_reaction"], "love");
+
+    assert_eq!(viewer(&app, None, None, UA).await, "love", "same IP and User-Agent: same fingerprint");
+    assert_eq!(viewer(&app, None, None, "OtherBrowser/2").await, Value::Null, "another User-Agent");
+    assert_eq!(
+        viewer(&app, None, Some(&cookie), "OtherBrowser/2").await,
+        "love",
+        "the cookie beats the fingerprint"
+    );
+    assert_eq!(
+        viewer(&app, Some("header-visitor"), Some(&cookie), UA).await,
+        Value::Null,
+        "the header beats both"
+    );
+
+    let header_write = send(&app, Method::PUT, "story", Some("header-visitor"), None, UA).await;
+    assert!(set_cookie(&header_write).is_none(), "header-identified writes get no cookie");
+    let cookie_write = send(&app, Method::DELETE, "story", None, Some(&cookie), "OtherBrowser/2").await;
+    assert!(set_cookie(&cookie_write).is_none(), "a visitor with a valid cookie keeps it");
+    assert_eq!(json_ok(cookie_write).await["counts"]["love"], 1, "the cookie's visitor removed theirs");
+    let read = send(&app, Method::GET, "story", None, None, "Reader/3").await;
+    assert!(set_cookie(&read).is_none(), "reads never set cookies");
+    app.assert_counts_match_rows().await;
+}
+
+#[tokio::test]
+async fn a_tampered_or_foreign_cookie_is_ignored_never_an_error() {
+    let app = spawn_app().await;
+    let cookie = set_cookie(&send(&app, Method::PUT, "story", None, None, UA).await).unwrap();
+
+    let mut tampered = cookie.clone().into_bytes();
+    tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for (value, why) in
+        [(tampered.as_str(), "tampered"), ("v1.AAAA.BBBB", "forged"), ("garbage", "garbage"), ("", "empty")]
+    {
+        let response = send(&app, Method::GET, "story", None, Some(value), "OtherBrowser/2").await;
+        assert_eq!(response.status(), StatusCode::OK, "{why}");
+        assert_eq!(
+            json_ok(response).await["viewer_reaction"],
+            Value::Null,
+            "{why}: falls back to the fingerprint"
+        );
+    }
+    // A write with a bad cookie is identified by fingerprint and gets a fresh cookie.
+    let write = send(&app, Method::PUT, "story", None, Some(&tampered), UA).await;
+    assert_eq!(set_cookie(&write).as_deref(), Some(cookie.as_str()), "same fingerprint, same token");
+}
+
+#[tokio::test]
+async fn fingerprints_change_when_the_salt_rotates_but_the_cookie_keeps_the_visitor() {
+    let app = spawn_app().await;
+    let cookie = set_cookie(&send(&app, Method::PUT, "story", None, None, UA).await).unwrap();
+
+    // Rotate today's salt behind the service's back; a fresh instance reads it at once.
+    let mut conn = app.db.connect().await;
+    let rotated =
+        sqlx::query("update visitor_salts set salt = sha256(salt)").execute(&mut conn).await.unwrap();
+    assert_eq!(rotated.rows_affected(), 1, "one salt for today");
+    let fresh = app.another_instance().await;
+
+    assert_eq!(viewer(&fresh, None, None, UA).await, Value::Null, "a new salt makes a new fingerprint");
+    assert_eq!(viewer(&fresh, None, Some(&cookie), UA).await, "love", "the cookie survives the rotation");
+}
+
+#[tokio::test]
+async fn salts_older_than_48_hours_are_deleted() {
+    let app = spawn_app().await;
+    let mut conn = app.db.connect().await;
+    sqlx::query(
+        "insert into visitor_salts (day, salt, created_at) values
+           (current_date - 3, sha256('old'), now() - interval '49 hours'),
+           (current_date - 1, sha256('recent'), now() - interval '47 hours')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    send(&app, Method::GET, "story", None, None, UA).await; // needs today's salt
+
+    let days: Vec<i32> = sqlx::query_scalar("select current_date - day from visitor_salts order by day")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(days, [1, 0], "the 49-hour-old salt is gone, yesterday's and today's remain");
+}
+
+#[tokio::test]
+async fn two_instances_with_a_generated_secret_agree_on_every_kind_of_identity() {
+    let db = TestDatabase::create().await;
+    let mut config = test_config(&db.url);
+    config.visitor_secret = None; // generated once, kept in the database
+    let first = spawn_with(db, config.clone()).await;
+    let second = first.another_instance_with(config).await;
+
+    send(&first, Method::PUT, "story", Some("header-visitor"), None, UA).await;
+    let cookie = set_cookie(&send(&first, Method::PUT, "story", None, None, UA).await).unwrap();
+
+    assert_eq!(viewer(&second, Some("header-visitor"), None, "X/1").await, "love", "header");
+    assert_eq!(viewer(&second, None, Some(&cookie), "X/1").await, "love", "cookie");
+    assert_eq!(viewer(&second, None, None, UA).await, "love", "fingerprint");
+    let summary = json_ok(second.get_reactions("story", None).await).await;
+    assert_eq!(summary["counts"]["love"], 2, "two visitors, counted once each");
+}
+
+#[tokio::test]
+async fn a_database_dump_contains_no_raw_ip_user_agent_visitor_id_or_cookie() {
+    let db = TestDatabase::create().await;
+    let mut config = test_config(&db.url);
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
+    let app = spawn_with(db, config).await;
+    let ip = "203.0.113.77";
+    let user_agent = "MarkerAgent/9.9 (privacy-test)";
+    let header_id = "MarkerHeaderId-5d1e";
+
+    let by_fingerprint = app
+        .client
+        .put(app.url("/v1/articles/story/reaction"))
+        .header("x-forwarded-for", ip)
+        .header("user-agent", user_agent)
+        .json(&serde_json::json!({"reaction": "wow"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = set_cookie(&by_fingerprint).unwrap();
+    assert_eq!(by_fingerprint.status(), StatusCode::OK);
+    send(&app, Method::PUT, "story", Some(header_id), None, user_agent).await;
+    send(&app, Method::PUT, "other", None, Some(&cookie), user_agent).await;
+
+    let dump = std::process::Command::new("pg_dump")
+        .args(["--no-owner", "--data-only", "--dbname", &app.db.url])
+        .output()
+        .expect("pg_dump runs");
+    assert!(dump.status.success(), "pg_dump: {}", String::from_utf8_lossy(&dump.stderr));
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("story") && dump.contains("other"), "the dump holds the reactions");
+    let token = cookie.split('.').nth(1).unwrap();
+    for (marker, what) in [
+        (ip, "client IP"),
+        ("MarkerAgent", "User-Agent"),
+        (header_id, "X-Visitor-Id"),
+        (cookie.as_str(), "cookie value"),
+        (token, "cookie token"),
+    ] {
+        assert!(!dump.contains(marker), "the database dump contains the raw {what}");
+    }
+}
