@@ -81,6 +81,31 @@ pub struct Config {
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value = "5000", value_parser = parse_millis)]
     pub request_timeout: Duration,
 
+    /// Milliseconds a cached count may be served; another instance's writes show within it.
+    /// 0 turns the read cache off.
+    #[arg(long, env = "CACHE_TTL_MS", default_value = "1000", value_parser = parse_millis_or_zero)]
+    pub cache_ttl: Duration,
+
+    /// Most articles whose counts this instance caches.
+    #[arg(long, env = "CACHE_CAPACITY", default_value = "100000")]
+    pub cache_capacity: NonZeroU32,
+
+    /// Writer tasks; changes are sharded over them by article.
+    #[arg(long, env = "WRITE_WORKERS", default_value = "4")]
+    pub write_workers: NonZeroU32,
+
+    /// Most changes committed in one transaction.
+    #[arg(long, env = "WRITE_BATCH_MAX", default_value = "512")]
+    pub write_batch_max: NonZeroU32,
+
+    /// Milliseconds a change waits for others before its batch is committed anyway.
+    #[arg(long, env = "WRITE_BATCH_DELAY_MS", default_value = "2", value_parser = parse_millis_or_zero)]
+    pub write_batch_delay: Duration,
+
+    /// Changes each writer queues before further writes get a 503.
+    #[arg(long, env = "WRITE_QUEUE_CAPACITY", default_value = "4096")]
+    pub write_queue_capacity: NonZeroU32,
+
     /// Largest number of database connections this instance opens.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value = "16")]
     pub database_max_connections: NonZeroU32,
@@ -132,6 +157,12 @@ fn parse_cidr(raw: &str) -> Result<IpNet, String> {
     raw.parse::<IpNet>()
         .or_else(|_| raw.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{raw:?} is not a CIDR such as 10.0.0.0/8 or an IP address"))
+}
+
+fn parse_millis_or_zero(raw: &str) -> Result<Duration, String> {
+    raw.parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("{raw:?} is not a number of milliseconds"))
 }
 
 fn parse_millis(raw: &str) -> Result<Duration, String> {

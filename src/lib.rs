@@ -18,5 +18,5 @@ pub mod reactions;
 pub mod startup;
 /// SQL and migrations.
 pub mod store;
-/// Log output.
+/// Log output and Prometheus metrics.
 pub mod telemetry;

@@ -1,4 +1,7 @@
 use reader_reactions::config::Config;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use reader_reactions::startup::{Application, shutdown_signal};
 
 #[tokio::main]

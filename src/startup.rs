@@ -13,6 +13,8 @@ use crate::http::rate_limit::{ClassLimiter, Limit, RateLimits};
 use crate::http::{self, AppState, EdgeLayers, HttpOptions};
 use crate::identity::{IdentityResolver, SaltCache};
 use crate::reactions::Reactions;
+use crate::reactions::cache::CountsCache;
+use crate::reactions::writer::{BatchWriter, WriterOptions, WriterTasks};
 use crate::store::{Store, StoreOptions};
 
 /// A built service, bound to its port but not yet serving.
@@ -20,7 +22,11 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     purger: tokio::task::JoinHandle<()>,
+    writers: WriterTasks,
 }
+
+/// The longest shutdown waits for queued writes to commit.
+const WRITE_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often idle clients are dropped from the rate limiters.
 const RATE_LIMIT_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -29,6 +35,7 @@ impl Application {
     /// Connects the store, applies migrations (unless told not to), resolves the visitor secret
     /// and binds the listener (port 0 picks a free port; see [`Application::local_addr`]).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        crate::telemetry::metrics::handle(); // installs the recorder before anything records
         let store = Store::connect(&StoreOptions {
             database_url: config.database_url.clone(),
             max_connections: config.database_max_connections.get(),
@@ -69,7 +76,23 @@ impl Application {
             ),
         });
         let purger = rate_limits.spawn_purger(RATE_LIMIT_PURGE_INTERVAL);
-        let state = AppState { reactions: Reactions::new(store.clone()), store };
+        let cache = CountsCache::new(config.cache_ttl, config.cache_capacity.get() as usize);
+        let (writer, writers) = BatchWriter::start(
+            store.clone(),
+            cache.clone(),
+            WriterOptions {
+                workers: config.write_workers.get() as usize,
+                queue_capacity: config.write_queue_capacity.get() as usize,
+                max_batch: config.write_batch_max.get() as usize,
+                max_delay: config.write_batch_delay,
+            },
+        );
+        let admin_token = http::AdminToken::from_setting(config.admin_token.as_deref());
+        let state = AppState {
+            reactions: Arc::new(Reactions::new(store.clone(), cache, writer)),
+            store,
+            admin_token,
+        };
         let options = HttpOptions {
             request_timeout: config.request_timeout,
             allowed_origins: config.allowed_origins.clone(),
@@ -80,7 +103,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("while binding {}", config.listen_addr))?;
-        Ok(Self { listener, router, purger })
+        Ok(Self { listener, router, purger, writers })
     }
 
     /// The address actually bound.
@@ -94,6 +117,9 @@ impl Application {
         let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         self.purger.abort();
+        // The router (and with it every handle on the write queue) is gone: the writers commit
+        // and answer what is queued, then stop.
+        self.writers.drain(WRITE_DRAIN_LIMIT).await;
         served.context("while serving HTTP")?;
         tracing::info!("stopped");
         Ok(())

@@ -6,7 +6,9 @@
 mod article_id;
 mod reaction;
 mod summary;
+mod window;
 
 pub use article_id::{ArticleId, ArticleIdError};
 pub use reaction::{Reaction, ReactionCounts, UnknownReaction};
 pub use summary::ReactionSummary;
+pub use window::{Bucket, EmptyWindow, TimeWindow, UnknownBucket, rfc3339};

@@ -12,6 +12,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Seconds a client should wait before retrying after a 503.
 pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
+/// The challenge sent with every 401.
+pub const WWW_AUTHENTICATE_BEARER: &str = "Bearer realm=\"reader-reactions\"";
+
 /// An RFC 9457 problem details object: the body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({
@@ -56,6 +59,10 @@ impl IntoResponse for Problem {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 requires a challenge with every 401; RFC 6750 names the bearer scheme.
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(WWW_AUTHENTICATE_BEARER));
         }
         response
     }
@@ -120,6 +127,16 @@ impl ApiError {
 
     pub fn not_found(detail: impl Display) -> Self {
         Self::client(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    /// The request lacks the credentials the endpoint needs (401 with `WWW-Authenticate`).
+    pub fn unauthorized(detail: impl Display) -> Self {
+        Self::client(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+    }
+
+    /// The endpoint exists but is switched off by configuration (404).
+    pub fn disabled(detail: impl Display) -> Self {
+        Self::client(StatusCode::NOT_FOUND, "disabled", "Endpoint disabled", detail)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes, and the Prometheus metrics.
 
 use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,7 +15,7 @@ pub struct Health {
 
 /// The probe routes. They bypass identity and rate limiting: orchestrators call them.
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
 }
 
 /// The process is up.
@@ -37,4 +37,31 @@ async fn healthz() -> AppJson<Health> {
 async fn readyz(State(state): State<AppState>) -> Result<AppJson<Health>, ApiError> {
     state.store.ping().await?;
     Ok(AppJson(Health { status: "ready" }))
+}
+
+/// Prometheus metrics of this instance: requests by route and status with latency histograms,
+/// reactions written by kind, rate-limited requests by class, write batch sizes and commit
+/// latency, write queue depth, database pool use and read-cache size.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"))
+)]
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    let pool = state.store.pool_status();
+    let text = crate::telemetry::metrics::render(crate::telemetry::metrics::Snapshot {
+        queued_writes: state.reactions.queued_writes(),
+        pool_size: pool.size,
+        pool_idle: pool.idle,
+        pool_max: pool.max,
+        cached_articles: state.reactions.cached_articles(),
+    });
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
 }

@@ -3,6 +3,7 @@
 //! Routes and the OpenAPI document come from one registration (utoipa-axum), so the served
 //! document cannot drift from the handlers.
 
+mod admin;
 pub mod client_ip;
 mod error;
 mod extract;
@@ -11,6 +12,8 @@ mod openapi;
 mod problem;
 pub mod rate_limit;
 mod reactions;
+mod stats;
+mod widget;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +31,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use admin::AdminToken;
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use extract::AppJson;
 pub use openapi::openapi_document;
@@ -47,8 +51,11 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub reactions: Reactions,
+    /// Behind an `Arc`: the state is cloned for every request.
+    pub reactions: Arc<Reactions>,
     pub store: Store,
+    /// Guards the CSV export; `None` switches it off.
+    pub admin_token: Option<AdminToken>,
 }
 
 /// Settings for the HTTP edge.
@@ -72,6 +79,14 @@ pub struct EdgeLayers {
 /// All routes with their OpenAPI descriptions, before state and the outer layers are attached.
 /// The identity layer wraps the visitor-facing routes only (the document is built without it).
 pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
+    let mut stats_routes = stats::router();
+    if let Some(edge) = &edge {
+        // Dashboard reads are heavier and not per visitor: their own quota, no identity layer.
+        stats_routes = stats_routes.route_layer(middleware::from_fn_with_state(
+            (edge.rate_limits.clone(), ClassOf::Stats),
+            rate_limit,
+        ));
+    }
     let mut visitor_routes = reactions::router();
     if let Some(edge) = edge {
         // Route layers wrap outward: the rate limiter runs first, then identity, then the handler.
@@ -79,7 +94,11 @@ pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
             .route_layer(middleware::from_fn_with_state(edge.identity, resolve_visitor))
             .route_layer(middleware::from_fn_with_state((edge.rate_limits, ClassOf::Method), rate_limit));
     }
-    OpenApiRouter::with_openapi(openapi::ApiDoc::build()).merge(visitor_routes).merge(health::router())
+    OpenApiRouter::with_openapi(openapi::ApiDoc::build())
+        .merge(visitor_routes)
+        .merge(health::router())
+        .merge(widget::router())
+        .merge(stats_routes)
 }
 
 /// The complete application: routes, identity, and the layers every request passes through.
@@ -112,10 +131,13 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
                     .on_response(DefaultOnResponse::new().level(Level::INFO)),
             )
             .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(middleware::from_fn(crate::telemetry::metrics::track_http))
+            // Outside the timeout and panic layers, so that their answers are readable
+            // cross-origin too.
+            .layer(cors(&options.allowed_origins))
             .layer(middleware::map_response(problem::ensure_problem_body))
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, options.request_timeout))
-            .layer(cors(&options.allowed_origins))
             .layer(middleware::from_fn_with_state(
                 Arc::new(options.trusted_proxies.clone()),
                 resolve_client_ip,
@@ -130,10 +152,9 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
 /// Unknown routes are 404s, except the common mistake of an article id that is empty or has an
 /// unencoded `/`, which gets a 400 that says how to fix it.
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {
-    let looks_like_article_route = uri
-        .path()
-        .strip_prefix("/v1/articles/")
-        .is_some_and(|rest| rest.ends_with("/reactions") || rest.ends_with("/reaction"));
+    let looks_like_article_route = uri.path().strip_prefix("/v1/articles/").is_some_and(|rest| {
+        rest.ends_with("/reactions") || rest.ends_with("/reaction") || rest.ends_with("/timeseries")
+    });
     if looks_like_article_route {
         ApiError::invalid_article_id(
             "an article id is one non-empty path segment; percent-encode '/' in it as %2F",
@@ -143,7 +164,17 @@ async fn unknown_route(uri: axum::http::Uri) -> ApiError {
     }
 }
 
-/// CORS for browser callers: the widget sends `X-Visitor-Id` with PUT and DELETE.
+/// CORS for browser callers: the widget sends `X-Visitor-Id` with GET, PUT and DELETE, so every
+/// call is preflighted; the preflight is answered here, before rate limiting and identity.
+///
+/// Browsers refuse credentials (cookies) with a literal `Access-Control-Allow-Origin: *`, so:
+/// - `*` (the default) allows any origin **without** credentials. The widget identifies readers
+///   by its header, which needs no cookie. Echoing any origin with credentials instead would let
+///   every website read a reader's reactions with the reader's cookie.
+/// - An explicit list echoes the listed origin and allows credentials, so a site's own scripts
+///   can use the `rr_vid` cookie cross-site (with `COOKIE_SECURE=true`, which makes it
+///   `SameSite=None; Secure`). Entries are compared as browsers send `Origin`: lower case,
+///   without a trailing `/`.
 fn cors(allowed_origins: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::PUT, Method::DELETE, Method::OPTIONS])
@@ -155,11 +186,15 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
             HeaderName::from_static(REQUEST_ID_HEADER),
         ])
         .max_age(Duration::from_secs(600));
-    if allowed_origins.iter().any(|o| o == "*") {
+    if allowed_origins.iter().any(|o| o.trim() == "*") {
         layer.allow_origin(AllowOrigin::any())
     } else {
-        let origins: Vec<HeaderValue> =
-            allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        let origins: Vec<HeaderValue> = allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .filter_map(|o| HeaderValue::from_str(&o).ok())
+            .collect();
         layer.allow_origin(origins).allow_credentials(true)
     }
 }

@@ -106,7 +106,11 @@ pub(super) fn describe_layers(document: &mut utoipa::openapi::OpenApi) {
         let writes = [&mut item.put, &mut item.delete].into_iter().flatten().map(|op| (op, true));
         let reads = [&mut item.get].into_iter().flatten().map(|op| (op, false));
         for (operation, is_write) in writes.chain(reads) {
-            operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(cookie.clone()));
+            // The dashboard reads do not depend on who asks: no visitor cookie there.
+            let per_visitor = !operation.tags.iter().flatten().any(|tag| tag == "stats");
+            if per_visitor {
+                operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(cookie.clone()));
+            }
             for (status, response) in operation.responses.responses.iter_mut() {
                 if let RefOr::T(response) = response {
                     response.headers.insert("RateLimit".into(), RefOr::T(ratelimit.clone()));

@@ -186,6 +186,7 @@ pub async fn rate_limit(
         }
         Decision::Deny { retry_after } => {
             tracing::debug!(class = class.name(), "rate limited");
+            crate::telemetry::metrics::rate_limited(class.name());
             let seconds = ceil_secs(retry_after).max(1);
             let problem = Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,

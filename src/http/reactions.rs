@@ -1,7 +1,10 @@
 //! `/v1/articles/{article_id}/reaction(s)`, the batch read for list pages, and erase-me.
 
 use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize as _;
+use std::hash::BuildHasher as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -76,7 +79,10 @@ pub struct Erased {
     tag = "reactions",
     params(ArticleParam, VisitorHeader),
     responses(
-        (status = 200, description = "Counts and the caller's reaction", body = ReactionSummary),
+        (status = 200, description = "Counts and the caller's reaction. Anonymous answers are \
+`Cache-Control: public` for the read-cache TTL with an `ETag`; identified ones are `private`.", body = ReactionSummary,
+            headers(("ETag" = String, description = "Anonymous answers only"), ("Cache-Control" = String))),
+        (status = 304, description = "Not modified: `If-None-Match` matched the `ETag` (anonymous answers only)"),
         (status = 400, description = "Malformed article id or visitor header", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
@@ -85,8 +91,10 @@ async fn get_article_reactions(
     State(state): State<AppState>,
     visitor: Visitor,
     ArticlePath(article_id): ArticlePath,
-) -> Result<AppJson<ReactionSummary>, ApiError> {
-    Ok(AppJson(state.reactions.summary(&article_id, visitor.key()).await?))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let summary = state.reactions.summary(&article_id, visitor.key()).await?;
+    Ok(cacheable(&headers, &visitor, state.reactions.cache_ttl(), &summary))
 }
 
 /// Sets or switches the caller's reaction. Idempotent: setting the same reaction again changes
@@ -151,7 +159,9 @@ async fn delete_reaction(
         VisitorHeader,
     ),
     responses(
-        (status = 200, description = "One summary per id asked, in order", body = BatchSummaries),
+        (status = 200, description = "One summary per id asked, in order; cached like the single read", body = BatchSummaries,
+            headers(("ETag" = String, description = "Anonymous answers only"), ("Cache-Control" = String))),
+        (status = 304, description = "Not modified: `If-None-Match` matched the `ETag` (anonymous answers only)"),
         (status = 400, description = "No ids, more than 100, a malformed id or an unknown parameter", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
@@ -160,7 +170,8 @@ async fn get_batch_reactions(
     State(state): State<AppState>,
     visitor: Visitor,
     RawQuery(query): RawQuery,
-) -> Result<AppJson<BatchSummaries>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let mut articles = Vec::new();
     for (name, value) in query_pairs(query.as_deref())? {
         if name != "article_id" {
@@ -181,7 +192,54 @@ async fn get_batch_reactions(
         return Err(ApiError::invalid_query("give at least one article_id parameter"));
     }
     let articles = state.reactions.summaries(&articles, visitor.key()).await?;
-    Ok(AppJson(BatchSummaries { articles }))
+    Ok(cacheable(&headers, &visitor, state.reactions.cache_ttl(), &BatchSummaries { articles }))
+}
+
+/// A read answer with HTTP caching: an anonymous answer is the same for everyone, so it is
+/// `public` for as long as our own cache may serve it, with an `ETag` that `If-None-Match` can
+/// revalidate (304). An identified answer carries the viewer's reaction: `private`.
+fn cacheable<T: serde::Serialize>(
+    request: &HeaderMap,
+    visitor: &Visitor,
+    ttl: std::time::Duration,
+    body: &T,
+) -> Response {
+    let mut buffer = Vec::with_capacity(256);
+    if let Err(e) = serde_json::to_writer(&mut buffer, body) {
+        return ApiError::Internal(anyhow::Error::new(e)).into_response();
+    }
+    let body = buffer;
+    let vary = (header::VARY, HeaderValue::from_static("X-Visitor-Id, Cookie"));
+    if visitor.key().is_some() {
+        let cache_control = (header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        return ([content_type_json(), cache_control, vary], body).into_response();
+    }
+    // A fixed-seed hash, so every instance of one release gives the same body the same tag.
+    let digest = foldhash::quality::FixedState::with_seed(ETAG_SEED).hash_one(&body);
+    let etag = HeaderValue::try_from(format!("\"{digest:016x}\"")).expect("hex is ASCII");
+    let max_age = ttl.as_secs().max(u64::from(!ttl.is_zero()));
+    let cache_control = HeaderValue::try_from(format!("public, max-age={max_age}")).expect("ASCII");
+    let fresh = request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.trim_start_matches("W/").as_bytes() == etag.as_bytes()
+        });
+    let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control), vary];
+    if fresh {
+        (StatusCode::NOT_MODIFIED, headers).into_response()
+    } else {
+        (headers, [content_type_json()], body).into_response()
+    }
+}
+
+const ETAG_SEED: u64 = 0x7265_6163_7469_6f6e;
+
+fn content_type_json() -> (header::HeaderName, HeaderValue) {
+    (header::CONTENT_TYPE, HeaderValue::from_static(super::extract::JSON_UTF8))
 }
 
 /// Erases every reaction of the caller, on every article (privacy).

@@ -29,7 +29,7 @@ pub enum IdentitySource {
     Header,
     Cookie,
     Fingerprint,
-    /// No identity could be established (the salt was unavailable).
+    /// No identity: an anonymous read, or a write while the salt was unavailable.
     None,
 }
 
@@ -47,9 +47,18 @@ impl IdentityResolver {
         Self { secret, salts, cookie_secure }
     }
 
-    /// Resolves the visitor: `X-Visitor-Id`, else a valid `rr_vid` cookie, else a fingerprint.
-    /// A malformed or repeated header is a client error; a bad cookie is ignored.
-    pub async fn resolve(&self, headers: &HeaderMap, client: ClientIp) -> Result<Visitor, ApiError> {
+    /// Resolves the visitor: `X-Visitor-Id`, else a valid `rr_vid` cookie, else (for writes) a
+    /// fingerprint. A malformed or repeated header is a client error; a bad cookie is ignored.
+    ///
+    /// Reads never fingerprint: an answer to a request that carried no identity is the same for
+    /// everyone, so browsers and CDNs may share it, and a reader behind the same NAT and browser
+    /// build does not see another's choice highlighted.
+    pub async fn resolve(
+        &self,
+        headers: &HeaderMap,
+        client: ClientIp,
+        fingerprint: bool,
+    ) -> Result<Visitor, ApiError> {
         let mut ids = headers.get_all(VISITOR_ID_HEADER).iter();
         if let Some(first) = ids.next() {
             if ids.next().is_some() {
@@ -62,6 +71,9 @@ impl IdentityResolver {
         if let Some(token) = cookie::cookie_values(headers).find_map(|v| cookie::verify(&self.secret, v)) {
             let key = VisitorKey::from_token(&self.secret, &token);
             return Ok(Visitor { key: Some(key), source: IdentitySource::Cookie, token: Some(token) });
+        }
+        if !fingerprint {
+            return Ok(Visitor { key: None, source: IdentitySource::None, token: None });
         }
         match self.salts.current().await {
             Ok(salt) => {
@@ -106,11 +118,11 @@ pub async fn resolve_visitor(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let visitor = match resolver.resolve(request.headers(), client).await {
+    let is_write = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let visitor = match resolver.resolve(request.headers(), client, is_write).await {
         Ok(visitor) => visitor,
         Err(error) => return error.into_response(),
     };
-    let is_write = !matches!(*request.method(), Method::GET | Method::HEAD);
     let mint_cookie =
         (is_write && visitor.source == IdentitySource::Fingerprint).then_some(visitor.token).flatten();
     request.extensions_mut().insert(visitor);

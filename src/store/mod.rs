@@ -4,13 +4,16 @@
 //! in as a new variant without touching the HTTP code.
 
 mod postgres;
+mod stats;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 pub use postgres::{MIGRATOR, PgStore};
+pub use stats::{ArticleCount, EXPORT_BATCH_ROWS, ExportRow, ExportStream, TrendingArticle};
 
 use crate::domain::{ArticleId, Reaction, ReactionCounts};
+use crate::domain::{Bucket, TimeWindow};
 use crate::identity::{VisitorKey, VisitorSecret};
 
 /// One visitor's intended state for one article: `Some` sets or switches, `None` removes.
@@ -30,6 +33,25 @@ pub enum StoreError {
     /// Anything else is a bug or a broken invariant (500).
     #[error("database error")]
     Other(#[source] anyhow::Error),
+}
+
+impl StoreError {
+    /// The same failure for another waiter of a shared operation (a write batch answers every
+    /// request in it with the batch's error).
+    pub fn for_each_waiter(&self) -> Self {
+        match self {
+            Self::Unavailable(e) => Self::Unavailable(anyhow::anyhow!("{e:#}")),
+            Self::Other(e) => Self::Other(anyhow::anyhow!("{e:#}")),
+        }
+    }
+}
+
+/// The connection pool's use, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStatus {
+    pub size: u32,
+    pub idle: usize,
+    pub max: u32,
 }
 
 /// How the service connects to its database.
@@ -62,6 +84,13 @@ impl Store {
         }
     }
 
+    /// Connections open, idle and allowed.
+    pub fn pool_status(&self) -> PoolStatus {
+        match self {
+            Self::Postgres(s) => s.pool_status(),
+        }
+    }
+
     /// Answers when the database can run a query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
@@ -85,7 +114,11 @@ impl Store {
 
     /// Applies changes atomically: after it returns `Ok`, every change is committed and counts
     /// equal rows. Changes to the same (article, visitor) apply in slice order (the last wins).
-    pub async fn apply(&self, changes: &[ReactionChange]) -> Result<(), StoreError> {
+    /// Answers the counts of the touched articles as of the commit (articles at zero are absent).
+    pub async fn apply(
+        &self,
+        changes: &[ReactionChange],
+    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
         match self {
             Self::Postgres(s) => s.apply(changes).await,
         }
@@ -112,10 +145,63 @@ impl Store {
         }
     }
 
-    /// Removes every reaction of a visitor, adjusting counts; returns how many were removed.
-    pub async fn erase_visitor(&self, visitor: &VisitorKey) -> Result<u64, StoreError> {
+    /// Removes every reaction of a visitor, adjusting counts; returns the articles it was
+    /// removed from (one reaction each).
+    pub async fn erase_visitor(&self, visitor: &VisitorKey) -> Result<Vec<ArticleId>, StoreError> {
         match self {
             Self::Postgres(s) => s.erase_visitor(visitor).await,
+        }
+    }
+
+    /// The articles with the most reactions of the given kinds (all kinds when empty) whose last
+    /// change falls in `window`, most first, ties by article id.
+    pub async fn top_articles(
+        &self,
+        window: &TimeWindow,
+        reactions: &[Reaction],
+        limit: u32,
+    ) -> Result<Vec<ArticleCount>, StoreError> {
+        match self {
+            Self::Postgres(s) => s.top_articles(window, reactions, limit).await,
+        }
+    }
+
+    /// Site-wide counts per reaction of the reactions whose last change falls in `window`.
+    pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
+        match self {
+            Self::Postgres(s) => s.window_totals(window).await,
+        }
+    }
+
+    /// One article's counts per bucket in `window`, oldest first; buckets without reactions are
+    /// absent.
+    pub async fn article_timeseries(
+        &self,
+        article_id: &ArticleId,
+        window: &TimeWindow,
+        bucket: Bucket,
+    ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, ReactionCounts)>, StoreError> {
+        match self {
+            Self::Postgres(s) => s.article_timeseries(article_id, window, bucket).await,
+        }
+    }
+
+    /// Articles gathering reactions faster in `recent` than in the window of the same length
+    /// before it, by trending score.
+    pub async fn trending(
+        &self,
+        recent: &TimeWindow,
+        limit: u32,
+    ) -> Result<Vec<TrendingArticle>, StoreError> {
+        match self {
+            Self::Postgres(s) => s.trending(recent, limit).await,
+        }
+    }
+
+    /// Counts per (article, reaction) in `window`, streamed in batches from the database.
+    pub async fn export_counts(&self, window: &TimeWindow) -> Result<ExportStream, StoreError> {
+        match self {
+            Self::Postgres(s) => s.export_counts(window).await,
         }
     }
 }

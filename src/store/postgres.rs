@@ -28,8 +28,8 @@ const MAX_ATTEMPTS: u32 = 6;
 /// PostgreSQL through a sqlx connection pool.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
-    database_url: String,
+    pub(super) pool: PgPool,
+    database_url: std::sync::Arc<str>,
 }
 
 /// A change after collapsing a batch to the last intent per (article, visitor).
@@ -50,7 +50,7 @@ impl PgStore {
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect_options);
-        Ok(Self { pool, database_url: options.database_url.clone() })
+        Ok(Self { pool, database_url: options.database_url.as_str().into() })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -67,6 +67,14 @@ impl PgStore {
             }
         }
         MIGRATOR.run(&self.pool).await.context("while applying migrations").map_err(classify_anyhow)
+    }
+
+    pub fn pool_status(&self) -> super::PoolStatus {
+        super::PoolStatus {
+            size: self.pool.size(),
+            idle: self.pool.num_idle(),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     #[tracing::instrument(skip_all)]
@@ -127,7 +135,10 @@ impl PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
-    pub async fn apply(&self, changes: &[ReactionChange]) -> Result<(), StoreError> {
+    pub async fn apply(
+        &self,
+        changes: &[ReactionChange],
+    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
         // The last change per (article, visitor) is the one that counts; order is kept.
         let mut last: HashMap<(&str, &[u8]), Option<Reaction>> = HashMap::with_capacity(changes.len());
         for change in changes {
@@ -154,7 +165,10 @@ impl PgStore {
         }
     }
 
-    async fn apply_once(&self, net: &[NetChange<'_>]) -> Result<(), sqlx::Error> {
+    async fn apply_once(
+        &self,
+        net: &[NetChange<'_>],
+    ) -> Result<HashMap<ArticleId, ReactionCounts>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let index: HashMap<(&str, &[u8]), usize> =
             net.iter().enumerate().map(|(i, c)| ((c.article_id, c.visitor), i)).collect();
@@ -273,7 +287,18 @@ impl PgStore {
             .await?;
         }
         apply_count_deltas(&mut tx, deltas).await?;
-        tx.commit().await
+        // The counts as this transaction leaves them: what every request in it is answered.
+        let mut articles: Vec<&str> = net.iter().map(|c| c.article_id).collect();
+        articles.dedup(); // `net` is sorted by article
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "select article_id, reaction::text, count from article_reaction_counts
+             where article_id = any($1) and count > 0",
+        )
+        .bind(&articles)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        counts_by_article(rows).map_err(|e| sqlx::Error::Decode(e.into()))
     }
 
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
@@ -290,13 +315,7 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| classify(e, "while reading counts"))?;
-        let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
-        for (article_id, reaction, count) in rows {
-            let article_id = stored_article_id(article_id)?;
-            let reaction = parse_reaction(&reaction).map_err(|e| classify(e, "while reading counts"))?;
-            counts.entry(article_id).or_default().add(reaction, count);
-        }
-        Ok(counts)
+        counts_by_article(rows).map_err(StoreError::Other)
     }
 
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
@@ -325,7 +344,7 @@ impl PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn erase_visitor(&self, visitor: &VisitorKey) -> Result<u64, StoreError> {
+    pub async fn erase_visitor(&self, visitor: &VisitorKey) -> Result<Vec<ArticleId>, StoreError> {
         let mut attempt = 1;
         loop {
             match self.erase_visitor_once(visitor).await {
@@ -338,7 +357,7 @@ impl PgStore {
         }
     }
 
-    async fn erase_visitor_once(&self, visitor: &VisitorKey) -> Result<u64, sqlx::Error> {
+    async fn erase_visitor_once(&self, visitor: &VisitorKey) -> Result<Vec<ArticleId>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         // Lock in the same (article, visitor) order as `apply` before deleting.
         sqlx::query("select 1 from reactions where visitor_key = $1 order by article_id for update")
@@ -357,8 +376,22 @@ impl PgStore {
         }
         apply_count_deltas(&mut tx, deltas).await?;
         tx.commit().await?;
-        Ok(removed.len() as u64)
+        removed
+            .into_iter()
+            .map(|(article_id, _)| ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into())))
+            .collect()
     }
+}
+
+/// Folds `(article, reaction, count)` rows into counts per article.
+fn counts_by_article(rows: Vec<(String, String, i64)>) -> anyhow::Result<HashMap<ArticleId, ReactionCounts>> {
+    let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
+    for (article_id, reaction, count) in rows {
+        let article_id = ArticleId::parse(article_id).context("an invalid article id is stored")?;
+        let reaction: Reaction = reaction.parse().context("an unknown reaction is stored")?;
+        counts.entry(article_id).or_default().add(reaction, count);
+    }
+    Ok(counts)
 }
 
 /// Adds the deltas to the counts rows, in (article, reaction) order.
@@ -434,7 +467,7 @@ fn is_retryable(error: &sqlx::Error) -> bool {
 }
 
 /// Sorts a database error into "try again later" (503) or "bug" (500).
-fn classify(error: sqlx::Error, context: &'static str) -> StoreError {
+pub(super) fn classify(error: sqlx::Error, context: &'static str) -> StoreError {
     let unavailable = match &error {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed

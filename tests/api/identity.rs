@@ -56,24 +56,24 @@ async fn a_fingerprinted_write_sets_a_cookie_and_precedence_is_header_cookie_fin
     assert!(attributes.contains("HttpOnly") && attributes.contains("Max-Age=31536000"), "{attributes}");
     assert_eq!(json_ok(write).await["viewer_reaction"], "love");
 
-    assert_eq!(viewer(&app, None, None, UA).await, "love", "same IP and User-Agent: same fingerprint");
-    assert_eq!(viewer(&app, None, None, "OtherBrowser/2").await, Value::Null, "another User-Agent");
-    assert_eq!(
-        viewer(&app, None, Some(&cookie), "OtherBrowser/2").await,
-        "love",
-        "the cookie beats the fingerprint"
-    );
-    assert_eq!(
-        viewer(&app, Some("header-visitor"), Some(&cookie), UA).await,
-        Value::Null,
-        "the header beats both"
-    );
+    assert_eq!(viewer(&app, None, None, UA).await, Value::Null, "reads without an identity are anonymous");
+    assert_eq!(viewer(&app, None, Some(&cookie), "OtherBrowser/2").await, "love", "the cookie identifies");
+    assert_eq!(viewer(&app, Some("header-visitor"), Some(&cookie), UA).await, Value::Null, "the header wins");
 
     let header_write = send(&app, Method::PUT, "story", Some("header-visitor"), None, UA).await;
     assert!(set_cookie(&header_write).is_none(), "header-identified writes get no cookie");
-    let cookie_write = send(&app, Method::DELETE, "story", None, Some(&cookie), "OtherBrowser/2").await;
-    assert!(set_cookie(&cookie_write).is_none(), "a visitor with a valid cookie keeps it");
-    assert_eq!(json_ok(cookie_write).await["counts"]["love"], 1, "the cookie's visitor removed theirs");
+    let other_browser = send(&app, Method::PUT, "story", None, None, "OtherBrowser/2").await;
+    let other_cookie = set_cookie(&other_browser).expect("another fingerprint, another cookie");
+    assert_ne!(other_cookie, cookie);
+    assert_eq!(json_ok(other_browser).await["counts"]["love"], 3, "three different visitors");
+
+    // The same IP and User-Agent without the cookie is the same fingerprint: it undoes its own.
+    let undo = send(&app, Method::DELETE, "story", None, None, UA).await;
+    assert_eq!(set_cookie(&undo).as_deref(), Some(cookie.as_str()), "the same identity token");
+    assert_eq!(json_ok(undo).await["counts"]["love"], 2);
+    let by_cookie = send(&app, Method::DELETE, "story", None, Some(&cookie), "Third/3").await;
+    assert!(set_cookie(&by_cookie).is_none(), "a visitor with a valid cookie keeps it");
+    assert_eq!(json_ok(by_cookie).await["counts"]["love"], 2, "already removed: idempotent");
     let read = send(&app, Method::GET, "story", None, None, "Reader/3").await;
     assert!(set_cookie(&read).is_none(), "reads never set cookies");
     app.assert_counts_match_rows().await;
@@ -115,7 +115,10 @@ async fn fingerprints_change_when_the_salt_rotates_but_the_cookie_keeps_the_visi
     assert_eq!(rotated.rows_affected(), 1, "one salt for today");
     let fresh = app.another_instance().await;
 
-    assert_eq!(viewer(&fresh, None, None, UA).await, Value::Null, "a new salt makes a new fingerprint");
+    let after = send(&fresh, Method::PUT, "story", None, None, UA).await;
+    let new_cookie = set_cookie(&after).expect("a fingerprinted write");
+    assert_ne!(new_cookie, cookie, "a new salt makes a new fingerprint");
+    assert_eq!(json_ok(after).await["counts"]["love"], 2, "so the same browser without its cookie is new");
     assert_eq!(viewer(&fresh, None, Some(&cookie), UA).await, "love", "the cookie survives the rotation");
 }
 
@@ -132,7 +135,7 @@ async fn salts_older_than_48_hours_are_deleted() {
     .await
     .unwrap();
 
-    send(&app, Method::GET, "story", None, None, UA).await; // needs today's salt
+    send(&app, Method::PUT, "story", None, None, UA).await; // a fingerprinted write needs today's salt
 
     let days: Vec<i32> = sqlx::query_scalar("select current_date - day from visitor_salts order by day")
         .fetch_all(&mut conn)
@@ -154,9 +157,11 @@ async fn two_instances_with_a_generated_secret_agree_on_every_kind_of_identity()
 
     assert_eq!(viewer(&second, Some("header-visitor"), None, "X/1").await, "love", "header");
     assert_eq!(viewer(&second, None, Some(&cookie), "X/1").await, "love", "cookie");
-    assert_eq!(viewer(&second, None, None, UA).await, "love", "fingerprint");
     let summary = json_ok(second.get_reactions("story", None).await).await;
     assert_eq!(summary["counts"]["love"], 2, "two visitors, counted once each");
+    let undo = send(&second, Method::DELETE, "story", None, None, UA).await;
+    assert_eq!(set_cookie(&undo).as_deref(), Some(cookie.as_str()), "fingerprint: the same token");
+    assert_eq!(json_ok(undo).await["counts"]["love"], 1, "the fingerprint's reaction is removed");
 }
 
 #[tokio::test]

@@ -4,9 +4,13 @@
 mod bad_input;
 mod concurrency;
 mod config;
+mod cors;
 mod health;
 mod helpers;
 mod identity;
+mod metrics;
 mod openapi;
 mod rate_limit;
 mod reactions;
+mod stats;
+mod write_path;

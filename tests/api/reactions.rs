@@ -215,3 +215,56 @@ async fn raw_visitor_ids_never_reach_the_database() {
     assert_eq!(keys[0].len(), 32, "a 256-bit keyed hash is stored");
     assert!(!keys[0].windows(marker.len()).any(|w| w == marker.as_bytes()), "the raw id is not stored");
 }
+
+#[tokio::test]
+async fn another_instances_writes_show_within_the_cache_ttl() {
+    let first = spawn_app().await;
+    let second = first.another_instance().await;
+    assert_eq!(first.summary(ARTICLE, None).await["total"], 0, "cached at zero");
+
+    json_ok(second.put_reaction(ARTICLE, ALICE, "sad").await).await;
+    tokio::time::sleep(crate::helpers::CACHE_TTL).await;
+
+    assert_eq!(first.summary(ARTICLE, None).await["counts"]["sad"], 1, "visible after the TTL");
+    assert_eq!(first.summary(ARTICLE, Some(ALICE)).await["viewer_reaction"], "sad", "never cached");
+}
+
+#[tokio::test]
+async fn anonymous_reads_are_publicly_cacheable_with_an_etag_and_identified_ones_private() {
+    let app = spawn_app().await;
+    app.put_reaction(ARTICLE, ALICE, "love").await;
+
+    let anonymous = app.get_reactions(ARTICLE, None).await;
+    assert_eq!(anonymous.headers()["cache-control"], "public, max-age=1");
+    assert!(anonymous.headers()["vary"].to_str().unwrap().contains("X-Visitor-Id"));
+    let etag = anonymous.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
+
+    let revalidated = app
+        .client
+        .get(app.url(&format!("/v1/articles/{}/reactions", crate::helpers::segment(ARTICLE))))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(revalidated.headers()["etag"], etag.as_str());
+    assert!(revalidated.text().await.unwrap().is_empty());
+
+    app.put_reaction(ARTICLE, BOB, "love").await;
+    let changed = app
+        .client
+        .get(app.url(&format!("/v1/articles/{}/reactions", crate::helpers::segment(ARTICLE))))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK, "new counts, new ETag");
+    assert_ne!(changed.headers()["etag"], etag.as_str());
+
+    let identified = app.get_reactions(ARTICLE, Some(ALICE)).await;
+    assert_eq!(identified.headers()["cache-control"], "private, no-cache");
+    assert!(identified.headers().get("etag").is_none());
+    let batch = app.batch(&[ARTICLE], None).await;
+    assert!(batch.headers()["cache-control"].to_str().unwrap().starts_with("public"));
+}

@@ -1,4 +1,6 @@
-//! Logging: `tracing` to stdout, pretty or one JSON object per line.
+//! Logs (`tracing` to stdout, pretty or one JSON object per line) and Prometheus [`metrics`].
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;

@@ -1,0 +1,12 @@
+-- The naive write, for pgbench: one statement per reaction that inserts the visitor's row and
+-- bumps the hot article's count row (what a service without batching does per request).
+\set v random(1, 9000000000000000000)
+with inserted as (
+    insert into reactions (article_id, visitor_key, reaction)
+    values ('hot', sha256(int8send(:v)), 'love')
+    on conflict do nothing
+    returning reaction
+)
+insert into article_reaction_counts as c (article_id, reaction, count)
+select 'hot', reaction, 1 from inserted
+on conflict (article_id, reaction) do update set count = c.count + 1;

@@ -1,0 +1,135 @@
+//! The reactions use cases: what the HTTP handlers ask for, in domain terms.
+//!
+//! Handlers call [`Reactions`]. Writes go through the group-commit [`writer`]; counts are read
+//! through the [`cache`], which the writer refreshes after every commit; both sit in front of the
+//! [`Store`].
+
+pub mod cache;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use self::cache::CountsCache;
+use self::writer::BatchWriter;
+use crate::domain::{ArticleId, Reaction, ReactionCounts, ReactionSummary};
+use crate::identity::VisitorKey;
+use crate::store::{ReactionChange, Store, StoreError};
+
+/// Reads and changes reactions.
+#[derive(Debug, Clone)]
+pub struct Reactions {
+    store: Store,
+    cache: CountsCache,
+    writer: BatchWriter,
+}
+
+impl Reactions {
+    pub fn new(store: Store, cache: CountsCache, writer: BatchWriter) -> Self {
+        Self { store, cache, writer }
+    }
+
+    /// Summaries for the given articles, in the order asked (duplicates answered each time).
+    /// Counts come from the cache; the misses are read in one query.
+    #[tracing::instrument(skip_all, fields(articles = articles.len()))]
+    pub async fn summaries(
+        &self,
+        articles: &[ArticleId],
+        viewer: Option<&VisitorKey>,
+    ) -> Result<Vec<ReactionSummary>, StoreError> {
+        let mut counts: HashMap<&ArticleId, ReactionCounts> = HashMap::with_capacity(articles.len());
+        let mut misses: Vec<&ArticleId> = Vec::new();
+        let now = Instant::now();
+        for article_id in articles {
+            if counts.contains_key(article_id) || misses.contains(&article_id) {
+                continue;
+            }
+            match self.cache.get(article_id, now) {
+                Some(cached) => {
+                    counts.insert(article_id, cached);
+                }
+                None => misses.push(article_id),
+            }
+        }
+        if !misses.is_empty() {
+            let read_at = Instant::now();
+            let mut fetched = self.store.counts(&misses).await?;
+            for article_id in misses {
+                let article_counts = fetched.remove(article_id).unwrap_or_default();
+                self.cache.insert(article_id.clone(), article_counts, read_at);
+                counts.insert(article_id, article_counts);
+            }
+        }
+        let viewer_reactions = match viewer {
+            Some(visitor) => {
+                let unique: Vec<&ArticleId> = counts.keys().copied().collect();
+                self.store.viewer_reactions(visitor, &unique).await?
+            }
+            None => HashMap::new(),
+        };
+        Ok(articles
+            .iter()
+            .map(|article_id| {
+                ReactionSummary::new(
+                    article_id.clone(),
+                    counts.get(article_id).copied().unwrap_or_default(),
+                    viewer_reactions.get(article_id).copied(),
+                )
+            })
+            .collect())
+    }
+
+    /// One article's summary.
+    pub async fn summary(
+        &self,
+        article_id: &ArticleId,
+        viewer: Option<&VisitorKey>,
+    ) -> Result<ReactionSummary, StoreError> {
+        let mut summaries = self.summaries(std::slice::from_ref(article_id), viewer).await?;
+        Ok(summaries.pop().expect("one summary per article asked"))
+    }
+
+    /// Sets, switches (`Some`) or removes (`None`) a visitor's reaction and answers the summary
+    /// after the change, once it is committed. Idempotent.
+    #[tracing::instrument(skip_all, fields(article_id = %article_id, reaction = ?reaction))]
+    pub async fn change(
+        &self,
+        article_id: ArticleId,
+        visitor: VisitorKey,
+        reaction: Option<Reaction>,
+    ) -> Result<ReactionSummary, StoreError> {
+        let counts =
+            self.writer.submit(ReactionChange { article_id: article_id.clone(), visitor, reaction }).await?;
+        // The visitor's reaction after the change is the one they just asked for.
+        Ok(ReactionSummary::new(article_id, counts, reaction))
+    }
+
+    /// Erases every reaction of a visitor; answers how many were removed.
+    pub async fn erase_visitor(&self, visitor: &VisitorKey) -> Result<u64, StoreError> {
+        let articles = self.store.erase_visitor(visitor).await?;
+        // Refresh what this instance caches of the touched articles.
+        let read_at = Instant::now();
+        let touched: Vec<&ArticleId> = articles.iter().collect();
+        if let Ok(mut fresh) = self.store.counts(&touched).await {
+            for article_id in &articles {
+                self.cache.insert(article_id.clone(), fresh.remove(article_id).unwrap_or_default(), read_at);
+            }
+        }
+        Ok(articles.len() as u64)
+    }
+
+    /// Changes waiting for the writers.
+    pub fn queued_writes(&self) -> usize {
+        self.writer.queued()
+    }
+
+    /// Articles whose counts are cached.
+    pub fn cached_articles(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// How stale a cached count may be.
+    pub fn cache_ttl(&self) -> std::time::Duration {
+        self.cache.ttl()
+    }
+}

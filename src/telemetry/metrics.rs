@@ -1,0 +1,125 @@
+//! Prometheus metrics through the `metrics` facade, rendered at `/metrics` in the text format
+//! (version 0.0.4).
+//!
+//! Recorded where things happen (HTTP layer, write path, rate limiter); the gauges that describe
+//! state (queue depth, pool use, cache size) are set when `/metrics` is scraped.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::domain::Reaction;
+
+/// Latency buckets in seconds, from a cache hit to a request timeout.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// Write batch sizes.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+/// The process-wide recorder; installed once, shared by every service instance in the process.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(LATENCY_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full("write_batch_size".into()), BATCH_BUCKETS))
+            .expect("bucket lists are non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed (e.g. by an embedding program); then our
+        // metrics go there and /metrics shows what this handle has.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("http_requests_total", "HTTP requests answered, by method, route and status");
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer HTTP requests, by method, route and status"
+    );
+    describe_counter!(
+        "reactions_written_total",
+        "Reaction changes committed, by the reaction set (`none` for a removal)"
+    );
+    describe_counter!("rate_limited_total", "Requests refused by the rate limiter, by class");
+    describe_histogram!("write_batch_size", "Changes committed per write transaction");
+    describe_histogram!("write_commit_seconds", Unit::Seconds, "Time to commit one write batch");
+    describe_counter!(
+        "write_batches_failed_total",
+        "Write batches that failed (every request in them got a 503)"
+    );
+    describe_gauge!("write_queue_depth", "Changes waiting for a writer");
+    describe_gauge!("db_pool_connections", "Database connections of this instance, by state (idle, in_use)");
+    describe_gauge!("db_pool_max_connections", "Largest number of database connections this instance opens");
+    describe_gauge!("read_cache_articles", "Articles whose counts are cached");
+}
+
+/// Middleware: counts and times every request by method, route template and status.
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    // The route template, not the path: label values stay bounded whatever ids arrive.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
+    counter!("http_requests_total", &labels).increment(1);
+    histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// One committed write batch.
+pub fn write_batch_committed(size: usize, seconds: f64, reactions: impl Iterator<Item = Option<Reaction>>) {
+    histogram!("write_batch_size").record(size as f64);
+    histogram!("write_commit_seconds").record(seconds);
+    for reaction in reactions {
+        counter!("reactions_written_total", "reaction" => reaction.map_or("none", Reaction::key))
+            .increment(1);
+    }
+}
+
+/// One failed write batch.
+pub fn write_batch_failed(seconds: f64) {
+    histogram!("write_commit_seconds").record(seconds);
+    counter!("write_batches_failed_total").increment(1);
+}
+
+/// A request refused by the rate limiter.
+pub fn rate_limited(class: &'static str) {
+    counter!("rate_limited_total", "class" => class).increment(1);
+}
+
+/// State sampled at scrape time.
+pub struct Snapshot {
+    pub queued_writes: usize,
+    pub pool_size: u32,
+    pub pool_idle: usize,
+    pub pool_max: u32,
+    pub cached_articles: usize,
+}
+
+/// The text exposition, after setting the sampled gauges.
+pub fn render(snapshot: Snapshot) -> String {
+    let handle = handle();
+    gauge!("write_queue_depth").set(snapshot.queued_writes as f64);
+    gauge!("db_pool_connections", "state" => "idle").set(snapshot.pool_idle as f64);
+    gauge!("db_pool_connections", "state" => "in_use")
+        .set(snapshot.pool_size.saturating_sub(snapshot.pool_idle as u32) as f64);
+    gauge!("db_pool_max_connections").set(f64::from(snapshot.pool_max));
+    gauge!("read_cache_articles").set(snapshot.cached_articles as f64);
+    handle.run_upkeep();
+    handle.render()
+}

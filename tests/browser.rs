@@ -1,0 +1,557 @@
+//! End to end in a real browser: headless Chromium, driven over WebDriver, reads and clicks the
+//! widget on `/demo` served by the real service on a fresh PostgreSQL database.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`CHROMEDRIVER` and `CHROMIUM` override where
+//! they are). Not part of plain `cargo test`; run it with
+//! `cargo test --test browser -- --ignored`. It writes `target/artifacts/widget.png` (the widget)
+//! and `target/artifacts/demo.png` (the page, also after a failure).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use reader_reactions::config::Config;
+use reader_reactions::startup::Application;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::oneshot;
+
+/// The demo page's main article, and the three teasers of its "More from Local" list.
+const ARTICLE: &str = "demo/2025/11/27/harbour-town-keeps-winter-ferry";
+const LIST_ARTICLES: [&str; 3] = [
+    "demo/2025/11/26/lighthouse-library",
+    "demo/2025/11/25/coast-road-storm",
+    "demo/2025/11/24/fish-market-centenary",
+];
+const KEYS: [&str; 7] = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
+const MAIN_WIDGET: &str = "reader-reactions[article='demo/2025/11/27/harbour-town-keeps-winter-ferry']";
+
+/// Other readers' reactions, there before our reader arrives.
+const EARLIER_READERS: [(&str, usize); 4] = [("like", 4), ("love", 7), ("funny", 1), ("wow", 2)];
+
+/// The browser's writes: Love, Wow, undo by keyboard, Like from another site. One more is
+/// refused (429).
+const BROWSER_WRITES: u32 = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run: cargo test --test browser -- --ignored"]
+async fn a_reader_loves_switches_to_wow_and_finds_it_after_a_reload() {
+    let chromedriver = find_program("CHROMEDRIVER", &["chromedriver", "/usr/lib/chromium/chromedriver"])
+        .unwrap_or_else(|| {
+            panic!("chromedriver not found: apt-get install chromium chromium-driver, or set CHROMEDRIVER")
+        });
+    let chromium = find_program("CHROMIUM", &["chromium", "chromium-browser", "google-chrome"])
+        .unwrap_or_else(|| {
+            panic!("chromium not found: apt-get install chromium chromium-driver, or set CHROMIUM")
+        });
+
+    let db = TestDatabase::create().await;
+    // Earlier readers arrive through an instance of their own, so that the browser's instance
+    // has its whole (small) write quota for the test.
+    let seeder = Service::start(config(&db.url, None)).await;
+    seed_earlier_readers(&seeder).await;
+    let service = Service::start(config(&db.url, Some(BROWSER_WRITES))).await;
+
+    let driver = ChromeDriver::start(&chromedriver).await;
+    let profile = TempDir::new("rr-chromium-profile");
+    let browser = driver.connect(&chromium, profile.path()).await;
+
+    let outcome = reader_session(&browser, &service).await;
+    if outcome.is_err() {
+        let _ = save_png(&browser.screenshot().await.unwrap_or_default(), "demo.png");
+    }
+    let _ = browser.close().await;
+    drop(driver);
+    seeder.stop().await;
+    service.stop().await;
+    if let Err(error) = outcome {
+        panic!("{error:#}\n(the page as it was: target/artifacts/demo.png)");
+    }
+}
+
+/// What a reader does, step by step, checking the page and the API along the way.
+async fn reader_session(browser: &Client, service: &Service) -> anyhow::Result<()> {
+    browser.set_window_size(1100, 1000).await?;
+    browser.goto(&service.url("/demo")).await?;
+    let row = eventually("the widget shows the counts", || async move {
+        let row = widget_state(browser).await?;
+        Ok(row.filter(|r| r.buttons.iter().all(|b| !b.disabled)))
+    })
+    .await?;
+
+    // Arrange-check: the row as a reader sees it.
+    ensure!(row.heading == "What's your reaction?", "heading: {:?}", row.heading);
+    let order: Vec<&str> = row.buttons.iter().map(|b| b.reaction.as_str()).collect();
+    ensure!(order == KEYS, "seven buttons in the contract's order: {order:?}");
+    let labels: Vec<&str> = row.buttons.iter().map(|b| b.label.as_str()).collect();
+    ensure!(labels == ["Like", "Dislike", "Love", "Funny", "Angry", "Sad", "Wow"], "labels: {labels:?}");
+    ensure!(row.counts() == expected_counts(&[]), "earlier readers' counts: {:?}", row.counts());
+    ensure!(row.pressed().is_empty(), "nothing chosen yet: {:?}", row.pressed());
+
+    // The list page: the main widget and three teasers were read with one batch GET.
+    let reads: Vec<String> = serde_json::from_value(
+        browser
+            .execute(
+                "return performance.getEntriesByType('resource').map(e => e.name)\
+                 .filter(n => n.includes('/v1/'));",
+                vec![],
+            )
+            .await?,
+    )?;
+    ensure!(reads.len() == 1 && reads[0].contains("/v1/reactions?"), "one batch read: {reads:?}");
+    ensure!(reads[0].matches("article_id=").count() == 1 + LIST_ARTICLES.len(), "{reads:?}");
+    let teaser = format!("reader-reactions[article='{}']", LIST_ARTICLES[0]);
+    let teaser = teaser.as_str();
+    let teaser_buttons = eventually("a teaser shows its subset", || async move {
+        Ok(state_of(browser, teaser).await?.filter(|r| r.buttons.iter().all(|b| !b.disabled)))
+    })
+    .await?;
+    let subset: Vec<&str> = teaser_buttons.buttons.iter().map(|b| b.reaction.as_str()).collect();
+    ensure!(subset == ["like", "love", "wow"], "the reactions attribute picks and orders: {subset:?}");
+
+    // Love: the count rises at once and the service agrees.
+    click(browser, MAIN_WIDGET, "love").await?;
+    let row = widget_state(browser).await?.context("the widget is there")?;
+    ensure!(row.pressed() == ["love"], "Love is chosen: {:?}", row.pressed());
+    ensure!(row.counts() == expected_counts(&[("love", 1)]), "Love rose by one: {:?}", row.counts());
+    service.await_counts(expected_counts(&[("love", 1)])).await?;
+
+    // Wow: one reaction per reader, so Love goes back down.
+    click(browser, MAIN_WIDGET, "wow").await?;
+    let row = widget_state(browser).await?.context("the widget is there")?;
+    ensure!(row.pressed() == ["wow"], "Wow is chosen: {:?}", row.pressed());
+    ensure!(row.counts() == expected_counts(&[("wow", 1)]), "switched: {:?}", row.counts());
+    service.await_counts(expected_counts(&[("wow", 1)])).await?;
+
+    // Reload: the visitor id in localStorage brings the reader's choice back.
+    browser.refresh().await?;
+    let row = eventually("the reloaded widget shows the reader's choice", || async move {
+        Ok(widget_state(browser).await?.filter(|r| r.buttons.iter().all(|b| !b.disabled)))
+    })
+    .await?;
+    ensure!(row.pressed() == ["wow"], "Wow is still chosen after a reload: {:?}", row.pressed());
+    ensure!(row.counts() == expected_counts(&[("wow", 1)]), "after reload: {:?}", row.counts());
+    let screenshot = browser.find(Locator::Css(MAIN_WIDGET)).await?.screenshot().await?;
+    save_png(&screenshot, "widget.png")?;
+    save_png(&browser.screenshot().await?, "demo.png")?;
+
+    // Through the API: the counts, and the reader's choice under the browser's own visitor id.
+    let visitor: String = serde_json::from_value(
+        browser.execute("return localStorage.getItem('reader-reactions.visitor');", vec![]).await?,
+    )
+    .context("the widget keeps a visitor id in localStorage")?;
+    let summary = service.summary(Some(&visitor)).await?;
+    ensure!(summary["counts"] == json!(expected_counts(&[("wow", 1)])), "API counts: {summary}");
+    ensure!(summary["viewer_reaction"] == "wow", "the API knows the reader's choice: {summary}");
+    let anonymous = service.summary(None).await?;
+    ensure!(anonymous["viewer_reaction"].is_null(), "nobody else holds the choice: {anonymous}");
+
+    // Undo with the keyboard: Enter on the focused Wow button.
+    button(browser, MAIN_WIDGET, "wow").await?.send_keys(&Key::Enter).await?;
+    service.await_counts(expected_counts(&[])).await?;
+    let row = widget_state(browser).await?.context("the widget is there")?;
+    ensure!(row.pressed().is_empty(), "undone: {:?}", row.pressed());
+    ensure!(row.counts() == expected_counts(&[]), "undone: {:?}", row.counts());
+
+    // Another site: a page on http://localhost (any page without a CSP of its own) loads the
+    // module and calls the API on http://127.0.0.1, so the browser enforces CORS throughout.
+    browser.goto(&service.url("/healthz").replace("127.0.0.1", "localhost")).await?;
+    let embed = "const [id, article, api] = arguments;
+        if (!customElements.get('reader-reactions')) {
+          const script = document.createElement('script');
+          script.type = 'module'; script.src = api + '/widget.js'; document.head.append(script);
+        }
+        const el = document.createElement('reader-reactions');
+        el.id = id; el.setAttribute('article', article); el.setAttribute('api', api);
+        document.body.append(el);";
+    browser.execute(embed, vec![json!("cross"), json!(ARTICLE), json!(service.address)]).await?;
+    let row = eventually("the cross-origin widget shows the counts", || async move {
+        Ok(state_of(browser, "#cross").await?.filter(|r| r.buttons.iter().all(|b| !b.disabled)))
+    })
+    .await?;
+    ensure!(row.counts() == expected_counts(&[]), "read across origins: {:?} {}", row.counts(), row.message);
+    click(browser, "#cross", "like").await?;
+    service.await_counts(expected_counts(&[("like", 1)])).await?;
+    let row = state_of(browser, "#cross").await?.context("the widget is there")?;
+    ensure!(row.pressed() == ["like"], "written across origins: {:?} {}", row.pressed(), row.message);
+
+    // Over the write quota: the choice rolls back and a quiet message says why.
+    click(browser, "#cross", "sad").await?;
+    let row = eventually("the refused write is rolled back", || async move {
+        Ok(state_of(browser, "#cross").await?.filter(|r| !r.message.is_empty()))
+    })
+    .await?;
+    ensure!(row.message.contains("try again"), "a quiet message: {:?}", row.message);
+    ensure!(row.pressed() == ["like"], "rolled back to Like: {:?}", row.pressed());
+    ensure!(row.counts() == expected_counts(&[("like", 1)]), "rolled back: {:?}", row.counts());
+    service.await_counts(expected_counts(&[("like", 1)])).await?;
+
+    // Storage blocked: no visitor id. The widget falls back to cookies, which a service allowing
+    // any origin refuses, and then reads without them.
+    browser
+        .execute(
+            "Object.defineProperty(window, 'localStorage', { get() { throw new DOMException('blocked'); } });",
+            vec![],
+        )
+        .await?;
+    browser.execute(embed, vec![json!("blocked"), json!(LIST_ARTICLES[1]), json!(service.address)]).await?;
+    let row = eventually("the widget reads without storage", || async move {
+        Ok(state_of(browser, "#blocked").await?.filter(|r| r.buttons.iter().all(|b| !b.disabled)))
+    })
+    .await?;
+    ensure!(row.message.is_empty() && row.pressed().is_empty(), "{row:?}");
+    Ok(())
+}
+
+/// The widget as the page shows it, read from its shadow DOM.
+#[derive(Debug, Deserialize)]
+struct WidgetState {
+    heading: String,
+    message: String,
+    buttons: Vec<ButtonState>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ButtonState {
+    reaction: String,
+    label: String,
+    count: String,
+    pressed: String,
+    disabled: bool,
+}
+
+impl WidgetState {
+    fn counts(&self) -> BTreeMap<String, u64> {
+        self.buttons.iter().map(|b| (b.reaction.clone(), b.count.parse().unwrap_or(u64::MAX))).collect()
+    }
+
+    fn pressed(&self) -> Vec<&str> {
+        self.buttons.iter().filter(|b| b.pressed == "true").map(|b| b.reaction.as_str()).collect()
+    }
+}
+
+/// The earlier readers' counts plus the given changes, for all seven keys.
+fn expected_counts(plus: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = KEYS.iter().map(|k| ((*k).to_owned(), 0)).collect();
+    for (key, n) in EARLIER_READERS {
+        *counts.get_mut(key).unwrap() += n as u64;
+    }
+    for (key, n) in plus {
+        *counts.get_mut(*key).unwrap() += n;
+    }
+    counts
+}
+
+async fn widget_state(browser: &Client) -> anyhow::Result<Option<WidgetState>> {
+    state_of(browser, MAIN_WIDGET).await
+}
+
+async fn state_of(browser: &Client, selector: &str) -> anyhow::Result<Option<WidgetState>> {
+    let script = "const root = document.querySelector(arguments[0])?.shadowRoot;
+        if (!root || !root.querySelector('button')) return null;
+        const text = (el, part) => el.querySelector(`[part~=${part}]`)?.textContent ?? '';
+        return {
+          heading: text(root, 'heading'),
+          message: text(root, 'message'),
+          buttons: [...root.querySelectorAll('button')].map(b => ({
+            reaction: b.dataset.reaction, label: text(b, 'label'), count: text(b, 'count'),
+            pressed: b.getAttribute('aria-pressed'), disabled: b.disabled })),
+        };";
+    let value = browser.execute(script, vec![json!(selector)]).await?;
+    Ok(serde_json::from_value(value)?)
+}
+
+async fn button(
+    browser: &Client,
+    widget: &str,
+    reaction: &str,
+) -> anyhow::Result<fantoccini::elements::Element> {
+    let host = browser.find(Locator::Css(widget)).await?;
+    let root = host.shadow_root().await?;
+    Ok(root.find(Locator::Css(&format!("button[data-reaction='{reaction}']"))).await?)
+}
+
+/// A real pointer click on a reaction button, through the shadow root.
+async fn click(browser: &Client, widget: &str, reaction: &str) -> anyhow::Result<()> {
+    button(browser, widget, reaction).await?.click().await.with_context(|| format!("clicking {reaction}"))
+}
+
+/// Polls `check` until it yields a value; fails after ten seconds.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn save_png(png: &[u8], name: &str) -> anyhow::Result<()> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("artifacts");
+    std::fs::create_dir_all(&dir).with_context(|| format!("while creating {}", dir.display()))?;
+    std::fs::write(dir.join(name), png).with_context(|| format!("while writing {name}"))
+}
+
+/// An executable from an environment variable, or the first of `candidates` found on `PATH`
+/// (or given as an absolute path).
+fn find_program(variable: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(variable) {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    candidates.iter().find_map(|name| {
+        let name = Path::new(name);
+        if name.is_absolute() {
+            return name.is_file().then(|| name.to_owned());
+        }
+        std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+    })
+}
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    async fn start(program: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(program)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let driver = Self { child, url: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen on port {port} within 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        driver
+    }
+
+    /// A session of headless Chromium with a fresh profile and nothing that calls home.
+    async fn connect(&self, chromium: &Path, profile: &Path) -> Client {
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+        ]
+        .map(str::to_owned);
+        let mut args = args.to_vec();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".into(), json!({"binary": chromium, "args": args}));
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("chromedriver could not start Chromium ({}): {e}", chromium.display()))
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The service's configuration: a free port, the default limits, or a small write quota.
+fn config(database_url: &str, write_quota: Option<u32>) -> Config {
+    let mut config = Config::for_database(database_url);
+    config.listen_addr = "127.0.0.1:0".parse().unwrap();
+    config.visitor_secret = Some("browser-test-secret-browser-test-secret-01".parse().unwrap());
+    if let Some(quota) = write_quota {
+        // The burst is the quota; one more token per minute is far slower than the test.
+        config.rate_limit_write_burst = NonZeroU32::new(quota).unwrap();
+        config.rate_limit_writes_per_minute = NonZeroU32::MIN;
+    }
+    config
+}
+
+/// The real service, serving until stopped.
+struct Service {
+    address: String,
+    http: reqwest::Client,
+    shutdown: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Service {
+    async fn start(config: Config) -> Self {
+        let app = Application::build(config).await.expect("the service builds");
+        let address = format!("http://{}", app.local_addr());
+        let (shutdown, stopped) = oneshot::channel();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        Self { address, http, shutdown, server }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.server.await;
+    }
+
+    fn article_url(&self, suffix: &str) -> String {
+        self.url(&format!("/v1/articles/{}/{suffix}", ARTICLE.replace('/', "%2F")))
+    }
+
+    async fn summary(&self, visitor: Option<&str>) -> anyhow::Result<Value> {
+        let mut request = self.http.get(self.article_url("reactions"));
+        if let Some(visitor) = visitor {
+            request = request.header("x-visitor-id", visitor);
+        }
+        let response = request.send().await?.error_for_status()?;
+        Ok(response.json().await?)
+    }
+
+    /// Waits until the API reports exactly these counts (writes land after the click).
+    async fn await_counts(&self, expected: BTreeMap<String, u64>) -> anyhow::Result<()> {
+        let expected = json!(expected);
+        let mut last = Value::Null;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            last = self.summary(None).await?["counts"].clone();
+            if last == expected {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the API's counts are {last}, expected {expected}")
+    }
+}
+
+async fn seed_earlier_readers(seeder: &Service) {
+    let mut reader = 0;
+    for (reaction, n) in EARLIER_READERS {
+        for _ in 0..n {
+            reader += 1;
+            seeder
+                .http
+                .put(seeder.article_url("reaction"))
+                .header("x-visitor-id", format!("earlier-reader-{reader:04}"))
+                .json(&json!({ "reaction": reaction }))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .expect("an earlier reader reacts");
+        }
+    }
+}
+
+/// A database of its own, dropped at the end (the same scheme as the API tests' helper).
+struct TestDatabase {
+    name: String,
+    url: String,
+}
+
+fn server_options() -> PgConnectOptions {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    url.parse().unwrap_or_else(|e| panic!("DATABASE_URL {url:?} is not a PostgreSQL URL: {e}"))
+}
+
+async fn admin_connection() -> PgConnection {
+    let options = server_options().database("postgres");
+    PgConnection::connect_with(&options).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot reach PostgreSQL at {}:{} ({e}); start it or point DATABASE_URL at one",
+            options.get_host(),
+            options.get_port()
+        )
+    })
+}
+
+impl TestDatabase {
+    async fn create() -> Self {
+        let name = format!("rr_browser_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!(r#"create database "{name}""#)))
+            .execute(&mut admin_connection().await)
+            .await
+            .expect("create the test database");
+        let options = server_options();
+        let url = format!(
+            "postgres://{}@{}:{}/{name}",
+            options.get_username(),
+            options.get_host(),
+            options.get_port()
+        );
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; do the async work on a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+                sqlx::query(sqlx::AssertSqlSafe(format!(r#"drop database if exists "{name}" with (force)"#)))
+                    .execute(&mut admin_connection().await)
+                    .await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(_))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
