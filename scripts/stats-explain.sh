@@ -9,12 +9,13 @@
 # (ANALYZE, BUFFERS) of every stats query exactly as src/store/stats.rs runs it (its statements
 # are read from that file), then the execution times without per-node timing (which inflates
 # them), as a custom plan and as the generic plan a prepared statement switches to. Then it runs
-# the service on the data and times the endpoints and the CSV export over HTTP, with the
-# service's peak memory. The scratch database is dropped at the end (unless KEEP=1), and first
-# if an earlier run left it.
+# the service (a release build) on the data and times the endpoints and the CSV export over
+# HTTP, with the service's peak memory. The scratch database is dropped at the end, and first if
+# an earlier run left it.
 #
 #   scripts/stats-explain.sh                              # 10,000,000 reactions, 100,000 articles
 #   ROWS=1000000 ARTICLES=10000 scripts/stats-explain.sh  # a quick run
+#   KEEP=1 scripts/stats-explain.sh                       # keep the database to experiment
 #
 # Needs psql, python3, curl and sqlx-cli (see the README). DATABASE_URL names the server (its
 # database part is ignored); PORT is where the service listens during the HTTP part (18080).
@@ -49,7 +50,7 @@ cleanup() {
     else
         admin -c "drop database if exists $scratch with (force)" || true
     fi
-    rm -f "$out"
+    rm -f "$out" "$out.service"
 }
 trap cleanup EXIT
 
@@ -138,6 +139,9 @@ echo "most reactions in the last 24 h: $hot_now"
 echo "most reactions overall:          $hot_ever"
 
 step "EXPLAIN (ANALYZE, BUFFERS) of each statement as the service runs it"
+echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(admin -c "select version()")"
+admin -c "select string_agg(name || '=' || setting || coalesce(unit, ''), ', ' order by name) from pg_settings
+          where name in ('shared_buffers', 'work_mem', 'jit', 'max_parallel_workers_per_gather', 'random_page_cost')"
 all="'{like,dislike,love,funny,angry,sad,wow}'"
 export_select="$(statement EXPORT_CURSOR)"
 export_select="${export_select#*cursor for}"
@@ -179,9 +183,11 @@ cases=(
         echo "explain (analyze, timing off, summary) execute $execute;"
         echo "reset plan_cache_mode;"
     done
-    # A cursor is planned for its first rows (cursor_tuple_fraction): show that the export's
-    # cursor gets the same plan as its query.
-    echo "\\echo '==== export cursor plan (explain declare, last 24 h)'"
+    # A cursor is planned for its first rows unless told otherwise: show the plan the export's
+    # cursor gets in the export's transaction.
+    echo "\\echo '==== export cursor plan (explain declare in the export transaction, last 24 h)'"
+    echo "begin;"
+    echo "$(statement EXPORT_SETTINGS);"
     python3 - "$(statement EXPORT_CURSOR)" "$all::text[]" \
         "'$now'::timestamptz - interval '24 hours'" "'$now'::timestamptz" <<'PY'
 import sys
@@ -190,6 +196,7 @@ for n, value in reversed(list(enumerate(values, start=1))):
     cursor = cursor.replace("$%d" % n, value)
 print("explain %s;" % cursor)
 PY
+    echo "rollback;"
 } >"$out.sql"
 scratch_sql -P pager=off -f "$out.sql" | tee "$out"
 rm -f "$out.sql"
@@ -202,13 +209,19 @@ awk '
 ' "$out"
 
 step "the service over HTTP"
-cargo build --quiet --bin reader-reactions
+cargo build --quiet --release --bin reader-reactions
+# A copy, so that another build replacing the file cannot pull it from under the running service.
+cp target/release/reader-reactions "$out.service"
 DATABASE_URL="$url" LISTEN_ADDR="127.0.0.1:$PORT" MIGRATE_ON_START=false ADMIN_TOKEN="$token" \
-    RATE_LIMIT_STATS_PER_MINUTE=100000 RATE_LIMIT_STATS_BURST=100000 LOG_FORMAT=json RUST_LOG=warn \
-    target/debug/reader-reactions &
+    RATE_LIMIT_STATS_PER_MINUTE=100000 RATE_LIMIT_STATS_BURST=100000 LOG_FORMAT=json RUST_LOG=error \
+    "$out.service" &
 service=$!
-for _ in $(seq 1 50); do
+for attempt in $(seq 1 100); do
     curl -fs "$base/readyz" >/dev/null && break
+    if ! kill -0 "$service" 2>/dev/null || ((attempt == 100)); then
+        echo "the service did not start on port $PORT" >&2
+        exit 1
+    fi
     sleep 0.2
 done
 peak_rss() { awk '/VmHWM/ { print $2 / 1024 " MiB" }' "/proc/$service/status"; }

@@ -57,6 +57,11 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_STATS_BURST", default_value = "30")]
     pub rate_limit_stats_burst: NonZeroU32,
 
+    /// Writes one client IP (IPv6: its /64) may make on one article in any hour, whatever the
+    /// visitor ids: the ballot-stuffing cap. Half are allowed at once, the rest refill evenly.
+    #[arg(long, env = "RATE_LIMIT_ARTICLE_WRITES_PER_HOUR", default_value = "120")]
+    pub rate_limit_article_writes_per_hour: NonZeroU32,
+
     /// Comma-separated origins allowed to call the API from a browser, or `*`.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',', default_value = "*")]
     pub allowed_origins: Vec<String>,

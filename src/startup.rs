@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::http::article_cap::ArticleCap;
 use crate::http::client_ip::TrustedProxies;
 use crate::http::rate_limit::{ClassLimiter, Limit, RateLimits};
 use crate::http::{self, AppState, EdgeLayers, HttpOptions};
@@ -76,6 +77,9 @@ impl Application {
             ),
         });
         let purger = rate_limits.spawn_purger(RATE_LIMIT_PURGE_INTERVAL);
+        let article_writes = Arc::new(ArticleCap::new(config.rate_limit_article_writes_per_hour));
+        // Ends by itself once the router (the cap's only owner) is dropped.
+        article_writes.spawn_purger(RATE_LIMIT_PURGE_INTERVAL);
         let cache = CountsCache::new(config.cache_ttl, config.cache_capacity.get() as usize);
         let (writer, writers) = BatchWriter::start(
             store.clone(),
@@ -98,7 +102,7 @@ impl Application {
             allowed_origins: config.allowed_origins.clone(),
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         };
-        let edge = EdgeLayers { identity, rate_limits };
+        let edge = EdgeLayers { identity, rate_limits, article_writes };
         let router = http::app(state, edge, &options);
         let listener = TcpListener::bind(config.listen_addr)
             .await

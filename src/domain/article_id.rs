@@ -82,3 +82,65 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+    use proptest::prelude::*;
+
+    /// Characters weighted towards the interesting ones: ASCII, controls (C0, DEL, C1) and
+    /// multi-byte characters, so that lengths cross 256 bytes in every width.
+    fn character() -> impl Strategy<Value = char> {
+        prop_oneof![
+            6 => proptest::char::range(' ', '~'),
+            2 => any::<char>(),
+            1 => prop::sample::select(vec!['\0', '\t', '\n', '\r', '\u{1b}', '\u{7f}', '\u{85}', '\u{9f}']),
+            1 => prop::sample::select(vec!['é', '€', '𝄞', '\u{200b}', '\u{feff}', '\u{2028}']),
+        ]
+    }
+
+    fn raw_id() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::collection::vec(character(), 0..40).prop_map(String::from_iter),
+            // Around the 256-byte limit.
+            prop::collection::vec(character(), 60..300).prop_map(String::from_iter),
+            (250usize..=260, prop::sample::select(vec!["", "é", "€", "𝄞"]))
+                .prop_map(|(n, tail)| format!("{}{tail}", "x".repeat(n))),
+        ]
+    }
+
+    /// The contract's language, stated independently of the implementation: 1–256 bytes of
+    /// UTF-8, and no character in Unicode's control category (C0, DEL and C1).
+    fn in_language(raw: &str) -> bool {
+        let controls = |c: char| matches!(c as u32, 0..=0x1f | 0x7f..=0x9f);
+        (1..=256).contains(&raw.len()) && !raw.chars().any(controls)
+    }
+
+    proptest! {
+        #[test]
+        fn parse_accepts_exactly_the_contract_language_and_keeps_the_id(raw in raw_id()) {
+            match ArticleId::parse(raw.clone()) {
+                Ok(id) => {
+                    prop_assert!(in_language(&raw), "accepted {raw:?}");
+                    prop_assert_eq!(id.as_str(), raw.as_str());
+                }
+                Err(ArticleIdError::Empty) => prop_assert!(raw.is_empty()),
+                Err(ArticleIdError::TooLong(n)) => prop_assert!(n == raw.len() && n > 256),
+                Err(ArticleIdError::ControlCharacter(at)) => {
+                    prop_assert!(!in_language(&raw));
+                    prop_assert!(raw[at..].chars().next().is_some_and(char::is_control), "{raw:?} at {at}");
+                }
+            }
+        }
+
+        /// What a client sends as one path segment decodes back to the same id.
+        #[test]
+        fn a_percent_encoded_segment_round_trips(raw in raw_id()) {
+            let segment = utf8_percent_encode(&raw, NON_ALPHANUMERIC).to_string();
+            prop_assert!(!segment.contains('/'));
+            let decoded = percent_decode_str(&segment).decode_utf8().unwrap();
+            prop_assert_eq!(ArticleId::parse(decoded.into_owned()), ArticleId::parse(raw));
+        }
+    }
+}

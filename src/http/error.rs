@@ -60,6 +60,10 @@ impl IntoResponse for Problem {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS));
         }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // What is left of a slow body would be read as the next request: close (RFC 9110).
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 9110 requires a challenge with every 401; RFC 6750 names the bearer scheme.
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(WWW_AUTHENTICATE_BEARER));
@@ -113,6 +117,16 @@ impl ApiError {
             "body-too-large",
             "Request body too large",
             format!("request bodies are limited to {} bytes", super::MAX_BODY_BYTES),
+        )
+    }
+
+    /// The body did not arrive in time (slow or stalled client): 408, and the connection closes.
+    pub fn body_timeout(budget: std::time::Duration) -> Self {
+        Self::client(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            "Request body too slow",
+            format!("the request body did not arrive within {} ms; send it at once", budget.as_millis()),
         )
     }
 

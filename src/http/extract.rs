@@ -1,22 +1,35 @@
 //! Extractors whose rejections use our problem+json shape.
 
+use std::time::Duration;
+
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
 use crate::domain::ArticleId;
 
-/// `axum::Json`, but every rejection (bad JSON, wrong content type, body too large) is a problem.
+/// `axum::Json`, but every rejection (bad JSON, wrong content type, body too large) is a problem,
+/// and a body that has not arrived by the request's [`BodyDeadline`] is a 408.
 pub struct AppJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
+        let deadline = request.extensions().get::<BodyDeadline>().copied();
+        let parsed = axum::Json::<T>::from_request(request, state);
+        let parsed = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.at, parsed)
+                .await
+                .map_err(|_| ApiError::body_timeout(deadline.budget))?,
+            None => parsed.await,
+        };
+        match parsed {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::unsupported_media_type()),
             Err(JsonRejection::BytesRejection(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -25,6 +38,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
             Err(rejection) => Err(ApiError::invalid_body(rejection.body_text())),
         }
     }
+}
+
+/// When a request's body must have arrived: a client that trickles its body (or stops sending
+/// it) is answered with a 408 problem, before the request timeout would answer a 503.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline {
+    at: tokio::time::Instant,
+    budget: Duration,
+}
+
+/// Middleware: gives every request `budget` from now to deliver its body.
+pub async fn set_body_deadline(State(budget): State<Duration>, mut request: Request, next: Next) -> Response {
+    let at = tokio::time::Instant::now() + budget;
+    request.extensions_mut().insert(BodyDeadline { at, budget });
+    next.run(request).await
 }
 
 /// The `{article_id}` path segment, percent-decoded and validated.

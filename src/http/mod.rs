@@ -4,6 +4,7 @@
 //! document cannot drift from the handlers.
 
 mod admin;
+pub mod article_cap;
 pub mod client_ip;
 mod error;
 mod extract;
@@ -36,6 +37,7 @@ pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use extract::AppJson;
 pub use openapi::openapi_document;
 
+use self::article_cap::{ArticleCap, article_cap};
 use self::client_ip::{TrustedProxies, resolve_client_ip};
 use self::rate_limit::{ClassOf, RateLimits, rate_limit};
 use crate::identity::{IdentityResolver, resolve_visitor};
@@ -74,6 +76,8 @@ pub struct HttpOptions {
 pub struct EdgeLayers {
     pub identity: Arc<IdentityResolver>,
     pub rate_limits: Arc<RateLimits>,
+    /// The ballot-stuffing cap: writes per (client network, article).
+    pub article_writes: Arc<ArticleCap>,
 }
 
 /// All routes with their OpenAPI descriptions, before state and the outer layers are attached.
@@ -89,10 +93,12 @@ pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
     }
     let mut visitor_routes = reactions::router();
     if let Some(edge) = edge {
-        // Route layers wrap outward: the rate limiter runs first, then identity, then the handler.
+        // Route layers wrap outward: the article cap runs first (so a write it refuses does not
+        // spend the IP's quota), then the rate limiter, then identity, then the handler.
         visitor_routes = visitor_routes
             .route_layer(middleware::from_fn_with_state(edge.identity, resolve_visitor))
-            .route_layer(middleware::from_fn_with_state((edge.rate_limits, ClassOf::Method), rate_limit));
+            .route_layer(middleware::from_fn_with_state((edge.rate_limits, ClassOf::Method), rate_limit))
+            .route_layer(middleware::from_fn_with_state(edge.article_writes, article_cap));
     }
     OpenApiRouter::with_openapi(openapi::ApiDoc::build())
         .merge(visitor_routes)
@@ -138,6 +144,8 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
             .layer(middleware::map_response(problem::ensure_problem_body))
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, options.request_timeout))
+            // A slow body gets its 408 in half the request timeout, before the timeout's 503.
+            .layer(middleware::from_fn_with_state(options.request_timeout / 2, extract::set_body_deadline))
             .layer(middleware::from_fn_with_state(
                 Arc::new(options.trusted_proxies.clone()),
                 resolve_client_ip,

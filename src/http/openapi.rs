@@ -61,27 +61,44 @@ pub(super) fn describe_layers(document: &mut utoipa::openapi::OpenApi) {
          (on a 429: until the next request is allowed). IETF draft-ietf-httpapi-ratelimit-headers.",
         "\"writes\";r=19;t=1",
     );
-    let policy = string_header(
-        "The policy of this route's class (`writes`, `reads` or `stats`): `q` requests of burst; \
-         the sustained rate is set per minute (`w=60`).",
-        "\"writes\";q=20;w=60",
+    let policy_text = "The policy of this route's class (`writes`, `reads` or `stats`): `q` requests \
+         of burst; the sustained rate is set per minute (`w=60`).";
+    let policy = string_header(policy_text, "\"writes\";q=20;w=60");
+    // Writes on an article carry a second policy, the ballot-stuffing cap (see article_cap.rs).
+    let write_policy = string_header(
+        &format!(
+            "{policy_text} A write on an article also carries the `article-writes` policy: at most \
+             `q` writes by this client network on this article in any `w=3600` seconds \
+             (RATE_LIMIT_ARTICLE_WRITES_PER_HOUR)."
+        ),
+        "\"writes\";q=20;w=60, \"article-writes\";q=120;w=3600",
     );
-    let too_many = ResponseBuilder::new()
-        .description("Over the rate limit of this client IP; retry after `Retry-After` seconds")
-        .content(
-            super::PROBLEM_JSON,
-            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
-        )
-        .header(
-            "Retry-After",
-            HeaderBuilder::new()
-                .schema(Some(Object::with_type(Type::Integer)))
-                .description(Some("Seconds until the next request is allowed"))
-                .build(),
-        )
-        .header("RateLimit", ratelimit.clone())
-        .header("RateLimit-Policy", policy.clone())
-        .build();
+    let too_many = |description: &str, policy: &utoipa::openapi::Header| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                super::PROBLEM_JSON,
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(Object::with_type(Type::Integer)))
+                    .description(Some("Seconds until the next request is allowed"))
+                    .build(),
+            )
+            .header("RateLimit", ratelimit.clone())
+            .header("RateLimit-Policy", policy.clone())
+            .build()
+    };
+    let too_many_reads =
+        too_many("Over the rate limit of this client IP; retry after `Retry-After` seconds", &policy);
+    let too_many_writes = too_many(
+        "Over the rate limit of this client IP, or (for a write on an article) over this client \
+         network's writes on that article (`article-writes`); retry after `Retry-After` seconds. \
+         The `RateLimit` fields name the policy that refused.",
+        &write_policy,
+    );
     let cookie = ParameterBuilder::new()
         .name(crate::identity::cookie::COOKIE_NAME)
         .parameter_in(ParameterIn::Cookie)
@@ -114,12 +131,14 @@ pub(super) fn describe_layers(document: &mut utoipa::openapi::OpenApi) {
             for (status, response) in operation.responses.responses.iter_mut() {
                 if let RefOr::T(response) = response {
                     response.headers.insert("RateLimit".into(), RefOr::T(ratelimit.clone()));
+                    let policy = if is_write { &write_policy } else { &policy };
                     response.headers.insert("RateLimit-Policy".into(), RefOr::T(policy.clone()));
                     if is_write && status == "200" {
                         response.headers.insert("Set-Cookie".into(), RefOr::T(set_cookie.clone()));
                     }
                 }
             }
+            let too_many = if is_write { &too_many_writes } else { &too_many_reads };
             operation.responses.responses.insert("429".into(), RefOr::T(too_many.clone()));
         }
     }

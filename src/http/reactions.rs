@@ -108,6 +108,7 @@ async fn get_article_reactions(
     responses(
         (status = 200, description = "The summary after the change", body = ReactionSummary),
         (status = 400, description = "Malformed article id, visitor header or JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within half the request timeout (REQUEST_TIMEOUT_MS); the connection is closed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 4 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown reaction key", body = Problem, content_type = "application/problem+json"),
@@ -155,7 +156,8 @@ async fn delete_reaction(
     path = "/v1/reactions",
     tag = "reactions",
     params(
-        ("article_id" = Vec<String>, Query, explode = true, style = Form, description = "1–100 article ids, one parameter each"),
+        ("article_id" = Vec<String>, Query, explode = true, style = Form, min_items = 1, max_items = 100,
+            description = "1–100 article ids, one parameter each; each 1–256 bytes of UTF-8 without control characters"),
         VisitorHeader,
     ),
     responses(
@@ -279,6 +281,70 @@ struct VisitorHeader {
     /// A random id the client keeps per visitor: 8–128 characters of `[A-Za-z0-9_-]`. Only a
     /// keyed hash of it is stored. Takes precedence over the `rr_vid` cookie and the anonymous
     /// fingerprint; a malformed value is a 400.
-    #[param(rename = "X-Visitor-Id", pattern = "^[A-Za-z0-9_-]{8,128}$")]
+    #[param(rename = "X-Visitor-Id", pattern = "^[A-Za-z0-9_-]{8,128}$", nullable = false)]
     x_visitor_id: Option<String>,
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![3 => Just("reaction".to_owned()), 1 => "[a-zA-Z_]{0,9}"]
+    }
+
+    /// Any JSON value, with `reaction` keys and reaction-like strings coming up often.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop_oneof![Just("love".to_owned()), ".{0,12}"].prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..4)
+                    .prop_map(|pairs| Value::Object(Map::from_iter(pairs))),
+            ]
+        })
+    }
+
+    /// The documented language: an object whose only member is a string `reaction`.
+    fn accepted(value: &Value) -> Option<&str> {
+        let object = value.as_object()?;
+        (object.len() == 1).then(|| object.get("reaction")?.as_str()).flatten()
+    }
+
+    proptest! {
+        #[test]
+        fn only_an_object_with_exactly_a_string_reaction_is_accepted(value in json()) {
+            let text = value.to_string();
+            let parsed = serde_json::from_str::<SetReaction>(&text);
+            match (accepted(&value), parsed) {
+                (Some(expected), Ok(body)) => prop_assert_eq!(body.reaction.as_str(), expected),
+                (None, Err(_)) => {}
+                (expected, parsed) => prop_assert!(false, "{text}: expected {expected:?}, got {parsed:?}"),
+            }
+        }
+
+        /// Any string, reaction key or not, survives the body's JSON encoding unchanged; which
+        /// keys are reactions is decided after parsing (unknown ones are a 422).
+        #[test]
+        fn the_reaction_string_round_trips(reaction in any::<String>()) {
+            let text = serde_json::json!({ "reaction": reaction }).to_string();
+            let body: SetReaction = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(&body.reaction, &reaction);
+            prop_assert_eq!(body.reaction.parse::<Reaction>().is_ok(), Reaction::ALL.iter().any(|r| r.key() == reaction));
+        }
+
+        /// Arbitrary bytes never panic the body parser.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = serde_json::from_slice::<SetReaction>(&bytes);
+        }
+    }
 }

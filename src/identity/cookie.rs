@@ -120,3 +120,60 @@ mod tests {
         assert!(cross_site.to_str().unwrap().contains("Max-Age=31536000"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn secret() -> impl Strategy<Value = VisitorSecret> {
+        prop::collection::vec(any::<u8>(), 32..64).prop_map(VisitorSecret::from_bytes)
+    }
+
+    fn token() -> impl Strategy<Value = IdentityToken> {
+        any::<[u8; 32]>().prop_map(IdentityToken)
+    }
+
+    proptest! {
+        #[test]
+        fn a_signed_value_verifies_to_its_token_and_only_under_its_secret(
+            secret in secret(), other in secret(), token in token(),
+        ) {
+            let value = sign(&secret, &token);
+            prop_assert_eq!(verify(&secret, &value), Some(token));
+            if other.expose() != secret.expose() {
+                prop_assert_eq!(verify(&other, &value), None);
+            }
+            // What the browser returns is what Set-Cookie stored.
+            let mut headers = HeaderMap::new();
+            let stored = set_cookie(&secret, &token, false);
+            let pair = stored.to_str().unwrap().split(';').next().unwrap().to_owned();
+            headers.insert(header::COOKIE, HeaderValue::try_from(format!("a=1; {pair}")).unwrap());
+            prop_assert_eq!(cookie_values(&headers).collect::<Vec<_>>(), [value.as_str()]);
+        }
+
+        /// Changing any one character of a signed value makes it fail: the token and the
+        /// signature both count, and base64 with stray trailing bits is refused.
+        #[test]
+        fn any_one_character_changed_is_rejected(
+            secret in secret(), token in token(), at in any::<prop::sample::Index>(),
+            replacement in prop::sample::select(b"AaZz09-_.=+/ ".to_vec()),
+        ) {
+            let value = sign(&secret, &token);
+            let at = at.index(value.len());
+            prop_assume!(value.as_bytes()[at] != replacement);
+            let mut tampered = value.into_bytes();
+            tampered[at] = replacement;
+            prop_assert_eq!(verify(&secret, std::str::from_utf8(&tampered).unwrap()), None);
+        }
+
+        /// Arbitrary cookie values never panic and never verify.
+        #[test]
+        fn arbitrary_values_are_rejected_without_panicking(
+            raw in prop_oneof![".{0,200}", "v1\\.[A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_-]{0,60}"],
+        ) {
+            let secret = VisitorSecret::from_bytes(vec![9; 32]);
+            prop_assert_eq!(verify(&secret, &raw), None);
+        }
+    }
+}

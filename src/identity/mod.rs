@@ -144,3 +144,52 @@ mod tests {
         assert!(!key.as_bytes().windows(4).any(|w| w == b"read"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn alphabet(byte: u8) -> bool {
+        byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
+    }
+
+    /// Header values: any bytes, mostly from the alphabet so that valid ones come up often.
+    fn raw_header() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            8 => prop::sample::select(b"abcXYZ019_-".to_vec()),
+            2 => any::<u8>(),
+            1 => prop::sample::select(b" .,;=\0\xff\x80\t".to_vec()),
+        ];
+        prop_oneof![prop::collection::vec(byte.clone(), 0..20), prop::collection::vec(byte, 120..140)]
+    }
+
+    proptest! {
+        #[test]
+        fn parse_accepts_exactly_8_to_128_characters_of_the_alphabet(raw in raw_header()) {
+            let expected = (8..=128).contains(&raw.len()) && raw.iter().copied().all(alphabet);
+            match VisitorId::parse(&raw) {
+                Ok(id) => {
+                    prop_assert!(expected, "accepted {raw:?}");
+                    prop_assert_eq!(id.0.as_bytes(), raw.as_slice());
+                }
+                Err(VisitorIdError::Length(n)) => prop_assert!(n == raw.len() && !(8..=128).contains(&n)),
+                Err(VisitorIdError::Charset) => prop_assert!(!expected && !raw.iter().copied().all(alphabet)),
+                Err(VisitorIdError::Repeated) => prop_assert!(false, "parse never sees a repeat"),
+            }
+        }
+
+        #[test]
+        fn every_id_of_the_documented_pattern_is_accepted(raw in "[A-Za-z0-9_-]{8,128}") {
+            prop_assert!(VisitorId::parse(raw.as_bytes()).is_ok());
+        }
+
+        /// Distinct ids get distinct keys, and the same id the same key.
+        #[test]
+        fn keys_are_a_function_of_the_id(a in "[A-Za-z0-9_-]{8,16}", b in "[A-Za-z0-9_-]{8,16}") {
+            let secret = VisitorSecret::from_bytes(vec![3; 32]);
+            let key = |raw: &str| VisitorKey::from_header_id(&secret, &VisitorId::parse(raw.as_bytes()).unwrap());
+            prop_assert_eq!(key(&a) == key(&b), a == b);
+        }
+    }
+}

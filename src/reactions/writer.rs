@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::cache::CountsCache;
 use crate::domain::{ArticleId, ReactionCounts};
@@ -86,7 +86,13 @@ impl BatchWriter {
         for shard in 0..workers {
             let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
             senders.push(tx);
-            let writer = Writer { shard, store: store.clone(), cache: cache.clone(), options };
+            let writer = Writer {
+                shard,
+                key_hasher: foldhash::fast::RandomState::default(),
+                store: store.clone(),
+                cache: cache.clone(),
+                options,
+            };
             tasks.push(tokio::spawn(writer.run(rx)));
         }
         (Self { shards: senders.into(), hasher: RandomState::new() }, WriterTasks(tasks))
@@ -113,8 +119,13 @@ impl BatchWriter {
     }
 }
 
+/// Batches of one writer committing at once. Two let a batch lock its rows and insert while the
+/// previous one waits for its commit to reach the disk.
+const PIPELINE_DEPTH: usize = 2;
+
 struct Writer {
     shard: usize,
+    key_hasher: foldhash::fast::RandomState,
     store: Store,
     cache: CountsCache,
     options: WriterOptions,
@@ -122,24 +133,64 @@ struct Writer {
 
 impl Writer {
     async fn run(self, mut queue: mpsc::Receiver<Pending>) {
-        let mut batch = Vec::with_capacity(self.options.max_batch);
+        let this = Arc::new(self);
+        // Batches being committed, each answering the key hashes it holds.
+        let mut commits: JoinSet<Vec<u64>> = JoinSet::new();
+        let mut busy: HashMap<u64, usize> = HashMap::new();
+        let release = |busy: &mut HashMap<u64, usize>, keys: Vec<u64>| {
+            for key in keys {
+                if let Some(n) = busy.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        busy.remove(&key);
+                    }
+                }
+            }
+        };
         while let Some(first) = queue.recv().await {
+            let mut batch = Vec::with_capacity(this.options.max_batch);
             batch.push(first);
-            self.take_queued(&mut queue, &mut batch);
-            let deadline = tokio::time::Instant::now() + self.options.max_delay;
-            while batch.len() < self.options.max_batch {
+            this.take_queued(&mut queue, &mut batch);
+            let deadline = tokio::time::Instant::now() + this.options.max_delay;
+            while batch.len() < this.options.max_batch {
                 match tokio::time::timeout_at(deadline, queue.recv()).await {
                     Ok(Some(pending)) => {
                         batch.push(pending);
-                        self.take_queued(&mut queue, &mut batch);
+                        this.take_queued(&mut queue, &mut batch);
                     }
                     // Deadline reached, or the queue closed (shutdown): commit what we have.
                     _ => break,
                 }
             }
-            self.commit(&mut batch).await;
+            while let Some(done) = commits.try_join_next() {
+                release(&mut busy, done.unwrap_or_default());
+            }
+            // Pipelining: a batch may start while earlier ones commit, unless it changes a key
+            // one of them holds; then it waits for them, so a visitor's changes to an article
+            // apply in arrival order.
+            let keys: Vec<u64> = batch.iter().map(|p| this.key_hash(&p.change)).collect();
+            while commits.len() >= PIPELINE_DEPTH
+                || (!commits.is_empty() && keys.iter().any(|k| busy.contains_key(k)))
+            {
+                if let Some(done) = commits.join_next().await {
+                    release(&mut busy, done.unwrap_or_default());
+                }
+            }
+            for key in &keys {
+                *busy.entry(*key).or_default() += 1;
+            }
+            let writer = this.clone();
+            commits.spawn(async move {
+                writer.commit(batch).await;
+                keys
+            });
         }
-        tracing::debug!(shard = self.shard, "writer drained and stopped");
+        while commits.join_next().await.is_some() {}
+        tracing::debug!(shard = this.shard, "writer drained and stopped");
+    }
+
+    fn key_hash(&self, change: &ReactionChange) -> u64 {
+        self.key_hasher.hash_one((change.article_id.as_str(), change.visitor.as_bytes()))
     }
 
     fn take_queued(&self, queue: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
@@ -152,7 +203,7 @@ impl Writer {
     }
 
     #[tracing::instrument(skip_all, fields(shard = self.shard, size))]
-    async fn commit(&self, batch: &mut Vec<Pending>) {
+    async fn commit(&self, mut batch: Vec<Pending>) {
         // A request that gave up (client gone, request timeout) is not applied behind its back.
         batch.retain(|pending| !pending.reply.is_closed());
         if batch.is_empty() {

@@ -22,8 +22,100 @@ use crate::identity::{VisitorKey, VisitorSecret};
 /// the same folder.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// How often a transaction that hit a deadlock or serialization failure is tried in all.
+/// How often a statement that hit a deadlock or serialization failure is tried in all.
 const MAX_ATTEMPTS: u32 = 6;
+
+/// Counts of the touched articles, and the (article, visitor) keys whose insert lost a race.
+type RoundOutcome = (HashMap<ArticleId, ReactionCounts>, Vec<(String, Vec<u8>)>);
+
+/// A row of [`APPLY_SQL`]: `(true, article, reaction, count, _)` is a count (reaction and count
+/// null for "this article was touched"); `(false, article, _, _, visitor)` a lost insert.
+type ApplyRow = (bool, String, Option<String>, Option<i64>, Option<Vec<u8>>);
+
+/// The whole write of a batch as one statement. Inputs: `$1` article ids, `$2` visitor keys,
+/// `$3` target reactions (null removes), one entry per (article, visitor), sorted.
+///
+/// Data-modifying CTEs share one snapshot and each row is changed at most once: `inserted`
+/// takes keys with no row, `switched` and `deleted` take disjoint sets of locked rows, and
+/// `changed` applies one net delta per (article, reaction). Reaction rows are locked in
+/// (article, visitor) order and count rows in (article, reaction) order, so writers do not
+/// deadlock. Untouched count rows of the touched articles are read from the same snapshot.
+const APPLY_SQL: &str = r#"
+with input as (
+    select * from unnest($1::text[], $2::bytea[], $3::text[]) as i(article_id, visitor_key, target)
+), locked as (
+    select r.article_id, r.visitor_key, r.reaction::text as old
+    from reactions r
+    join input i on r.article_id = i.article_id and r.visitor_key = i.visitor_key
+    order by r.article_id, r.visitor_key
+    for update of r
+), inserted as (
+    insert into reactions (article_id, visitor_key, reaction)
+    select i.article_id, i.visitor_key, i.target::reaction
+    from input i
+    where i.target is not null
+      and not exists (select 1 from locked l where l.article_id = i.article_id and l.visitor_key = i.visitor_key)
+    order by i.article_id, i.visitor_key
+    on conflict (article_id, visitor_key) do nothing
+    returning article_id, visitor_key
+), switched as (
+    update reactions r set reaction = i.target::reaction, updated_at = now()
+    from input i
+    join locked l on l.article_id = i.article_id and l.visitor_key = i.visitor_key
+    where r.article_id = i.article_id and r.visitor_key = i.visitor_key
+      and i.target is not null and i.target <> l.old
+    returning r.article_id, r.visitor_key
+), deleted as (
+    delete from reactions r
+    using input i
+    join locked l on l.article_id = i.article_id and l.visitor_key = i.visitor_key
+    where r.article_id = i.article_id and r.visitor_key = i.visitor_key and i.target is null
+    returning r.article_id, r.visitor_key
+), moves as (
+    select i.article_id, i.target as reaction, 1 as delta
+    from inserted n join input i using (article_id, visitor_key)
+    union all
+    select i.article_id, i.target, 1
+    from switched s join input i using (article_id, visitor_key)
+    union all
+    select l.article_id, l.old, -1
+    from switched s join locked l using (article_id, visitor_key)
+    union all
+    select l.article_id, l.old, -1
+    from deleted d join locked l using (article_id, visitor_key)
+), deltas as (
+    select article_id, reaction, sum(delta)::bigint as delta
+    from moves group by article_id, reaction having sum(delta) <> 0
+), changed as (
+    -- Every delta in one upsert, in (article, reaction) order, so concurrent writers lock count
+    -- rows in the same order. A CHECK is evaluated on the row an INSERT proposes before ON
+    -- CONFLICT applies, so the proposed row never carries a negative count (a negative delta
+    -- implies the row exists); the update takes the real delta from `deltas`.
+    insert into article_reaction_counts as c (article_id, reaction, count)
+    select article_id, reaction::reaction, greatest(delta, 0) from deltas
+    order by article_id, reaction
+    on conflict (article_id, reaction) do update
+    set count = c.count + (
+        select d.delta from deltas d
+        where d.article_id = excluded.article_id and d.reaction::reaction = excluded.reaction
+    )
+    returning c.article_id, c.reaction, c.count
+)
+select true, article_id, reaction::text, count, null::bytea from changed
+union all
+select true, c.article_id, c.reaction::text, c.count, null
+from article_reaction_counts c
+where c.article_id in (select article_id from input)
+  and not exists (select 1 from changed x where x.article_id = c.article_id and x.reaction = c.reaction)
+union all
+select true, i.article_id, null, null, null from input i
+union all
+select false, i.article_id, null, null, i.visitor_key
+from input i
+where i.target is not null
+  and not exists (select 1 from locked l where l.article_id = i.article_id and l.visitor_key = i.visitor_key)
+  and not exists (select 1 from inserted n where n.article_id = i.article_id and n.visitor_key = i.visitor_key)
+"#;
 
 /// PostgreSQL through a sqlx connection pool.
 #[derive(Debug, Clone)]
@@ -150,155 +242,67 @@ impl PgStore {
             .collect();
         net.sort_unstable_by(|a, b| (a.article_id, a.visitor).cmp(&(b.article_id, b.visitor)));
 
+        // One statement per round. A round leaves out only changes whose insert lost a race with
+        // another transaction inserting the same (article, visitor); the next round applies them
+        // over the row that transaction committed.
+        let mut counts = HashMap::new();
+        let mut pending: Vec<&NetChange<'_>> = net.iter().collect();
+        for _round in 0..MAX_ATTEMPTS {
+            let (round_counts, lost) = self.apply_round_retrying(&pending).await?;
+            counts.extend(round_counts);
+            if lost.is_empty() {
+                return Ok(counts);
+            }
+            pending.retain(|c| lost.iter().any(|(a, v)| a == c.article_id && v.as_slice() == c.visitor));
+        }
+        Err(StoreError::Unavailable(anyhow::anyhow!(
+            "concurrent inserts of the same reaction did not settle"
+        )))
+    }
+
+    /// One round, retried on deadlocks and serialization failures (the round did nothing then).
+    async fn apply_round_retrying(&self, pending: &[&NetChange<'_>]) -> Result<RoundOutcome, StoreError> {
         let mut attempt = 1;
         loop {
-            match self.apply_once(&net).await {
+            match self.apply_round(pending).await {
                 Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
-                    tracing::debug!(attempt, error = %e, "retrying a write transaction");
+                    tracing::debug!(attempt, error = %e, "retrying a write statement");
                     tokio::time::sleep(Duration::from_millis(2u64 << attempt)).await;
                     attempt += 1;
                 }
-                result => {
-                    return result.map_err(|e| classify(e, "while applying reaction changes"));
-                }
+                result => return result.map_err(|e| classify(e, "while applying reaction changes")),
             }
         }
     }
 
-    async fn apply_once(
-        &self,
-        net: &[NetChange<'_>],
-    ) -> Result<HashMap<ArticleId, ReactionCounts>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let index: HashMap<(&str, &[u8]), usize> =
-            net.iter().enumerate().map(|(i, c)| ((c.article_id, c.visitor), i)).collect();
-        // The reaction each key held before this transaction: unknown until resolved.
-        let mut before: Vec<Option<Option<Reaction>>> = vec![None; net.len()];
-        let mut unresolved: Vec<usize> = (0..net.len()).collect();
-
-        // Lock what exists; insert what does not. An insert that loses a race with another
-        // transaction (ON CONFLICT DO NOTHING returns nothing) is resolved again by locking the
-        // row that the other transaction committed.
-        for _round in 0..MAX_ATTEMPTS {
-            let (articles, visitors) = key_arrays(net, &unresolved);
-            let held: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
-                "select r.article_id, r.visitor_key, r.reaction::text
-                 from reactions r
-                 join unnest($1::text[], $2::bytea[]) as k(article_id, visitor_key)
-                   on r.article_id = k.article_id and r.visitor_key = k.visitor_key
-                 order by r.article_id, r.visitor_key
-                 for update of r",
-            )
+    /// Applies the changes in one statement (atomic by itself, one round trip): locks the rows
+    /// that exist in (article, visitor) order, inserts, switches and deletes, turns the moves
+    /// into per-(article, reaction) deltas and applies them to the counts, and answers the
+    /// touched articles' counts plus the changes whose insert lost a race.
+    async fn apply_round(&self, pending: &[&NetChange<'_>]) -> Result<RoundOutcome, sqlx::Error> {
+        let articles: Vec<&str> = pending.iter().map(|c| c.article_id).collect();
+        let visitors: Vec<&[u8]> = pending.iter().map(|c| c.visitor).collect();
+        let targets: Vec<Option<&str>> = pending.iter().map(|c| c.target.map(Reaction::key)).collect();
+        let rows: Vec<ApplyRow> = sqlx::query_as(APPLY_SQL)
             .bind(&articles)
             .bind(&visitors)
-            .fetch_all(&mut *tx)
+            .bind(&targets)
+            .fetch_all(&self.pool)
             .await?;
-            for (article_id, visitor, reaction) in &held {
-                let i = index[&(article_id.as_str(), visitor.as_slice())];
-                before[i] = Some(Some(parse_reaction(reaction)?));
-            }
-
-            let mut to_insert = Vec::new();
-            for &i in &unresolved {
-                if before[i].is_none() {
-                    match net[i].target {
-                        Some(_) => to_insert.push(i),
-                        None => before[i] = Some(None), // deleting what is not there
-                    }
+        let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
+        let mut lost = Vec::new();
+        for (is_count, article_id, reaction, count, visitor) in rows {
+            if is_count {
+                let article_id = ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
+                let entry = counts.entry(article_id).or_default();
+                if let (Some(reaction), Some(count)) = (reaction, count) {
+                    entry.add(parse_reaction(&reaction)?, count);
                 }
-            }
-            if to_insert.is_empty() {
-                unresolved.clear();
-                break;
-            }
-            let (articles, visitors) = key_arrays(net, &to_insert);
-            let reactions: Vec<&str> = to_insert.iter().map(|&i| target_key(&net[i])).collect();
-            let inserted: Vec<(String, Vec<u8>)> = sqlx::query_as(
-                "insert into reactions (article_id, visitor_key, reaction)
-                 select article_id, visitor_key, reaction::reaction
-                 from unnest($1::text[], $2::bytea[], $3::text[]) as n(article_id, visitor_key, reaction)
-                 order by article_id, visitor_key
-                 on conflict (article_id, visitor_key) do nothing
-                 returning article_id, visitor_key",
-            )
-            .bind(&articles)
-            .bind(&visitors)
-            .bind(&reactions)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (article_id, visitor) in &inserted {
-                let i = index[&(article_id.as_str(), visitor.as_slice())];
-                before[i] = Some(None);
-            }
-            unresolved = to_insert.into_iter().filter(|&i| before[i].is_none()).collect();
-            if unresolved.is_empty() {
-                break;
+            } else if let Some(visitor) = visitor {
+                lost.push((article_id, visitor));
             }
         }
-        if !unresolved.is_empty() {
-            return Err(sqlx::Error::Protocol("could not settle concurrent inserts".into()));
-        }
-
-        let mut switched = Vec::new();
-        let mut deleted = Vec::new();
-        let mut deltas: HashMap<(&str, Reaction), i64> = HashMap::new();
-        for (i, change) in net.iter().enumerate() {
-            let old = before[i].expect("every key is resolved");
-            if old == change.target {
-                continue;
-            }
-            if let Some(old) = old {
-                *deltas.entry((change.article_id, old)).or_default() -= 1;
-                if change.target.is_some() {
-                    switched.push(i);
-                } else {
-                    deleted.push(i);
-                }
-            }
-            if let Some(new) = change.target {
-                *deltas.entry((change.article_id, new)).or_default() += 1;
-            }
-        }
-
-        if !switched.is_empty() {
-            let (articles, visitors) = key_arrays(net, &switched);
-            let reactions: Vec<&str> = switched.iter().map(|&i| target_key(&net[i])).collect();
-            sqlx::query(
-                "update reactions r set reaction = u.reaction::reaction, updated_at = now()
-                 from unnest($1::text[], $2::bytea[], $3::text[]) as u(article_id, visitor_key, reaction)
-                 where r.article_id = u.article_id and r.visitor_key = u.visitor_key",
-            )
-            .bind(&articles)
-            .bind(&visitors)
-            .bind(&reactions)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !deleted.is_empty() {
-            let (articles, visitors) = key_arrays(net, &deleted);
-            sqlx::query(
-                "delete from reactions r
-                 using unnest($1::text[], $2::bytea[]) as d(article_id, visitor_key)
-                 where r.article_id = d.article_id and r.visitor_key = d.visitor_key",
-            )
-            .bind(&articles)
-            .bind(&visitors)
-            .execute(&mut *tx)
-            .await?;
-        }
-        apply_count_deltas(&mut tx, deltas).await?;
-        // The counts as this transaction leaves them: what every request in it is answered.
-        let mut articles: Vec<&str> = net.iter().map(|c| c.article_id).collect();
-        articles.dedup(); // `net` is sorted by article
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "select article_id, reaction::text, count from article_reaction_counts
-             where article_id = any($1) and count > 0",
-        )
-        .bind(&articles)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        counts_by_article(rows).map_err(|e| sqlx::Error::Decode(e.into()))
+        Ok((counts, lost))
     }
 
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
@@ -436,14 +440,6 @@ async fn apply_count_deltas(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-fn key_arrays<'a>(net: &[NetChange<'a>], which: &[usize]) -> (Vec<&'a str>, Vec<&'a [u8]>) {
-    which.iter().map(|&i| (net[i].article_id, net[i].visitor)).unzip()
-}
-
-fn target_key(change: &NetChange<'_>) -> &'static str {
-    change.target.map(Reaction::key).unwrap_or_default()
 }
 
 fn parse_reaction(key: &str) -> Result<Reaction, sqlx::Error> {

@@ -115,6 +115,7 @@ pub fn test_config(database_url: &str) -> Config {
     config.rate_limit_read_burst = plenty;
     config.rate_limit_stats_per_minute = plenty;
     config.rate_limit_stats_burst = plenty;
+    config.rate_limit_article_writes_per_hour = plenty;
     config
 }
 

@@ -2,11 +2,13 @@
 //! database per test. See `helpers` for `spawn_app`.
 
 mod bad_input;
+mod ballot_stuffing;
 mod concurrency;
 mod config;
 mod cors;
 mod health;
 mod helpers;
+mod hostile;
 mod identity;
 mod metrics;
 mod openapi;

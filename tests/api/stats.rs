@@ -521,6 +521,49 @@ async fn export_reads_every_batch_of_a_large_window() {
 }
 
 #[tokio::test]
+async fn an_abandoned_export_gives_its_database_connection_back() {
+    let db = TestDatabase::create().await;
+    let mut config = test_config(&db.url);
+    config.admin_token = Some(ADMIN_TOKEN.to_owned());
+    config.database_max_connections = NonZeroU32::new(2).unwrap();
+    let app = spawn_with(db, config).await;
+    let mut conn = app.db.connect().await;
+    // About 16 MB of CSV (article ids of 250 bytes): far more than the socket buffers hold, so
+    // the export is mid-stream when the client goes away.
+    sqlx::query(
+        "insert into reactions (article_id, visitor_key, reaction, updated_at)
+         select format('%s-%s', repeat('x', 244), lpad(i::text, 5, '0')),
+                sha256(convert_to(i::text || r, 'UTF8')), r::reaction, '2025-11-27T10:00:00Z'
+         from generate_series(1, 20000) as i, unnest(array['like', 'love', 'wow']) as r",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    recount(&app).await;
+
+    for _ in 0..4 {
+        let mut response =
+            export(&app, &format!("?since={SINCE}&until={UNTIL}"), Some(&bearer(ADMIN_TOKEN))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.chunk().await.unwrap().is_some(), "the export has started");
+        drop(response); // the client goes away mid-stream
+    }
+
+    // With two connections in the pool, a leaked one per export would leave none.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let totals = get(&app, "/v1/stats/totals").await;
+        if totals.status() == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the pool did not recover: {}", totals.status());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let again = export(&app, &format!("?since={SINCE}&until={UNTIL}"), Some(&bearer(ADMIN_TOKEN))).await;
+    assert_eq!(again.text().await.unwrap().lines().count(), 1 + 60_000, "a later export is whole");
+}
+
+#[tokio::test]
 async fn export_needs_the_admin_token_as_a_bearer_token() {
     let app = app_with_admin_token(Some(ADMIN_TOKEN)).await;
     let window = format!("?since={SINCE}&until={UNTIL}");
@@ -677,4 +720,25 @@ async fn stats_share_a_quota_of_their_own() {
     assert!(problem["detail"].as_str().unwrap().contains("stats"), "{problem}");
     let read = app.get_reactions("a", None).await;
     assert_eq!(read.status(), StatusCode::OK, "article reads have their own quota");
+}
+
+#[test]
+fn the_openapi_document_defines_the_trending_score_and_the_export_token() {
+    let document: Value = serde_json::from_str(&reader_reactions::http::openapi_document()).unwrap();
+    let paths = &document["paths"];
+
+    let trending = paths["/v1/stats/trending"]["get"]["description"].as_str().unwrap();
+    let export = &paths["/v1/stats/export.csv"]["get"];
+    let top = &paths["/v1/stats/top"]["get"];
+
+    assert!(trending.contains("score = (recent - previous) / sqrt(previous + 1)"), "{trending}");
+    assert_eq!(export["security"], json!([{"admin_token": []}]));
+    assert_eq!(document["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
+    for status in ["200", "400", "401", "404", "429", "503"] {
+        assert!(export["responses"][status].is_object(), "export documents {status}");
+    }
+    assert!(top["description"].as_str().unwrap().contains("[since, until)"), "half-open windows");
+    let parameters: Vec<&str> =
+        top["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(parameters, ["reaction", "since", "until", "limit"], "no visitor cookie on stats");
 }

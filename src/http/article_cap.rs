@@ -1,0 +1,326 @@
+//! The ballot-stuffing guard: a cap on the writes one client network makes on one article.
+//!
+//! The per-IP `writes` quota bounds what one client writes across all articles, but a client
+//! that invents a fresh `X-Visitor-Id` for every write can spend all of it on one article:
+//! 20 at once and 60 a minute, about 3,600 count increments an hour under the defaults. This
+//! cap allows each client network (an IPv4 address or an IPv6 /64, as for the other limits)
+//! at most `RATE_LIMIT_ARTICLE_WRITES_PER_HOUR` writes on any one article in any hour, and
+//! leaves its writes on every other article alone. Readers behind one NAT, each with their own
+//! visitor id, share the cap only on the same article; see the README for the default.
+//!
+//! One governor GCRA limiter, keyed by a keyed hash of (network, article): half the cap is
+//! available at once and the other half refills evenly over the hour, so no one-hour window
+//! holds more than the cap. Idle keys are purged like the per-IP limiters', so memory is bounded
+//! by the (network, article) pairs written in the last hour.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+use super::client_ip::ClientIp;
+use super::rate_limit::{Decision, RATELIMIT, RATELIMIT_POLICY, limiter_key};
+use super::{ApiError, Problem};
+use crate::domain::ArticleId;
+
+/// The policy name in the `RateLimit` fields and in metrics.
+pub const POLICY: &str = "article-writes";
+
+/// The window the cap is stated over.
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Writes per (client network, article) in any hour.
+pub struct ArticleCap<C: Clock = DefaultClock> {
+    per_hour: NonZeroU32,
+    limiter: RateLimiter<u64, DashMapStateStore<u64>, C, StateInformationMiddleware>,
+    /// A per-process random key: a client cannot choose article ids that share a bucket.
+    hasher: RandomState,
+    policy: HeaderValue,
+}
+
+impl ArticleCap<DefaultClock> {
+    pub fn new(per_hour: NonZeroU32) -> Self {
+        Self::with_clock(per_hour, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> ArticleCap<C> {
+    /// A cap on a given clock (tests use a fake one).
+    pub fn with_clock(per_hour: NonZeroU32, clock: C) -> Self {
+        // A burst of b and r refills spread over the hour admit at most b + r - 1 writes in any
+        // half-open hour, and b + r = the cap.
+        let burst = per_hour.get().div_ceil(2);
+        let refills = (per_hour.get() - burst).max(1);
+        let quota = Quota::with_period(HOUR / refills)
+            .expect("an hour over at most u32::MAX refills is not zero")
+            .allow_burst(NonZeroU32::new(burst).expect("half of a non-zero cap, rounded up"));
+        let limiter =
+            RateLimiter::dashmap_with_clock(quota, clock).with_middleware::<StateInformationMiddleware>();
+        let policy =
+            HeaderValue::try_from(format!("\"{POLICY}\";q={per_hour};w={}", HOUR.as_secs())).expect("ASCII");
+        Self { per_hour, limiter, hasher: RandomState::new(), policy }
+    }
+
+    /// The configured cap.
+    pub fn per_hour(&self) -> NonZeroU32 {
+        self.per_hour
+    }
+
+    /// Spends one write of `client`'s allowance on `article`, if there is one.
+    pub fn check(&self, client: IpAddr, article: &ArticleId) -> Decision {
+        let key = self.hasher.hash_one((limiter_key(client), article.as_str()));
+        match self.limiter.check_key(&key) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let burst = snapshot.quota().burst_size().get();
+                let reset = snapshot.quota().replenish_interval() * (burst - remaining);
+                Decision::Allow { remaining, reset }
+            }
+            Err(not_until) => {
+                Decision::Deny { retry_after: not_until.wait_time_from(self.limiter.clock().now()) }
+            }
+        }
+    }
+
+    /// Forgets (network, article) pairs whose allowance is full again.
+    pub fn purge(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    /// Number of (network, article) pairs currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.limiter.len()
+    }
+
+    fn headers(&self, remaining: u32, reset: Duration) -> [(HeaderName, HeaderValue); 2] {
+        let value = format!("\"{POLICY}\";r={remaining};t={}", ceil_secs(reset));
+        [(RATELIMIT, HeaderValue::try_from(value).expect("ASCII")), (RATELIMIT_POLICY, self.policy.clone())]
+    }
+}
+
+impl ArticleCap<DefaultClock> {
+    /// Purges every `every`, until the cap is dropped (the task then ends at its next tick).
+    pub fn spawn_purger(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let cap = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(cap) = cap.upgrade() else { return };
+                cap.purge();
+            }
+        })
+    }
+}
+
+fn ceil_secs(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// Middleware for the visitor routes: a write (any method but GET, HEAD and OPTIONS) on a route
+/// with a valid `{article_id}` spends the client's allowance on that article, or gets a 429.
+///
+/// Installed outside the per-IP limiter: a write refused here does not spend the client's
+/// `writes` quota, so one stuffed article does not lock a shared address out of the others.
+/// Routes without an article id, and malformed ids (the handler answers those with a 400), pass.
+pub async fn article_cap(
+    State(cap): State<Arc<ArticleCap>>,
+    client: ClientIp,
+    request: Request,
+    next: Next,
+) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let article = match RawPathParams::from_request_parts(&mut parts, &()).await {
+        // Percent-decoded, so every spelling of one id is the same article.
+        Ok(params) => params
+            .iter()
+            .find(|(name, _)| *name == "article_id")
+            .and_then(|(_, value)| ArticleId::parse(value).ok()),
+        Err(_) => None,
+    };
+    let request = Request::from_parts(parts, body);
+    let Some(article) = article else {
+        return next.run(request).await;
+    };
+    match cap.check(client.0, &article) {
+        Decision::Allow { remaining, reset } => {
+            let mut response = next.run(request).await;
+            response.headers_mut().extend(cap.headers(remaining, reset));
+            response
+        }
+        Decision::Deny { retry_after } => {
+            tracing::debug!(policy = POLICY, "article write cap reached");
+            crate::telemetry::metrics::rate_limited(POLICY);
+            let seconds = ceil_secs(retry_after).max(1);
+            let problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                format!(
+                    "this client has made the most writes allowed on this article ({} an hour); \
+                     retry in {seconds} s",
+                    cap.per_hour
+                ),
+            );
+            let mut response = ApiError::Client(problem).into_response();
+            let headers = response.headers_mut();
+            headers.extend(cap.headers(0, Duration::from_secs(seconds)));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::rate_limit::{ClassLimiter, Limit};
+    use governor::clock::FakeRelativeClock;
+
+    fn n(value: u32) -> NonZeroU32 {
+        NonZeroU32::new(value).unwrap()
+    }
+
+    fn article(id: &str) -> ArticleId {
+        ArticleId::parse(id).unwrap()
+    }
+
+    /// What the middleware stack does with one write: the article cap first, then the per-IP
+    /// `writes` quota (only writes the cap lets through reach it).
+    fn admitted(
+        writes: &ClassLimiter<FakeRelativeClock>,
+        cap: Option<&ArticleCap<FakeRelativeClock>>,
+        ip: IpAddr,
+        on: &ArticleId,
+    ) -> bool {
+        if let Some(cap) = cap
+            && matches!(cap.check(ip, on), Decision::Deny { .. })
+        {
+            return false;
+        }
+        matches!(writes.check(ip), Decision::Allow { .. })
+    }
+
+    /// One client IP writes to one article for an hour, each write with a fresh visitor id (so
+    /// each admitted write is one count increment), on the fastest schedule the default per-IP
+    /// `writes` quota admits in full: its burst at once, then one write per refill. Answers how
+    /// many writes were attempted and how many admitted, on a fake clock.
+    fn increments_in_one_hour(with_cap: bool) -> (u32, u32) {
+        let defaults = crate::config::Config::for_database("postgres://unused");
+        let limit = Limit {
+            per_minute: defaults.rate_limit_writes_per_minute,
+            burst: defaults.rate_limit_write_burst,
+        };
+        let clock = FakeRelativeClock::default();
+        let writes = ClassLimiter::with_clock("writes", limit, clock.clone());
+        let cap = with_cap
+            .then(|| ArticleCap::with_clock(defaults.rate_limit_article_writes_per_hour, clock.clone()));
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let target = article("2025/11/27/leaked-witkoff-call");
+
+        let refill = Duration::from_secs(60) / limit.per_minute.get();
+        let burst = std::iter::repeat_n(Duration::ZERO, limit.burst.get() as usize);
+        let paced = (1..).map(|k| refill * k).take_while(|at| *at < HOUR);
+        let (mut attempted, mut admitted_writes, mut now) = (0, 0, Duration::ZERO);
+        for at in burst.chain(paced) {
+            clock.advance(at - now);
+            now = at;
+            attempted += 1;
+            if admitted(&writes, cap.as_ref(), ip, &target) {
+                admitted_writes += 1;
+            }
+        }
+        (attempted, admitted_writes)
+    }
+
+    /// The measurement behind the README's ballot-stuffing numbers (and RELIABILITY.md): how
+    /// far one client IP can push one article's counts in an hour under the default limits,
+    /// computed from the quotas on a fake clock.
+    #[test]
+    fn ballot_stuffing_one_client_one_article_one_hour() {
+        let cap = crate::config::Config::for_database("postgres://unused").rate_limit_article_writes_per_hour;
+
+        let (attempted, per_ip_only) = increments_in_one_hour(false);
+        let (_, capped) = increments_in_one_hour(true);
+
+        eprintln!(
+            "one client IP, one article, one hour: {per_ip_only} increments with the per-IP quota \
+             alone, {capped} with the article cap of {cap}"
+        );
+        assert_eq!(per_ip_only, attempted, "the per-IP quota alone admits its whole schedule");
+        assert!(per_ip_only >= 3600, "{per_ip_only}: the default per-IP quota is about 3,600 an hour");
+        assert!(capped <= cap.get(), "{capped} is within the cap");
+        assert!(capped >= cap.get() - 1, "{capped}: the cap is not stricter than it says");
+    }
+
+    #[test]
+    fn the_cap_holds_in_every_hour_for_small_and_odd_caps() {
+        for per_hour in [1, 2, 3, 7, 120] {
+            let clock = FakeRelativeClock::default();
+            let cap = ArticleCap::with_clock(n(per_hour), clock.clone());
+            let ip: IpAddr = "203.0.113.1".parse().unwrap();
+            let a = article("a");
+            // Admission times over three hours of a client trying every second.
+            let mut admitted_at = Vec::new();
+            for second in 0..3 * 3600u64 {
+                if matches!(cap.check(ip, &a), Decision::Allow { .. }) {
+                    admitted_at.push(second);
+                }
+                clock.advance(Duration::from_secs(1));
+            }
+            for (i, start) in admitted_at.iter().enumerate() {
+                let in_hour = admitted_at[i..].iter().take_while(|t| **t < start + 3600).count();
+                assert!(in_hour as u32 <= per_hour, "cap {per_hour}: {in_hour} in the hour from {start} s");
+            }
+            assert!(admitted_at.len() as u32 > per_hour, "cap {per_hour}: it refills");
+        }
+    }
+
+    #[test]
+    fn the_cap_is_per_network_and_article() {
+        let clock = FakeRelativeClock::default();
+        let cap = ArticleCap::with_clock(n(2), clock);
+        let allowed = |ip: &str, id: &str| {
+            matches!(cap.check(ip.parse().unwrap(), &article(id)), Decision::Allow { .. })
+        };
+
+        assert!(allowed("192.0.2.1", "a"));
+        assert!(!allowed("192.0.2.1", "a"), "a cap of 2 an hour allows 1 at once");
+        assert!(allowed("192.0.2.1", "b"), "another article");
+        assert!(allowed("192.0.2.2", "a"), "another address");
+        assert!(allowed("2001:db8:1:2::1", "a"));
+        assert!(!allowed("2001:db8:1:2::ffff", "a"), "the same /64");
+    }
+
+    #[test]
+    fn purging_forgets_pairs_whose_allowance_is_full_again() {
+        let clock = FakeRelativeClock::default();
+        let cap = ArticleCap::with_clock(n(120), clock.clone());
+        for i in 0..5_000u32 {
+            cap.check(IpAddr::V4(i.into()), &article(&format!("article-{}", i % 7)));
+        }
+        assert_eq!(cap.tracked(), 5_000);
+
+        cap.purge();
+        assert_eq!(cap.tracked(), 5_000, "allowances still refilling are kept");
+        // 120 an hour refills one every 60 s; governor forgets a key one refill after it is full.
+        clock.advance(Duration::from_secs(121));
+        cap.purge();
+        assert_eq!(cap.tracked(), 0, "full allowances are forgotten");
+    }
+}

@@ -1,0 +1,582 @@
+//! Faults under load: the database going away and coming back, the service killed with SIGKILL
+//! and restarted, and SIGTERM with writes queued. In each case every acknowledged write must be
+//! in the database, and counts must equal rows.
+//!
+//! The outage test runs its own throwaway PostgreSQL server (the machine's `initdb` and
+//! `pg_ctl`, in a temporary directory, on a free port) and really stops and starts it; the
+//! shared server the other tests use is never touched. It takes about 20 s, so it is ignored by
+//! a plain `cargo test`: run it with `cargo test --test faults -- --ignored --nocapture`.
+//! The process tests run the service binary as a child process against the shared server.
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)] // This binary uses the database helpers only.
+mod helpers;
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reader_reactions::config::Config;
+use reader_reactions::identity::{VisitorId, VisitorKey, VisitorSecret};
+use reader_reactions::startup::Application;
+use serde_json::{Value, json};
+use sqlx::{Connection as _, PgConnection};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::task::JoinHandle;
+
+use helpers::TestDatabase;
+
+/// The visitor secret of every service these tests run, so they can compute stored keys.
+const SECRET: &str = "fault-test-secret-fault-test-secret-0001";
+const REACTIONS: [&str; 7] = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
+const ARTICLES: usize = 5;
+
+// ---------------------------------------------------------------------------------------------
+// Load: workers that PUT, each write with a fresh visitor id, and remember every answer.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Status(u16),
+    /// No HTTP answer: the connection failed or was cut.
+    Transport(String),
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    article: String,
+    visitor: String,
+    reaction: &'static str,
+    /// Since the load started.
+    started: Duration,
+    latency: Duration,
+    outcome: Outcome,
+}
+
+impl Attempt {
+    fn acknowledged(&self) -> bool {
+        self.outcome == Outcome::Status(200)
+    }
+
+    fn finished(&self) -> Duration {
+        self.started + self.latency
+    }
+}
+
+struct Load {
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<Vec<Attempt>>>,
+}
+
+impl Load {
+    fn start(base: &str, workers: usize, pause: Duration) -> Self {
+        let epoch = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        // The client never gives up first: the service's own timeouts are what is measured.
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let workers = (0..workers)
+            .map(|id| tokio::spawn(worker(client.clone(), base.to_owned(), id, stop.clone(), epoch, pause)))
+            .collect();
+        Self { epoch, stop, workers }
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    async fn finish(self) -> Vec<Attempt> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut attempts = Vec::new();
+        for worker in self.workers {
+            attempts.extend(worker.await.expect("a load worker does not panic"));
+        }
+        attempts.sort_by_key(|a| a.started);
+        attempts
+    }
+}
+
+async fn worker(
+    client: reqwest::Client,
+    base: String,
+    id: usize,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+    pause: Duration,
+) -> Vec<Attempt> {
+    let mut attempts = Vec::new();
+    for seq in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let article = format!("article-{}", seq % ARTICLES);
+        let visitor = format!("load-{id:02}-{seq:06}");
+        let reaction = REACTIONS[(id + seq) % REACTIONS.len()];
+        let started = epoch.elapsed();
+        let sent = Instant::now();
+        let result = client
+            .put(format!("{base}/v1/articles/{article}/reaction"))
+            .header("x-visitor-id", &visitor)
+            .json(&json!({ "reaction": reaction }))
+            .send()
+            .await;
+        let outcome = match result {
+            Ok(response) => Outcome::Status(response.status().as_u16()),
+            Err(error) => Outcome::Transport(error.to_string()),
+        };
+        attempts.push(Attempt { article, visitor, reaction, started, latency: sent.elapsed(), outcome });
+        tokio::time::sleep(pause).await;
+    }
+    attempts
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit: what the database holds against what was acknowledged.
+
+#[derive(Debug, Default)]
+struct Audit {
+    attempted: usize,
+    acknowledged: usize,
+    /// Acknowledged, but not in the database (or with another reaction).
+    lost: usize,
+    /// Answered with an error or not at all, yet committed: the commit outcome was unknown to
+    /// the client, never half-applied (see `assert_counts_match_rows`).
+    unacknowledged_but_applied: usize,
+    /// Rows that no attempt explains.
+    unexplained_rows: usize,
+}
+
+fn key_of(visitor: &str) -> Vec<u8> {
+    let secret: VisitorSecret = SECRET.parse().unwrap();
+    let id = VisitorId::parse(visitor.as_bytes()).unwrap();
+    VisitorKey::from_header_id(&secret, &id).as_bytes().to_vec()
+}
+
+async fn audit(conn: &mut PgConnection, attempts: &[Attempt]) -> Audit {
+    let rows: Vec<(String, Vec<u8>, String)> =
+        sqlx::query_as("select article_id, visitor_key, reaction::text from reactions")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    let mut stored: HashMap<(String, Vec<u8>), String> =
+        rows.into_iter().map(|(article, key, reaction)| ((article, key), reaction)).collect();
+    let mut audit = Audit { attempted: attempts.len(), ..Audit::default() };
+    for attempt in attempts {
+        let held = stored.remove(&(attempt.article.clone(), key_of(&attempt.visitor)));
+        let applied = held.as_deref() == Some(attempt.reaction);
+        if attempt.acknowledged() {
+            audit.acknowledged += 1;
+            audit.lost += usize::from(!applied);
+        } else {
+            audit.unacknowledged_but_applied += usize::from(applied);
+        }
+    }
+    audit.unexplained_rows = stored.len();
+    audit
+}
+
+async fn assert_counts_match_rows(conn: &mut PgConnection) {
+    let mismatches: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "select coalesce(c.article_id, r.article_id), coalesce(c.reaction, r.reaction)::text,
+                coalesce(c.count, 0), coalesce(r.n, 0)
+         from article_reaction_counts c
+         full join (select article_id, reaction, count(*) as n from reactions group by 1, 2) r
+           on r.article_id = c.article_id and r.reaction = c.reaction
+         where coalesce(c.count, 0) <> coalesce(r.n, 0)",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap();
+    assert!(
+        mismatches.is_empty(),
+        "counts differ from rows (article, reaction, count, rows): {mismatches:?}"
+    );
+}
+
+async fn stored_rows(db: &TestDatabase) -> i64 {
+    sqlx::query_scalar("select count(*) from reactions").fetch_one(&mut db.connect().await).await.unwrap()
+}
+
+fn plenty_of_rate_limit() -> [(&'static str, &'static str); 7] {
+    [
+        ("RATE_LIMIT_WRITES_PER_MINUTE", "1000000"),
+        ("RATE_LIMIT_WRITE_BURST", "1000000"),
+        ("RATE_LIMIT_READS_PER_MINUTE", "1000000"),
+        ("RATE_LIMIT_READ_BURST", "1000000"),
+        ("RATE_LIMIT_STATS_PER_MINUTE", "1000000"),
+        ("RATE_LIMIT_STATS_BURST", "1000000"),
+        ("RATE_LIMIT_ARTICLE_WRITES_PER_HOUR", "1000000"),
+    ]
+}
+
+fn millis(duration: Duration) -> u128 {
+    duration.as_millis()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A private PostgreSQL server that can really be stopped.
+
+struct PrivatePostgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    /// `initdb` in a fresh temporary directory, then start on a free port with trust auth.
+    fn start() -> Self {
+        let bin = postgres_bin();
+        let dir = std::env::temp_dir().join(format!("rr-faults-pg-{}", uuid::Uuid::new_v4().simple()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = Self { bin, dir, port };
+        let dir = server.dir.to_str().unwrap().to_owned();
+        server.run("initdb", &["-D", &dir, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]);
+        server.start_server();
+        server
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    fn start_server(&self) {
+        let dir = self.dir.to_str().unwrap();
+        let log = self.dir.join("server.log");
+        let options = format!("-p {} -k {dir} -c listen_addresses=127.0.0.1", self.port);
+        self.run(
+            "pg_ctl",
+            &["-D", dir, "-l", log.to_str().unwrap(), "-o", &options, "-w", "-t", "60", "start"],
+        );
+    }
+
+    /// Stops the server the hard way: every backend exits at once, as in a crash.
+    fn stop_server(&self) {
+        self.run("pg_ctl", &["-D", self.dir.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// One of the server's tools; as root, run as the `postgres` user (initdb and postgres
+    /// refuse to run as root).
+    fn command(&self, tool: &str) -> Command {
+        let program = self.bin.join(tool);
+        let mut command = if running_as_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        };
+        command.stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let output = self.command(tool).args(args).output().unwrap_or_else(|e| {
+            panic!("cannot run {tool} from {} ({e}); as root this needs runuser", self.bin.display())
+        });
+        if !output.status.success() {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            panic!(
+                "{tool} {args:?} failed: {}{}\nserver log:\n{log}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if self.dir.join("postmaster.pid").exists() {
+            let _ = self
+                .command("pg_ctl")
+                .args(["-D", self.dir.to_str().unwrap(), "-m", "immediate", "-w", "stop"])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls until the server runs a query (every 20 ms, for at most 60 s).
+async fn wait_until_it_answers(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut conn) = PgConnection::connect(url).await
+            && sqlx::query("select 1").execute(&mut conn).await.is_ok()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "PostgreSQL did not come back within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// `PG_BIN`, or the newest `/usr/lib/postgresql/*/bin` that has `pg_ctl`.
+fn postgres_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PG_BIN") {
+        return bin.into();
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            (bin.join("pg_ctl").exists() && bin.join("initdb").exists()).then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some((_, bin)) => bin,
+        None => panic!(
+            "the outage test needs PostgreSQL's server binaries (initdb, pg_ctl): none in \
+             /usr/lib/postgresql/*/bin and PG_BIN is unset (on Debian: apt install postgresql)"
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service as a child process.
+
+struct Service {
+    child: tokio::process::Child,
+    base: String,
+    _logs: JoinHandle<()>,
+}
+
+/// Starts the service binary on `database_url` and waits until it serves.
+async fn spawn_service(database_url: &str, settings: &[(&str, &str)]) -> Service {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_reader-reactions"));
+    command
+        .env("DATABASE_URL", database_url)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("VISITOR_SECRET", SECRET)
+        .envs(plenty_of_rate_limit())
+        .envs(settings.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("the service binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let serving = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else { continue };
+            if entry["fields"]["message"] == "serving" {
+                return entry["fields"]["addr"].as_str().map(str::to_owned);
+            }
+        }
+        None
+    };
+    let address = tokio::time::timeout(Duration::from_secs(60), serving)
+        .await
+        .expect("the service serves within 60 s")
+        .expect("the service logs its address before it exits");
+    // Keep reading, so the service never blocks on a full pipe.
+    let logs = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Service { child, base: format!("http://{address}"), _logs: logs }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "stops and starts a private PostgreSQL server for about 20 s; run: cargo test --test faults -- --ignored"]
+async fn a_database_outage_gets_quick_503s_recovers_by_itself_and_loses_nothing() {
+    // Arrange: the service in-process, on its own PostgreSQL server.
+    let postgres = PrivatePostgres::start();
+    let mut config = Config::for_database(postgres.url("reader_reactions"));
+    config.listen_addr = "127.0.0.1:0".parse().unwrap();
+    config.visitor_secret = Some(SECRET.parse().unwrap());
+    let plenty = std::num::NonZeroU32::new(1_000_000).unwrap();
+    config.rate_limit_writes_per_minute = plenty;
+    config.rate_limit_write_burst = plenty;
+    config.rate_limit_article_writes_per_hour = plenty;
+    let request_timeout = config.request_timeout;
+    let app = Application::build(config).await.expect("the service builds");
+    let base = format!("http://{}", app.local_addr());
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    // Act: steady writes; PostgreSQL down for 5 s in the middle.
+    let load = Load::start(&base, 8, Duration::from_millis(5));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    postgres.stop_server();
+    let down_at = load.now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let restart_at = load.now();
+    let postgres = Arc::new(postgres);
+    let starting = tokio::task::spawn_blocking({
+        let postgres = postgres.clone();
+        move || postgres.start_server()
+    });
+    wait_until_it_answers(&postgres.url("reader_reactions")).await;
+    let up_at = load.now();
+    starting.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let attempts = load.finish().await;
+    let _ = shutdown.send(());
+    server.await.unwrap().expect("the service stops cleanly");
+
+    // Assert: quick 503s while down, recovery without help, nothing acknowledged lost.
+    let unexpected: Vec<(Duration, &Outcome)> = attempts
+        .iter()
+        .filter(|a| !matches!(a.outcome, Outcome::Status(200 | 503)))
+        .map(|a| (a.started, &a.outcome))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "only 200 and 503 (down {down_at:?}, restart {restart_at:?}, up {up_at:?}); {} others, the first: {:?}",
+        unexpected.len(),
+        &unexpected[..unexpected.len().min(5)]
+    );
+    let during: Vec<&Attempt> =
+        attempts.iter().filter(|a| a.started >= down_at && a.started < restart_at).collect();
+    assert!(during.len() >= 8, "the load went on during the outage: {}", during.len());
+    let succeeded_while_down: Vec<_> =
+        during.iter().filter(|a| a.outcome != Outcome::Status(503)).map(|a| (a.started, a.latency)).collect();
+    assert!(
+        succeeded_while_down.is_empty(),
+        "every write during the outage ({down_at:?}..{restart_at:?}) is a 503: {succeeded_while_down:?}"
+    );
+    let mut refusal_latencies: Vec<Duration> =
+        attempts.iter().filter(|a| a.outcome == Outcome::Status(503)).map(|a| a.latency).collect();
+    refusal_latencies.sort();
+    let slowest_refusal = *refusal_latencies.last().unwrap();
+    let median_refusal = refusal_latencies[refusal_latencies.len() / 2];
+    assert!(
+        slowest_refusal < request_timeout + Duration::from_millis(500),
+        "no 503 waited past the request timeout: {slowest_refusal:?}"
+    );
+
+    let first_success = attempts
+        .iter()
+        .filter(|a| a.started >= up_at && a.acknowledged())
+        .map(Attempt::finished)
+        .min()
+        .expect("writes succeed again after the database is back");
+    let recovery = first_success - up_at;
+    assert!(recovery < Duration::from_secs(5), "recovered within seconds: {recovery:?}");
+    let settled = first_success + Duration::from_millis(500);
+    let failed_after = attempts.iter().filter(|a| a.started >= settled && !a.acknowledged()).count();
+    assert_eq!(failed_after, 0, "and stays recovered");
+
+    let mut conn = PgConnection::connect(&postgres.url("reader_reactions")).await.unwrap();
+    let audit = audit(&mut conn, &attempts).await;
+    assert_counts_match_rows(&mut conn).await;
+    eprintln!(
+        "outage: {} writes ({} acknowledged, {} answered 503); PostgreSQL stopped for {} ms and \
+         answering again {} ms after its restart began; 503s answered in {} ms median, {} ms at \
+         most; writes succeeded again {} ms after PostgreSQL answered; acknowledged writes lost: {}; \
+         unacknowledged writes applied: {}; unexplained rows: {}",
+        audit.attempted,
+        audit.acknowledged,
+        refusal_latencies.len(),
+        millis(restart_at - down_at),
+        millis(up_at - restart_at),
+        millis(median_refusal),
+        millis(slowest_refusal),
+        millis(recovery),
+        audit.lost,
+        audit.unacknowledged_but_applied,
+        audit.unexplained_rows,
+    );
+    assert!(audit.acknowledged > 100, "a real load: {audit:?}");
+    assert_eq!(audit.lost, 0, "no acknowledged write is lost: {audit:?}");
+    assert_eq!(audit.unexplained_rows, 0, "every row is an attempted write: {audit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_under_load_then_restart_loses_no_acknowledged_write() {
+    let db = TestDatabase::create().await;
+    let mut service = spawn_service(&db.url, &[]).await;
+
+    let load = Load::start(&service.base, 8, Duration::from_millis(2));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    service.child.start_kill().expect("SIGKILL is sent");
+    let killed_at = load.now();
+    let status = service.child.wait().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let attempts = load.finish().await;
+    let restarted = spawn_service(&db.url, &[]).await;
+
+    assert_eq!(status.signal(), Some(9), "killed by SIGKILL: {status:?}");
+    let mut conn = db.connect().await;
+    let audit = audit(&mut conn, &attempts).await;
+    assert_counts_match_rows(&mut conn).await;
+    let before_kill = attempts.iter().filter(|a| a.started < killed_at).count();
+    let cut = attempts.iter().filter(|a| a.started < killed_at && !a.acknowledged()).count();
+    eprintln!(
+        "SIGKILL: {before_kill} writes sent before the kill ({} acknowledged, {cut} cut off by \
+         it); acknowledged writes lost: {}; unacknowledged writes applied: {}",
+        audit.acknowledged, audit.lost, audit.unacknowledged_but_applied
+    );
+    assert!(audit.acknowledged > 50, "a real load before the kill: {audit:?}");
+    assert!(cut > 0, "the kill cut requests off");
+    assert_eq!(audit.lost, 0, "no acknowledged write is lost: {audit:?}");
+    assert_eq!(audit.unexplained_rows, 0, "every row is an attempted write: {audit:?}");
+
+    // The restarted service answers with what was acknowledged.
+    let client = reqwest::Client::new();
+    let acknowledged: Vec<&Attempt> = attempts.iter().filter(|a| a.acknowledged()).collect();
+    for attempt in acknowledged.iter().step_by((acknowledged.len() / 25).max(1)) {
+        let summary: Value = client
+            .get(format!("{}/v1/articles/{}/reactions", restarted.base, attempt.article))
+            .header("x-visitor-id", &attempt.visitor)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(summary["viewer_reaction"], attempt.reaction, "{}", attempt.visitor);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_and_answers_every_queued_write_then_exits_0() {
+    let db = TestDatabase::create().await;
+    // Writes wait 500 ms in the queue for company, so SIGTERM finds them queued.
+    let mut service = spawn_service(&db.url, &[("WRITE_BATCH_DELAY_MS", "500")]).await;
+    let client = reqwest::Client::new();
+    let writes: Vec<_> = (0..20)
+        .map(|i| {
+            let request = client
+                .put(format!("{}/v1/articles/drain/reaction", service.base))
+                .header("x-visitor-id", format!("drain-visitor-{i:03}"))
+                .json(&json!({"reaction": "wow"}));
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(stored_rows(&db).await, 0, "queued, not yet committed");
+
+    let pid = service.child.id().expect("running").to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status().expect("the kill command runs");
+    assert!(kill.success());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let late = reqwest::Client::new().get(format!("{}/healthz", service.base)).send().await;
+
+    for write in writes {
+        assert_eq!(write.await.unwrap().expect("answered"), 200, "every queued write is answered");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(10), service.child.wait())
+        .await
+        .expect("the service exits within 10 s of SIGTERM")
+        .unwrap();
+    assert!(late.is_err(), "no new connections once shutting down: {late:?}");
+    assert_eq!(status.code(), Some(0), "a clean exit: {status:?}");
+    assert_eq!(stored_rows(&db).await, 20, "and every one committed");
+    assert_counts_match_rows(&mut db.connect().await).await;
+}
