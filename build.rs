@@ -1,4 +1,5 @@
-// Rebuild when a migration changes: `sqlx::migrate!()` embeds the folder at compile time.
+// Rebuild when a migration changes: `sqlx::migrate!` embeds `migrations/` (PostgreSQL) and
+// `migrations/sqlite/` at compile time.
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
 }

@@ -6,6 +6,7 @@
 #
 #   bash bench/run.sh                 # DURATION=10s CONNECTIONS=64 by default
 #   DURATION=30s bash bench/run.sh
+#   BENCH_SKIP_BUILD=1 bash bench/run.sh   # reuse target/release/reader-reactions
 #
 # Needs: PostgreSQL (DATABASE_SERVER, default postgres://postgres@127.0.0.1:5432), pgbench and
 # psql (postgresql-client), wrk (`apt-get install wrk`).
@@ -35,8 +36,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building the release binary…" >&2
-cargo build --release --locked --quiet
+if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
+    echo "building the release binary…" >&2
+    cargo build --release --locked --quiet
+fi
 
 declare -a ROWS=()
 row() { ROWS+=("$1"); }
@@ -135,6 +138,7 @@ GET_RPS=$LAST_RPS
 scenario "batch GET, 50 articles" batch
 BATCH_RPS=$LAST_RPS
 scenario "90% GET / 10% PUT, 100 articles" mix "mix-%"
+scenario "dashboards: top 10 (all, by reaction), totals over the last 24 h of the writes above" stats
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 

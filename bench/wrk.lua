@@ -1,5 +1,5 @@
 -- Load for the reader-reactions benchmark. SCENARIO (environment) picks the request mix:
---   healthz, write-hot, write-spread, get, batch, mix
+--   healthz, write-hot, write-spread, get, batch, mix, stats
 -- Every write uses a visitor id never used before, so after a run the rows written must equal
 -- the writes acknowledged. Clients come from random addresses via X-Forwarded-For (the service
 -- trusts 127.0.0.1), so rate limiting works per client as in production.
@@ -82,6 +82,15 @@ function request()
     return read("/v1/articles/hot/reactions")
   elseif scenario == "batch" then
     return read(batch_path())
+  elseif scenario == "stats" then
+    -- Dashboards: the day's top articles overall, then by one reaction, then site totals.
+    local pick = math.random(1, 3)
+    if pick == 1 then
+      return read("/v1/stats/top?limit=10")
+    elseif pick == 2 then
+      return read("/v1/stats/top?limit=10&reaction=" .. reactions[math.random(1, #reactions)])
+    end
+    return read("/v1/stats/totals")
   elseif scenario == "mix" then
     if math.random(1, 10) == 1 then
       return write("mix-" .. math.random(1, 100))

@@ -50,7 +50,7 @@ cleanup() {
     else
         admin -c "drop database if exists $scratch with (force)" || true
     fi
-    rm -f "$out" "$out.service"
+    rm -f "$out" "$out.sql" "$out.service"
 }
 trap cleanup EXIT
 
@@ -157,8 +157,8 @@ cases=(
     "article_timeseries: daily, 30 days, busiest article overall|article_timeseries('$hot_ever', interval '1 day', 'epoch', date_trunc('day', '$now'::timestamptz) - interval '29 days', '$now')"
     "trending: window=1h|trending($all, '$now'::timestamptz - interval '2 hours', '$now'::timestamptz - interval '1 hour', '$now', 10)"
     "trending: window=24h|trending($all, '$now'::timestamptz - interval '48 hours', '$now'::timestamptz - interval '24 hours', '$now', 10)"
-    "export cursor query: last 24 h|export_rows($all, '$now'::timestamptz - interval '24 hours', '$now')"
-    "export cursor query: all 30 days|export_rows($all, '$now'::timestamptz - interval '31 days', '$now')"
+    "export cursor query (export settings): last 24 h|export_rows($all, '$now'::timestamptz - interval '24 hours', '$now')"
+    "export cursor query (export settings): all 30 days|export_rows($all, '$now'::timestamptz - interval '31 days', '$now')"
 )
 {
     echo "set timezone = 'UTC';"
@@ -170,6 +170,11 @@ cases=(
     for case in "${cases[@]}"; do
         name="${case%%|*}"
         execute="${case#*|}"
+        # The export's query runs in the export's transaction, with its settings.
+        if [[ "$name" == export* ]]; then
+            echo "begin;"
+            echo "$(statement EXPORT_SETTINGS);"
+        fi
         # Warm the cache as a running service would have it, then measure.
         echo "\\o /dev/null"
         echo "execute $execute;"
@@ -182,6 +187,9 @@ cases=(
         echo "\\echo '---- $name (generic plan)'"
         echo "explain (analyze, timing off, summary) execute $execute;"
         echo "reset plan_cache_mode;"
+        if [[ "$name" == export* ]]; then
+            echo "rollback;"
+        fi
     done
     # A cursor is planned for its first rows unless told otherwise: show the plan the export's
     # cursor gets in the export's transaction.

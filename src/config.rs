@@ -8,15 +8,18 @@ use clap::{ArgAction, Parser, ValueEnum};
 use ipnet::IpNet;
 
 use crate::identity::VisitorSecret;
+use crate::store::Store;
 
-/// Where the service keeps its data when `DATABASE_URL` is not set.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/reader_reactions";
+/// Where the service keeps its data when `DATABASE_URL` is not set: an SQLite file in the working
+/// directory, created if missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://reader-reactions.db";
 
 /// Every setting of the service. See the README for what each one means.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "reader-reactions", version, about = "Reaction buttons and counts for news articles")]
 pub struct Config {
-    /// PostgreSQL connection URL; the database is created if it does not exist.
+    /// `sqlite://FILE` for the embedded store or `postgres://…` for PostgreSQL; the file or
+    /// database is created if it does not exist.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
 
@@ -96,7 +99,7 @@ pub struct Config {
     pub cache_capacity: NonZeroU32,
 
     /// Writer tasks; changes are sharded over them by article.
-    #[arg(long, env = "WRITE_WORKERS", default_value = "4")]
+    #[arg(long, env = "WRITE_WORKERS", default_value = "1")]
     pub write_workers: NonZeroU32,
 
     /// Most changes committed in one transaction.
@@ -119,9 +122,15 @@ pub struct Config {
     #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value = "2000", value_parser = parse_millis)]
     pub database_acquire_timeout: Duration,
 
-    /// Milliseconds any one SQL statement may run.
+    /// Milliseconds any one SQL statement may run on PostgreSQL, or wait for another writer's
+    /// lock on SQLite.
     #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value = "3000", value_parser = parse_millis)]
     pub database_statement_timeout: Duration,
+
+    /// Instead of serving, ask the instance serving on LISTEN_ADDR for `/healthz` and exit with
+    /// 0 if it answers 200, 1 if not: the container health check.
+    #[arg(long)]
+    pub healthcheck: bool,
 }
 
 /// How log lines look.
@@ -137,6 +146,14 @@ impl Config {
     /// Parses flags and environment. On a bad value prints one line naming it and exits with 2.
     pub fn from_environment() -> Self {
         match Self::try_parse() {
+            // Checked here rather than by clap, whose message would repeat the URL and its password.
+            Ok(config) if !Store::supports(&config.database_url) => {
+                eprintln!(
+                    "reader-reactions: --database-url (DATABASE_URL) must start with sqlite:// (the embedded \
+                     store) or postgres:// (PostgreSQL)"
+                );
+                std::process::exit(2);
+            }
             Ok(config) => config,
             Err(error) if !error.use_stderr() => error.exit(), // --help, --version
             Err(error) => {

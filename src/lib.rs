@@ -8,6 +8,8 @@
 pub mod config;
 /// Articles, reactions and summaries: validated value types.
 pub mod domain;
+/// `--healthcheck`: is the instance on this machine up? For container health checks.
+pub mod healthcheck;
 /// The HTTP edge: routes, error shape, layers, OpenAPI.
 pub mod http;
 /// Visitor identity: keyed hashes of whoever reacts, resolved by middleware.

@@ -7,6 +7,15 @@ use reader_reactions::startup::{Application, shutdown_signal};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::from_environment();
+    if config.healthcheck {
+        return match reader_reactions::healthcheck::probe(config.listen_addr).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("reader-reactions is not healthy: {error:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     reader_reactions::telemetry::init(config.log_format);
     let result = async { Application::build(config).await?.run_until(shutdown_signal()).await }.await;
     match result {

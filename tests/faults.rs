@@ -29,7 +29,7 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::task::JoinHandle;
 
-use helpers::TestDatabase;
+use helpers::{Backend, TestDatabase};
 
 /// The visitor secret of every service these tests run, so they can compute stored keys.
 const SECRET: &str = "fault-test-secret-fault-test-secret-0001";
@@ -499,7 +499,7 @@ async fn a_database_outage_gets_quick_503s_recovers_by_itself_and_loses_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_then_restart_loses_no_acknowledged_write() {
-    let db = TestDatabase::create().await;
+    let db = TestDatabase::create(Backend::Postgres).await;
     let mut service = spawn_service(&db.url, &[]).await;
 
     let load = Load::start(&service.base, 8, Duration::from_millis(2));
@@ -546,7 +546,7 @@ async fn sigkill_under_load_then_restart_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_drains_and_answers_every_queued_write_then_exits_0() {
-    let db = TestDatabase::create().await;
+    let db = TestDatabase::create(Backend::Postgres).await;
     // Writes wait 500 ms in the queue for company, so SIGTERM finds them queued.
     let mut service = spawn_service(&db.url, &[("WRITE_BATCH_DELAY_MS", "500")]).await;
     let client = reqwest::Client::new();

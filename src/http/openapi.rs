@@ -144,9 +144,21 @@ pub(super) fn describe_layers(document: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// The PUT body takes no members besides `reaction` (others are a 400). Set here because
+/// `SetReaction` deserializes by hand, without the serde attribute utoipa reads this from.
+fn close_request_body(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{AdditionalProperties, Schema};
+    let schemas = document.components.as_mut().map(|c| &mut c.schemas);
+    if let Some(RefOr::T(Schema::Object(body))) = schemas.and_then(|s| s.get_mut("SetReaction")) {
+        body.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+    }
+}
+
 pub(super) fn render(document: &utoipa::openapi::OpenApi) -> String {
     let mut document = document.clone();
     describe_layers(&mut document);
+    close_request_body(&mut document);
     let mut json = document.to_pretty_json().expect("the OpenAPI document serializes");
     json.push('\n');
     json

@@ -156,7 +156,7 @@ async fn delete_reaction(
     path = "/v1/reactions",
     tag = "reactions",
     params(
-        ("article_id" = Vec<String>, Query, explode = true, style = Form, min_items = 1, max_items = 100,
+        ("article_id" = inline(Vec<QueryArticleId>), Query, explode = true, style = Form, min_items = 1, max_items = 100,
             description = "1–100 article ids, one parameter each; each 1–256 bytes of UTF-8 without control characters"),
         VisitorHeader,
     ),
@@ -269,9 +269,15 @@ async fn erase_me(State(state): State<AppState>, visitor: Visitor) -> Result<App
 struct ArticleParam {
     /// The news site's article id as one percent-encoded path segment (encode `/` as `%2F`).
     /// After decoding: 1–256 bytes of UTF-8 without control characters.
-    #[param(min_length = 1)]
+    #[param(min_length = 1, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")]
     article_id: String,
 }
+
+/// One `article_id` of the batch read: 1–256 bytes of UTF-8 without control characters.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, min_length = 1, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")]
+#[allow(dead_code)] // Exists for the OpenAPI document only.
+struct QueryArticleId(String);
 
 /// The visitor identity header.
 #[derive(utoipa::IntoParams)]

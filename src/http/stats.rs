@@ -20,7 +20,7 @@ use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow};
 use crate::store::{self, ExportRow};
 
-/// Most articles `top` and `trending` answer; also the default is [`DEFAULT_LIMIT`].
+/// Most articles `top` and `trending` answer.
 pub const MAX_LIMIT: u32 = 100;
 /// Articles `top` and `trending` answer when `limit` is not given.
 pub const DEFAULT_LIMIT: u32 = 10;
@@ -51,6 +51,7 @@ reaction removed since is not counted. Rate limited per client IP in the `stats`
 )]
 struct StatsDoc;
 
+/// Declares the `admin_token` security scheme the export requires.
 struct AdminBearer;
 
 impl utoipa::Modify for AdminBearer {
@@ -191,7 +192,7 @@ pub struct TrendingArticles {
     responses(
         (status = 200, description = "The top articles of the window", body = TopArticles),
         (status = 400, description = "A malformed, repeated or unknown parameter, an unknown reaction, a limit outside 1–100, or since not before until", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, or the query outlasted the statement timeout (a window of weeks on a large table); see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn top(
@@ -227,7 +228,7 @@ async fn top(
     responses(
         (status = 200, description = "Counts per reaction in the window", body = WindowTotals),
         (status = 400, description = "A malformed, repeated or unknown parameter, or since not before until", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, or the query outlasted the statement timeout (a window of weeks on a large table); see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn totals(

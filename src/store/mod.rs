@@ -1,15 +1,19 @@
 //! Storage: the only place that speaks SQL.
 //!
 //! [`Store`] is an enum over backends so that callers are written once and another backend slots
-//! in as a new variant without touching the HTTP code.
+//! in as a new variant without touching the HTTP code: PostgreSQL for production, SQLite as the
+//! embedded default that needs no server.
 
 mod postgres;
+mod sqlite;
+mod sqlite_stats;
 mod stats;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 pub use postgres::{MIGRATOR, PgStore};
+pub use sqlite::SqliteStore;
 pub use stats::{ArticleCount, EXPORT_BATCH_ROWS, ExportRow, ExportStream, TrendingArticle};
 
 use crate::domain::{ArticleId, Reaction, ReactionCounts};
@@ -65,22 +69,48 @@ pub struct StoreOptions {
     pub statement_timeout: Duration,
 }
 
-/// The storage backend.
+fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The storage backend, chosen by the scheme of `DATABASE_URL`.
 #[derive(Debug, Clone)]
 pub enum Store {
+    /// `postgres://…`: production, any number of instances.
     Postgres(PgStore),
+    /// `sqlite://…`: one file, no server; the default.
+    Sqlite(SqliteStore),
 }
 
 impl Store {
+    /// Whether there is a backend for `url`: `sqlite:…` or `postgres://…` (`postgresql://…`).
+    pub fn supports(url: &str) -> bool {
+        is_sqlite(url) || is_postgres(url)
+    }
+
     /// Connects lazily: the service starts (and answers `/healthz`) even while the database is down.
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
-        Ok(Self::Postgres(PgStore::connect(options)?))
+        let url = options.database_url.as_str();
+        if is_sqlite(url) {
+            Ok(Self::Sqlite(SqliteStore::connect(options)?))
+        } else if is_postgres(url) {
+            Ok(Self::Postgres(PgStore::connect(options)?))
+        } else {
+            Err(StoreError::Other(anyhow::anyhow!(
+                "DATABASE_URL must start with sqlite:// (the embedded store) or postgres:// (PostgreSQL)"
+            )))
+        }
     }
 
     /// Creates the database if it does not exist, then applies pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Self::Postgres(s) => s.migrate().await,
+            Self::Sqlite(s) => s.migrate().await,
         }
     }
 
@@ -88,6 +118,7 @@ impl Store {
     pub fn pool_status(&self) -> PoolStatus {
         match self {
             Self::Postgres(s) => s.pool_status(),
+            Self::Sqlite(s) => s.pool_status(),
         }
     }
 
@@ -95,6 +126,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Self::Postgres(s) => s.ping().await,
+            Self::Sqlite(s) => s.ping().await,
         }
     }
 
@@ -102,6 +134,7 @@ impl Store {
     pub async fn visitor_secret(&self) -> Result<VisitorSecret, StoreError> {
         match self {
             Self::Postgres(s) => s.visitor_secret().await,
+            Self::Sqlite(s) => s.visitor_secret().await,
         }
     }
 
@@ -109,6 +142,7 @@ impl Store {
     pub async fn current_salt(&self) -> Result<(chrono::NaiveDate, Vec<u8>), StoreError> {
         match self {
             Self::Postgres(s) => s.current_salt().await,
+            Self::Sqlite(s) => s.current_salt().await,
         }
     }
 
@@ -121,6 +155,7 @@ impl Store {
     ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
         match self {
             Self::Postgres(s) => s.apply(changes).await,
+            Self::Sqlite(s) => s.apply(changes).await,
         }
     }
 
@@ -131,6 +166,7 @@ impl Store {
     ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
         match self {
             Self::Postgres(s) => s.counts(articles).await,
+            Self::Sqlite(s) => s.counts(articles).await,
         }
     }
 
@@ -142,6 +178,7 @@ impl Store {
     ) -> Result<HashMap<ArticleId, Reaction>, StoreError> {
         match self {
             Self::Postgres(s) => s.viewer_reactions(visitor, articles).await,
+            Self::Sqlite(s) => s.viewer_reactions(visitor, articles).await,
         }
     }
 
@@ -150,6 +187,7 @@ impl Store {
     pub async fn erase_visitor(&self, visitor: &VisitorKey) -> Result<Vec<ArticleId>, StoreError> {
         match self {
             Self::Postgres(s) => s.erase_visitor(visitor).await,
+            Self::Sqlite(s) => s.erase_visitor(visitor).await,
         }
     }
 
@@ -163,6 +201,7 @@ impl Store {
     ) -> Result<Vec<ArticleCount>, StoreError> {
         match self {
             Self::Postgres(s) => s.top_articles(window, reactions, limit).await,
+            Self::Sqlite(s) => s.top_articles(window, reactions, limit).await,
         }
     }
 
@@ -170,6 +209,7 @@ impl Store {
     pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
         match self {
             Self::Postgres(s) => s.window_totals(window).await,
+            Self::Sqlite(s) => s.window_totals(window).await,
         }
     }
 
@@ -183,6 +223,7 @@ impl Store {
     ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, ReactionCounts)>, StoreError> {
         match self {
             Self::Postgres(s) => s.article_timeseries(article_id, window, bucket).await,
+            Self::Sqlite(s) => s.article_timeseries(article_id, window, bucket).await,
         }
     }
 
@@ -195,6 +236,7 @@ impl Store {
     ) -> Result<Vec<TrendingArticle>, StoreError> {
         match self {
             Self::Postgres(s) => s.trending(recent, limit).await,
+            Self::Sqlite(s) => s.trending(recent, limit).await,
         }
     }
 
@@ -202,6 +244,7 @@ impl Store {
     pub async fn export_counts(&self, window: &TimeWindow) -> Result<ExportStream, StoreError> {
         match self {
             Self::Postgres(s) => s.export_counts(window).await,
+            Self::Sqlite(s) => s.export_counts(window).await,
         }
     }
 }

@@ -2,7 +2,8 @@
 
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{assert_problem, spawn_app};
+use super::spawn_app;
+use crate::helpers::assert_problem;
 
 struct Case {
     why: &'static str,

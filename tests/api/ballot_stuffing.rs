@@ -6,7 +6,8 @@ use std::num::NonZeroU32;
 
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{TestApp, TestDatabase, assert_problem, segment, spawn_with, test_config};
+use super::TestDatabase;
+use crate::helpers::{TestApp, assert_problem, segment, spawn_with, test_config};
 
 /// Behind a trusted proxy on loopback, so `X-Forwarded-For` names the client.
 async fn app_with_article_cap(per_hour: u32, write_burst: u32) -> TestApp {

@@ -7,7 +7,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 
-use crate::helpers::{CACHE_TTL, TestApp, json_ok, spawn_app};
+use super::spawn_app;
+use crate::helpers::{CACHE_TTL, TestApp, json_ok};
 
 const REACTIONS: [&str; 7] = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
 const ARTICLES: [&str; 3] = ["hot/one", "hot/two", "warm"];

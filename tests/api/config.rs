@@ -11,17 +11,22 @@ fn a_bad_setting_exits_2_with_one_line_naming_it() {
         ("MIGRATE_ON_START", "maybe", "migrate-on-start"),
         ("LOG_FORMAT", "xml", "log-format"),
         ("VISITOR_SECRET", "too-short", "visitor-secret"),
+        ("DATABASE_URL", "mysql://reader:password@127.0.0.1/reactions", "database-url"),
     ];
     for (variable, value, flag) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_reader-reactions"))
             .env(variable, value)
             .env("LISTEN_ADDR", if variable == "LISTEN_ADDR" { value } else { "127.0.0.1:0" })
-            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none")
+            .env(
+                "DATABASE_URL",
+                if variable == "DATABASE_URL" { value } else { "postgres://nobody@127.0.0.1:9/none" },
+            )
             .output()
             .expect("the binary runs");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{variable}={value}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{variable}={value}: one line, got {stderr:?}");
         assert!(stderr.contains(flag), "{variable}={value}: names the setting: {stderr}");
+        assert!(!stderr.contains("password"), "{variable}={value}: repeats no secret: {stderr}");
     }
 }

@@ -5,7 +5,8 @@ use reqwest::header::{HeaderMap, HeaderName};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{TestApp, TestDatabase, spawn_app, spawn_with, test_config};
+use super::{TestDatabase, spawn_app};
+use crate::helpers::{TestApp, spawn_with, test_config};
 
 const SITE: &str = "https://news.example";
 const ARTICLE_PATH: &str = "/v1/articles/2025%2F11%2F27%2Fleaked-witkoff-call/reaction";

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::{TestDatabase, assert_problem, json_ok, spawn_app, spawn_with, test_config};
+use super::{TestDatabase, spawn_app};
+use crate::helpers::{assert_problem, json_ok, spawn_with, test_config};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_when_the_database_is_up() {
@@ -19,9 +20,9 @@ async fn healthz_and_readyz_answer_when_the_database_is_up() {
 
 #[tokio::test]
 async fn readyz_and_reads_answer_503_quickly_when_the_database_is_unreachable() {
-    // Nothing listens on port 9 (discard) here; the pool connects lazily, so the service starts.
+    // Nothing answers there; the pool connects lazily, so the service starts.
     let db = TestDatabase::create().await;
-    let mut config = test_config("postgres://postgres@127.0.0.1:9/unreachable");
+    let mut config = test_config(&db.backend.unreachable_url());
     config.migrate_on_start = false;
     config.database_acquire_timeout = Duration::from_millis(500);
     let app = spawn_with(db, config).await;

@@ -1,91 +1,387 @@
-//! `spawn_app()` and `TestApp`: everything a test needs to drive the service.
+//! `spawn_app_on()` and `TestApp`: everything a test needs to drive the service, on either
+//! backend, and `TestDatabase`: a fresh database per test, with the few direct reads and writes
+//! tests make, in each backend's SQL.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reader_reactions::config::Config;
 use reader_reactions::startup::Application;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+// A child of this module so that test binaries that include this file by path get it too.
+#[path = "pg_server.rs"]
+mod pg_server;
 
 /// Everything but the RFC 3986 unreserved characters is percent-encoded, `/` included: an
 /// article id is one path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
-/// The server the tests create their databases on: `DATABASE_URL` (its database part is
-/// ignored) or the local default.
-fn server_options() -> PgConnectOptions {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    url.parse::<PgConnectOptions>()
-        .unwrap_or_else(|e| panic!("DATABASE_URL {url:?} is not a PostgreSQL URL: {e}"))
+/// The storage backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
 }
 
-async fn admin_connection() -> PgConnection {
-    let options = server_options().database("postgres");
-    match PgConnection::connect_with(&options).await {
-        Ok(conn) => conn,
-        Err(e) => panic!(
-            "cannot reach PostgreSQL at {}:{} ({e}); start it (`pg_ctlcluster --skip-systemctl-redirect \
-             $(ls /etc/postgresql) main start`, or `docker compose up -d postgres`) or point DATABASE_URL at one",
-            options.get_host(),
-            options.get_port()
-        ),
+impl Backend {
+    /// A `DATABASE_URL` of this backend that nothing answers: PostgreSQL on the discard port, an
+    /// SQLite file in a directory that does not exist.
+    pub fn unreachable_url(self) -> String {
+        match self {
+            Backend::Postgres => "postgres://postgres@127.0.0.1:9/unreachable".to_owned(),
+            Backend::Sqlite => {
+                let missing =
+                    std::env::temp_dir().join(format!("rr-missing-{}", uuid::Uuid::new_v4().simple()));
+                format!("sqlite://{}/reactions.db", missing.display())
+            }
+        }
     }
 }
 
-/// A database created for one test and dropped when the test ends, pass or fail.
+/// A database created for one test and removed when the test ends, pass or fail: a database on
+/// the PostgreSQL test server, or an SQLite file of its own.
 pub struct TestDatabase {
-    pub name: String,
+    pub backend: Backend,
+    /// What the service is configured with.
     pub url: String,
+    location: Location,
+}
+
+enum Location {
+    Postgres { name: String },
+    Sqlite { path: PathBuf },
+}
+
+/// Connects to the PostgreSQL test server as its superuser, or fails the test with one line.
+async fn postgres_admin() -> PgConnection {
+    let options = pg_server::admin_options().unwrap_or_else(|why| panic!("{why}"));
+    PgConnection::connect_with(&options).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot reach PostgreSQL at {}:{} ({e}); start it, point DATABASE_URL at another server, \
+             or unset DATABASE_URL to use a throwaway one",
+            options.get_host(),
+            options.get_port()
+        )
+    })
 }
 
 impl TestDatabase {
-    pub async fn create() -> Self {
-        let name = format!("rr_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = admin_connection().await;
-        sqlx::query(sqlx::AssertSqlSafe(format!(r#"create database "{name}""#)))
-            .execute(&mut admin)
-            .await
-            .expect("create the test database");
-        let options = server_options().database(&name);
-        let url = format!(
-            "postgres://{}@{}:{}/{name}",
-            options.get_username(),
-            options.get_host(),
-            options.get_port()
-        );
-        Self { name, url }
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Postgres => {
+                let name = format!("rr_test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = postgres_admin().await;
+                sqlx::query(sqlx::AssertSqlSafe(format!(r#"create database "{name}""#)))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create the test database");
+                let options = pg_server::admin_options().expect("the server answered");
+                let url = format!(
+                    "postgres://{}@{}:{}/{name}",
+                    options.get_username(),
+                    options.get_host(),
+                    options.get_port()
+                );
+                Self { backend, url, location: Location::Postgres { name } }
+            }
+            Backend::Sqlite => {
+                let path = std::env::temp_dir()
+                    .join(format!("reader-reactions-test-{}.db", uuid::Uuid::new_v4().simple()));
+                let url = format!("sqlite://{}", path.display());
+                Self { backend, url, location: Location::Sqlite { path } }
+            }
+        }
     }
 
-    /// A direct connection, for asserting against the tables.
+    /// A direct connection to this database, which must be a PostgreSQL one.
     pub async fn connect(&self) -> PgConnection {
-        PgConnection::connect_with(&server_options().database(&self.name))
-            .await
-            .expect("connect to the test database")
+        let Location::Postgres { name } = &self.location else { panic!("not a PostgreSQL database") };
+        let options = pg_server::admin_options().expect("the server answered").database(name);
+        PgConnection::connect_with(&options).await.expect("connect to the test database")
     }
+
+    async fn sqlite(&self) -> SqliteConnection {
+        SqliteConnection::connect(&self.url).await.expect("open the test database")
+    }
+
+    /// Number of reaction rows stored, all articles.
+    pub async fn stored_reactions(&self) -> i64 {
+        const SQL: &str = "select count(*) from reactions";
+        match self.backend {
+            Backend::Postgres => sqlx::query_scalar(SQL).fetch_one(&mut self.connect().await).await,
+            Backend::Sqlite => sqlx::query_scalar(SQL).fetch_one(&mut self.sqlite().await).await,
+        }
+        .unwrap()
+    }
+
+    /// Every (article, reaction) whose count differs from its rows, as (article, reaction,
+    /// count, rows); counts rows with no reaction rows behind them included.
+    pub async fn count_mismatches(&self) -> Vec<(String, String, i64, i64)> {
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::query_as(
+                    "select coalesce(c.article_id, r.article_id), coalesce(c.reaction, r.reaction)::text,
+                        coalesce(c.count, 0), coalesce(r.n, 0)
+                 from article_reaction_counts c
+                 full join (select article_id, reaction, count(*) as n from reactions group by 1, 2) r
+                   on r.article_id = c.article_id and r.reaction = c.reaction
+                 where coalesce(c.count, 0) <> coalesce(r.n, 0)",
+                )
+                .fetch_all(&mut self.connect().await)
+                .await
+            }
+            Backend::Sqlite => {
+                sqlx::query_as(
+                    "select coalesce(c.article_id, r.article_id), coalesce(c.reaction, r.reaction),
+                        coalesce(c.count, 0), coalesce(r.n, 0)
+                 from article_reaction_counts c
+                 full join (select article_id, reaction, count(*) as n from reactions group by 1, 2) r
+                   on r.article_id = c.article_id and r.reaction = c.reaction
+                 where coalesce(c.count, 0) <> coalesce(r.n, 0)",
+                )
+                .fetch_all(&mut self.sqlite().await)
+                .await
+            }
+        }
+        .unwrap()
+    }
+
+    /// Every visitor key stored, as bytes.
+    pub async fn visitor_keys(&self) -> Vec<Vec<u8>> {
+        const SQL: &str = "select visitor_key from reactions";
+        match self.backend {
+            Backend::Postgres => sqlx::query_scalar(SQL).fetch_all(&mut self.connect().await).await,
+            Backend::Sqlite => sqlx::query_scalar(SQL).fetch_all(&mut self.sqlite().await).await,
+        }
+        .unwrap()
+    }
+
+    /// Replaces today's fingerprint salt with another, behind the service's back; answers how
+    /// many salts were replaced.
+    pub async fn rotate_todays_salt(&self) -> u64 {
+        let mut salt = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+        let today = Utc::now().date_naive();
+        const SQL: &str = "update visitor_salts set salt = $1 where day = $2";
+        match self.backend {
+            Backend::Postgres => sqlx::query(SQL)
+                .bind(salt.as_slice())
+                .bind(today)
+                .execute(&mut self.connect().await)
+                .await
+                .map(|done| done.rows_affected()),
+            Backend::Sqlite => sqlx::query(SQL)
+                .bind(salt.as_slice())
+                .bind(today)
+                .execute(&mut self.sqlite().await)
+                .await
+                .map(|done| done.rows_affected()),
+        }
+        .unwrap()
+    }
+
+    /// Stores a fingerprint salt for the day `days_ago` days before today, created `age` ago.
+    pub async fn insert_salt(&self, days_ago: i64, age: chrono::TimeDelta) {
+        let mut salt = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+        let day = Utc::now().date_naive() - chrono::TimeDelta::days(days_ago);
+        let created_at = Utc::now() - age;
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::query("insert into visitor_salts (day, salt, created_at) values ($1, $2, $3)")
+                    .bind(day)
+                    .bind(salt.as_slice())
+                    .bind(created_at)
+                    .execute(&mut self.connect().await)
+                    .await
+                    .map(drop)
+            }
+            Backend::Sqlite => {
+                sqlx::query("insert into visitor_salts (day, salt, created_at) values ($1, $2, $3)")
+                    .bind(day)
+                    .bind(salt.as_slice())
+                    .bind(created_at.timestamp_micros())
+                    .execute(&mut self.sqlite().await)
+                    .await
+                    .map(drop)
+            }
+        }
+        .unwrap();
+    }
+
+    /// The days of the stored salts, as days before today, oldest first.
+    pub async fn salt_days_ago(&self) -> Vec<i64> {
+        const SQL: &str = "select day from visitor_salts order by day";
+        let days: Vec<chrono::NaiveDate> = match self.backend {
+            Backend::Postgres => sqlx::query_scalar(SQL).fetch_all(&mut self.connect().await).await,
+            Backend::Sqlite => sqlx::query_scalar(SQL).fetch_all(&mut self.sqlite().await).await,
+        }
+        .unwrap();
+        let today = Utc::now().date_naive();
+        days.into_iter().map(|day| (today - day).num_days()).collect()
+    }
+
+    /// Stores reactions `(article, reaction key, time of the last change)` straight into both
+    /// tables, each by a visitor of its own, keeping every count equal to its rows.
+    pub async fn insert_reactions(&self, rows: &[(&str, &str, DateTime<Utc>)]) {
+        let articles: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let reactions: Vec<&str> = rows.iter().map(|r| r.1).collect();
+        let visitors: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|_| {
+                let mut key = vec![0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+                key
+            })
+            .collect();
+        match self.backend {
+            Backend::Postgres => {
+                let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.2).collect();
+                let mut conn = self.connect().await;
+                sqlx::query(
+                    "insert into reactions (article_id, visitor_key, reaction, updated_at)
+                     select article_id, visitor_key, reaction::reaction, updated_at
+                     from unnest($1::text[], $2::bytea[], $3::text[], $4::timestamptz[])
+                       as s(article_id, visitor_key, reaction, updated_at)",
+                )
+                .bind(&articles)
+                .bind(&visitors)
+                .bind(&reactions)
+                .bind(&times)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                sqlx::query(
+                    "insert into article_reaction_counts (article_id, reaction, count)
+                     select article_id, reaction, count(*) from reactions group by 1, 2
+                     on conflict (article_id, reaction) do update set count = excluded.count",
+                )
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+            Backend::Sqlite => {
+                // SQLite has no array parameters: one JSON array of rows, unpacked by json_each.
+                let json: Vec<Value> = rows
+                    .iter()
+                    .zip(&visitors)
+                    .map(|((article, reaction, at), visitor)| {
+                        json!([article, reaction, at.timestamp_micros(), hex(visitor)])
+                    })
+                    .collect();
+                let mut conn = self.sqlite().await;
+                sqlx::query(
+                    "insert into reactions (article_id, visitor_key, reaction, updated_at)
+                     select value ->> 0, unhex(value ->> 3), value ->> 1, value ->> 2 from json_each($1)",
+                )
+                .bind(Value::Array(json).to_string())
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                sqlx::query(
+                    "insert into article_reaction_counts (article_id, reaction, count)
+                     select article_id, reaction, count(*) from reactions where true group by 1, 2
+                     on conflict (article_id, reaction) do update set count = excluded.count",
+                )
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+        }
+    }
+
+    /// Sets the time of the last change of every reaction on `article`, or of every reaction.
+    pub async fn set_updated_at(&self, article: Option<&str>, at: DateTime<Utc>) {
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::query("update reactions set updated_at = $1 where $2::text is null or article_id = $2")
+                    .bind(at)
+                    .bind(article)
+                    .execute(&mut self.connect().await)
+                    .await
+                    .map(drop)
+            }
+            Backend::Sqlite => {
+                sqlx::query("update reactions set updated_at = $1 where $2 is null or article_id = $2")
+                    .bind(at.timestamp_micros())
+                    .bind(article)
+                    .execute(&mut self.sqlite().await)
+                    .await
+                    .map(drop)
+            }
+        }
+        .unwrap();
+    }
+
+    /// Everything the database holds, as text: `pg_dump`'s data, or the SQLite file and its
+    /// write-ahead log, byte for byte.
+    pub async fn dump(&self) -> String {
+        match &self.location {
+            Location::Postgres { .. } => {
+                let dump = std::process::Command::new("pg_dump")
+                    .args(["--no-owner", "--data-only", "--dbname", &self.url])
+                    .output()
+                    .expect("pg_dump runs");
+                assert!(dump.status.success(), "pg_dump: {}", String::from_utf8_lossy(&dump.stderr));
+                String::from_utf8_lossy(&dump.stdout).into_owned()
+            }
+            Location::Sqlite { path } => {
+                let mut bytes = std::fs::read(path).expect("read the database file");
+                bytes.extend(std::fs::read(wal_path(path)).unwrap_or_default());
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn wal_path(path: &std::path::Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime; do the async work on a runtime of its own.
-        let result = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-                let mut admin = admin_connection().await;
-                sqlx::query(sqlx::AssertSqlSafe(format!(r#"drop database if exists "{name}" with (force)"#)))
-                    .execute(&mut admin)
-                    .await
-            })
-        })
-        .join();
-        if !matches!(result, Ok(Ok(_))) {
-            eprintln!("warning: could not drop test database {}", self.name);
+        match &self.location {
+            Location::Postgres { name } => {
+                let name = name.clone();
+                // Drop runs inside the test's runtime; do the async work on a runtime of its own.
+                let result = std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(
+                        async {
+                            let mut admin = postgres_admin().await;
+                            sqlx::query(sqlx::AssertSqlSafe(format!(
+                                r#"drop database if exists "{name}" with (force)"#
+                            )))
+                            .execute(&mut admin)
+                            .await
+                        },
+                    )
+                })
+                .join();
+                if !matches!(result, Ok(Ok(_))) {
+                    eprintln!("warning: could not drop test database {name}", name = self.url);
+                }
+            }
+            Location::Sqlite { path } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.as_os_str().to_owned();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(PathBuf::from(file));
+                }
+            }
         }
     }
 }
@@ -122,8 +418,10 @@ pub fn test_config(database_url: &str) -> Config {
 /// The read cache's freshness bound in tests.
 pub const CACHE_TTL: Duration = Duration::from_millis(300);
 
-pub async fn spawn_app() -> TestApp {
-    let db = TestDatabase::create().await;
+/// A running service on a fresh database of `backend`. Test files call their suite's
+/// `spawn_app()`, which names the backend.
+pub async fn spawn_app_on(backend: Backend) -> TestApp {
+    let db = TestDatabase::create(backend).await;
     let config = test_config(&db.url);
     spawn_with(db, config).await
 }
@@ -246,18 +544,7 @@ impl TestApp {
     /// Checks the invariant against the tables: every count equals the rows holding that
     /// reaction, and no count row is missing.
     pub async fn assert_counts_match_rows(&self) {
-        let mut conn = self.db.connect().await;
-        let mismatches: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "select coalesce(c.article_id, r.article_id), coalesce(c.reaction, r.reaction)::text,
-                    coalesce(c.count, 0), coalesce(r.n, 0)
-             from article_reaction_counts c
-             full join (select article_id, reaction, count(*) as n from reactions group by 1, 2) r
-               on r.article_id = c.article_id and r.reaction = c.reaction
-             where coalesce(c.count, 0) <> coalesce(r.n, 0)",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+        let mismatches = self.db.count_mismatches().await;
         assert!(
             mismatches.is_empty(),
             "counts differ from rows (article, reaction, count, rows): {mismatches:?}"
@@ -266,8 +553,7 @@ impl TestApp {
 
     /// Number of reaction rows stored, all articles.
     pub async fn stored_reactions(&self) -> i64 {
-        let mut conn = self.db.connect().await;
-        sqlx::query_scalar("select count(*) from reactions").fetch_one(&mut conn).await.unwrap()
+        self.db.stored_reactions().await
     }
 }
 

@@ -14,7 +14,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, TestDatabase, spawn_with, test_config};
+use super::TestDatabase;
+use crate::helpers::{TestApp, spawn_with, test_config};
 
 /// Lowered from the default so the slow-body cases end quickly; bodies get half of it.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(2000);
@@ -521,7 +522,13 @@ async fn every_hostile_request_gets_its_4xx_and_changes_nothing() {
     let address = socket_address(&app);
     let cases = corpus();
     let slow = slow_corpus();
-    eprintln!("hostile corpus: {} requests and {} slow bodies", cases.len(), slow.len());
+    let by_hyper = cases.iter().filter(|c| c.by == By::Hyper).count();
+    eprintln!(
+        "hostile corpus: {} requests ({} answered by the service, {by_hyper} refused by hyper) and {} slow bodies",
+        cases.len(),
+        cases.len() - by_hyper,
+        slow.len()
+    );
 
     for case in &cases {
         let response = exchange(address, case.parts.clone()).await;
@@ -547,6 +554,7 @@ async fn every_hostile_request_gets_its_4xx_and_changes_nothing() {
 
     assert_eq!(app.stored_reactions().await, 0, "no hostile request wrote a reaction");
     let probe_after = slowest_probe(&app, 20).await;
+    eprintln!("slowest /healthz during the slow bodies {probe_during:?}, after the corpus {probe_after:?}");
     assert!(probe_during < Duration::from_millis(500), "/healthz during slow bodies: {probe_during:?}");
     assert!(probe_after < Duration::from_millis(500), "/healthz after the corpus: {probe_after:?}");
     let summary = crate::helpers::json_ok(app.put_reaction("a", "visitor-after", "love").await).await;

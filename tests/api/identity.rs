@@ -1,10 +1,12 @@
 //! Visitor identity: header, then signed cookie, then fingerprint; salts shared and rotated
 //! through the database; nothing identifying stored.
 
+use chrono::TimeDelta;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestDatabase, json_ok, spawn_app, spawn_with, test_config};
+use super::{TestDatabase, spawn_app};
+use crate::helpers::{TestApp, json_ok, spawn_with, test_config};
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0";
 
@@ -109,10 +111,8 @@ async fn fingerprints_change_when_the_salt_rotates_but_the_cookie_keeps_the_visi
     let cookie = set_cookie(&send(&app, Method::PUT, "story", None, None, UA).await).unwrap();
 
     // Rotate today's salt behind the service's back; a fresh instance reads it at once.
-    let mut conn = app.db.connect().await;
-    let rotated =
-        sqlx::query("update visitor_salts set salt = sha256(salt)").execute(&mut conn).await.unwrap();
-    assert_eq!(rotated.rows_affected(), 1, "one salt for today");
+    let rotated = app.db.rotate_todays_salt().await;
+    assert_eq!(rotated, 1, "one salt for today");
     let fresh = app.another_instance().await;
 
     let after = send(&fresh, Method::PUT, "story", None, None, UA).await;
@@ -125,22 +125,12 @@ async fn fingerprints_change_when_the_salt_rotates_but_the_cookie_keeps_the_visi
 #[tokio::test]
 async fn salts_older_than_48_hours_are_deleted() {
     let app = spawn_app().await;
-    let mut conn = app.db.connect().await;
-    sqlx::query(
-        "insert into visitor_salts (day, salt, created_at) values
-           (current_date - 3, sha256('old'), now() - interval '49 hours'),
-           (current_date - 1, sha256('recent'), now() - interval '47 hours')",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    app.db.insert_salt(3, TimeDelta::hours(49)).await;
+    app.db.insert_salt(1, TimeDelta::hours(47)).await;
 
     send(&app, Method::PUT, "story", None, None, UA).await; // a fingerprinted write needs today's salt
 
-    let days: Vec<i32> = sqlx::query_scalar("select current_date - day from visitor_salts order by day")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+    let days = app.db.salt_days_ago().await;
     assert_eq!(days, [1, 0], "the 49-hour-old salt is gone, yesterday's and today's remain");
 }
 
@@ -188,12 +178,7 @@ async fn a_database_dump_contains_no_raw_ip_user_agent_visitor_id_or_cookie() {
     send(&app, Method::PUT, "story", Some(header_id), None, user_agent).await;
     send(&app, Method::PUT, "other", None, Some(&cookie), user_agent).await;
 
-    let dump = std::process::Command::new("pg_dump")
-        .args(["--no-owner", "--data-only", "--dbname", &app.db.url])
-        .output()
-        .expect("pg_dump runs");
-    assert!(dump.status.success(), "pg_dump: {}", String::from_utf8_lossy(&dump.stderr));
-    let dump = String::from_utf8_lossy(&dump.stdout);
+    let dump = app.db.dump().await;
     assert!(dump.contains("story") && dump.contains("other"), "the dump holds the reactions");
     let token = cookie.split('.').nth(1).unwrap();
     for (marker, what) in [

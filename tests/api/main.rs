@@ -1,18 +1,62 @@
-//! Integration tests: the HTTP API over real sockets against a real PostgreSQL, one fresh
-//! database per test. See `helpers` for `spawn_app`.
+//! Integration tests: the HTTP API over real sockets, each test on a fresh database of its own.
+//!
+//! Every test that runs the service runs twice, once per storage backend, from the same source:
+//! `postgres::…` and `sqlite::…` (`cargo test postgres::` or `cargo test sqlite::` picks one).
+//! The PostgreSQL server is `DATABASE_URL`, or a throwaway one (see `pg_server.rs`); SQLite needs
+//! nothing. See `helpers` for `TestApp` and `TestDatabase`.
 
-mod bad_input;
-mod ballot_stuffing;
-mod concurrency;
+// Each test file is a module of both backends' suites, on purpose.
+#![allow(clippy::duplicate_mod)]
+
+/// The test files that run the service, compiled once into each backend's module. A test file
+/// gets its backend's `spawn_app()` and `TestDatabase::create()` from `super`, and everything
+/// else from `crate::helpers`.
+macro_rules! backend_suite {
+    ($backend:expr) => {
+        /// A running service on a fresh database of this suite's backend.
+        pub async fn spawn_app() -> crate::helpers::TestApp {
+            crate::helpers::spawn_app_on($backend).await
+        }
+
+        /// Fresh databases of this suite's backend: `TestDatabase::create()`.
+        pub struct TestDatabase;
+
+        impl TestDatabase {
+            pub async fn create() -> crate::helpers::TestDatabase {
+                crate::helpers::TestDatabase::create($backend).await
+            }
+        }
+
+        #[path = "bad_input.rs"]
+        mod bad_input;
+        #[path = "ballot_stuffing.rs"]
+        mod ballot_stuffing;
+        #[path = "concurrency.rs"]
+        mod concurrency;
+        #[path = "cors.rs"]
+        mod cors;
+        #[path = "health.rs"]
+        mod health;
+        #[path = "hostile.rs"]
+        mod hostile;
+        #[path = "identity.rs"]
+        mod identity;
+        #[path = "metrics.rs"]
+        mod metrics;
+        #[path = "rate_limit.rs"]
+        mod rate_limit;
+        #[path = "reactions.rs"]
+        mod reactions;
+        #[path = "stats.rs"]
+        mod stats;
+        #[path = "write_path.rs"]
+        mod write_path;
+    };
+}
+
 mod config;
-mod cors;
-mod health;
 mod helpers;
-mod hostile;
-mod identity;
-mod metrics;
 mod openapi;
-mod rate_limit;
-mod reactions;
-mod stats;
-mod write_path;
+mod postgres;
+mod sqlite;
+mod zero_setup;

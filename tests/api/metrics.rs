@@ -5,7 +5,8 @@
 
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{TestApp, TestDatabase, spawn_app, spawn_with, test_config};
+use super::{TestDatabase, spawn_app};
+use crate::helpers::{TestApp, spawn_with, test_config};
 
 async fn scrape(app: &TestApp) -> String {
     let response = app.request(Method::GET, "/metrics", None, None).await;

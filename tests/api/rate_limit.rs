@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{TestApp, TestDatabase, assert_problem, spawn_with, test_config};
+use super::TestDatabase;
+use crate::helpers::{TestApp, assert_problem, spawn_with, test_config};
 
 fn n(value: u32) -> NonZeroU32 {
     NonZeroU32::new(value).unwrap()

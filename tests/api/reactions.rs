@@ -3,7 +3,8 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, counts, json_ok, spawn_app};
+use super::spawn_app;
+use crate::helpers::{assert_problem, counts, json_ok};
 
 const ARTICLE: &str = "2025/11/27/leaked-witkoff-call";
 const ALICE: &str = "alice-0001";
@@ -208,9 +209,7 @@ async fn raw_visitor_ids_never_reach_the_database() {
 
     app.put_reaction(ARTICLE, marker, "love").await;
 
-    let mut conn = app.db.connect().await;
-    let keys: Vec<Vec<u8>> =
-        sqlx::query_scalar("select visitor_key from reactions").fetch_all(&mut conn).await.unwrap();
+    let keys = app.db.visitor_keys().await;
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].len(), 32, "a 256-bit keyed hash is stored");
     assert!(!keys[0].windows(marker.len()).any(|w| w == marker.as_bytes()), "the raw id is not stored");

@@ -8,9 +8,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    TestApp, TestDatabase, assert_problem, counts, json_ok, segment, spawn_app, spawn_with, test_config,
-};
+use super::{TestDatabase, spawn_app};
+use crate::helpers::{TestApp, assert_problem, counts, json_ok, segment, spawn_with, test_config};
 
 const ADMIN_TOKEN: &str = "analyst-token-0123456789";
 const SINCE: &str = "2025-11-27T10:00:00Z";
@@ -19,36 +18,9 @@ const UNTIL: &str = "2025-11-27T12:00:00Z";
 /// Stores reactions `(article, reaction, last change)` straight into both tables, each by a
 /// visitor of its own, keeping every count equal to its rows.
 async fn seed(app: &TestApp, rows: &[(&str, &str, &str)]) {
-    let mut conn = app.db.connect().await;
-    let articles: Vec<&str> = rows.iter().map(|r| r.0).collect();
-    let reactions: Vec<&str> = rows.iter().map(|r| r.1).collect();
-    let times: Vec<&str> = rows.iter().map(|r| r.2).collect();
-    sqlx::query(
-        "insert into reactions (article_id, visitor_key, reaction, updated_at)
-         select article_id, sha256(convert_to(gen_random_uuid()::text, 'UTF8')), reaction::reaction,
-                updated_at::timestamptz
-         from unnest($1::text[], $2::text[], $3::text[]) as s(article_id, reaction, updated_at)",
-    )
-    .bind(&articles)
-    .bind(&reactions)
-    .bind(&times)
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    recount(app).await;
-}
-
-/// Sets every count from the rows, as the write path would have left them.
-async fn recount(app: &TestApp) {
-    let mut conn = app.db.connect().await;
-    sqlx::query(
-        "insert into article_reaction_counts (article_id, reaction, count)
-         select article_id, reaction, count(*) from reactions group by 1, 2
-         on conflict (article_id, reaction) do update set count = excluded.count",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    let rows: Vec<(&str, &str, DateTime<Utc>)> =
+        rows.iter().map(|&(article, reaction, at)| (article, reaction, at.parse().unwrap())).collect();
+    app.db.insert_reactions(&rows).await;
     app.assert_counts_match_rows().await;
 }
 
@@ -195,8 +167,7 @@ async fn a_window_counts_the_reactions_held_now_by_their_last_change() {
     let app = spawn_app().await;
     app.put_reaction("story", "alice-0001", "love").await;
     app.put_reaction("story", "bob-000001", "like").await;
-    let mut conn = app.db.connect().await;
-    sqlx::query("update reactions set updated_at = '2025-11-27T10:30:00Z'").execute(&mut conn).await.unwrap();
+    app.db.set_updated_at(None, "2025-11-27T10:30:00Z".parse().unwrap()).await;
     let ten_to_eleven = "/v1/stats/totals?since=2025-11-27T10:00:00Z&until=2025-11-27T11:00:00Z";
 
     let before = get_json(&app, ten_to_eleven).await;
@@ -219,17 +190,9 @@ async fn a_window_counts_the_reactions_held_now_by_their_last_change() {
 async fn without_since_and_until_a_window_is_the_last_24_hours() {
     let app = spawn_app().await;
     app.put_reaction("now", "alice-0001", "love").await;
-    let mut conn = app.db.connect().await;
     for (hours_ago, article) in [(23, "yesterday-evening"), (25, "two-days-ago")] {
         seed(&app, &[(article, "sad", "2025-11-27T10:00:00Z")]).await;
-        sqlx::query(
-            "update reactions set updated_at = now() - make_interval(hours => $1) where article_id = $2",
-        )
-        .bind(hours_ago)
-        .bind(article)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+        app.db.set_updated_at(Some(article), Utc::now() - TimeDelta::hours(hours_ago)).await;
     }
 
     let totals = get_json(&app, "/v1/stats/totals").await;
@@ -489,18 +452,14 @@ async fn export_streams_one_csv_row_per_article_and_reaction_in_the_window() {
 #[tokio::test]
 async fn export_reads_every_batch_of_a_large_window() {
     let app = app_with_admin_token(Some(ADMIN_TOKEN)).await;
-    let mut conn = app.db.connect().await;
-    // 2,500 articles with one like and one love each: 5,000 rows, five cursor batches.
-    sqlx::query(
-        "insert into reactions (article_id, visitor_key, reaction, updated_at)
-         select format('article-%s', lpad(i::text, 5, '0')), sha256(convert_to(i::text || r, 'UTF8')),
-                r::reaction, '2025-11-27T10:00:00Z'
-         from generate_series(1, 2500) as i, unnest(array['like', 'love']) as r",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    recount(&app).await;
+    // 2,500 articles with one like and one love each: 5,000 rows, five batches.
+    let articles: Vec<String> = (1..=2500).map(|i| format!("article-{i:05}")).collect();
+    let at: DateTime<Utc> = SINCE.parse().unwrap();
+    let rows: Vec<(&str, &str, DateTime<Utc>)> = articles
+        .iter()
+        .flat_map(|article| ["like", "love"].map(|reaction| (article.as_str(), reaction, at)))
+        .collect();
+    app.db.insert_reactions(&rows).await;
 
     let response = export(&app, &format!("?since={SINCE}&until={UNTIL}"), Some(&bearer(ADMIN_TOKEN))).await;
     let body = response.text().await.unwrap();
@@ -527,19 +486,15 @@ async fn an_abandoned_export_gives_its_database_connection_back() {
     config.admin_token = Some(ADMIN_TOKEN.to_owned());
     config.database_max_connections = NonZeroU32::new(2).unwrap();
     let app = spawn_with(db, config).await;
-    let mut conn = app.db.connect().await;
     // About 16 MB of CSV (article ids of 250 bytes): far more than the socket buffers hold, so
     // the export is mid-stream when the client goes away.
-    sqlx::query(
-        "insert into reactions (article_id, visitor_key, reaction, updated_at)
-         select format('%s-%s', repeat('x', 244), lpad(i::text, 5, '0')),
-                sha256(convert_to(i::text || r, 'UTF8')), r::reaction, '2025-11-27T10:00:00Z'
-         from generate_series(1, 20000) as i, unnest(array['like', 'love', 'wow']) as r",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    recount(&app).await;
+    let articles: Vec<String> = (1..=20000).map(|i| format!("{}-{i:05}", "x".repeat(244))).collect();
+    let at: DateTime<Utc> = SINCE.parse().unwrap();
+    let rows: Vec<(&str, &str, DateTime<Utc>)> = articles
+        .iter()
+        .flat_map(|article| ["like", "love", "wow"].map(|reaction| (article.as_str(), reaction, at)))
+        .collect();
+    app.db.insert_reactions(&rows).await;
 
     for _ in 0..4 {
         let mut response =

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::{TestDatabase, segment, spawn_with, test_config};
+use super::TestDatabase;
+use crate::helpers::{segment, spawn_with, test_config};
 
 async fn put(client: &reqwest::Client, base: &str, article: &str, visitor: &str) -> reqwest::Response {
     client

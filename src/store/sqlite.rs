@@ -1,0 +1,358 @@
+//! The embedded SQLite backend: the default when `DATABASE_URL` is unset or `sqlite://…`.
+//!
+//! The same contract as PostgreSQL in one file beside the service, with no server to run. SQLite
+//! lets one transaction write at a time, so every write transaction starts with `BEGIN
+//! IMMEDIATE`: it takes the write lock up front, waiting up to the busy timeout, rather than
+//! upgrading a read lock halfway through, which fails at once when another writer holds it. In
+//! WAL mode readers never wait for the writer, and several service instances on one host can share
+//! the file. A batch's changes are applied row by row (statements are cheap in-process) but in one
+//! transaction, so the group-commit writer still commits, and syncs the file, once per batch.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context as _;
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::{ReactionChange, StoreError, StoreOptions};
+use crate::domain::{ArticleId, Reaction, ReactionCounts};
+use crate::identity::{VisitorKey, VisitorSecret};
+
+/// The schema migrations in `migrations/sqlite/`, embedded at compile time. `sqlx migrate run
+/// --source migrations/sqlite` applies the same folder.
+pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// How long a fingerprint salt is kept after it was created.
+const SALT_LIFETIME: TimeDelta = TimeDelta::hours(48);
+
+/// SQLite through a sqlx connection pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pub(super) pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect_options: SqliteConnectOptions =
+            options.database_url.parse().context("while parsing DATABASE_URL").map_err(StoreError::Other)?;
+        let connect_options = connect_options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A commit is on disk before it is acknowledged, as with PostgreSQL's default.
+            .synchronous(SqliteSynchronous::Full)
+            // The longest a statement waits for another connection's write lock; SQLite has no
+            // statement timeout, and this is where its statements wait.
+            .busy_timeout(options.statement_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect_options);
+        Ok(Self { pool })
+    }
+
+    /// Creates the file if it does not exist (on the first connection), then applies pending
+    /// migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.context("while applying migrations").map_err(classify_anyhow)
+    }
+
+    pub fn pool_status(&self) -> super::PoolStatus {
+        super::PoolStatus {
+            size: self.pool.size(),
+            idle: self.pool.num_idle(),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, "while pinging the database"))
+    }
+
+    pub async fn visitor_secret(&self) -> Result<VisitorSecret, StoreError> {
+        // Insert-if-absent then read: every instance ends up with the first one's secret.
+        sqlx::query(
+            "insert into service_secrets (name, secret, created_at) values ('visitor', $1, $2)
+             on conflict (name) do nothing",
+        )
+        .bind(VisitorSecret::generate().expose())
+        .bind(micros(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| classify(e, "while storing a generated visitor secret"))?;
+        let (secret,): (Vec<u8>,) =
+            sqlx::query_as("select secret from service_secrets where name = 'visitor'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| classify(e, "while loading the visitor secret"))?;
+        Ok(VisitorSecret::from_bytes(secret))
+    }
+
+    /// Today's fingerprint salt (UTC), created by whichever instance asks first. Deletes salts
+    /// older than 48 hours on the way.
+    pub async fn current_salt(&self) -> Result<(chrono::NaiveDate, Vec<u8>), StoreError> {
+        self.current_salt_once().await.map_err(|e| classify(e, "while reading the fingerprint salt"))
+    }
+
+    async fn current_salt_once(&self) -> Result<(chrono::NaiveDate, Vec<u8>), sqlx::Error> {
+        let now = Utc::now();
+        let today = now.date_naive();
+        let mut fresh = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut fresh);
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        sqlx::query("delete from visitor_salts where created_at < $1")
+            .bind(micros(now - SALT_LIFETIME))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "insert into visitor_salts (day, salt, created_at) values ($1, $2, $3)
+             on conflict (day) do nothing",
+        )
+        .bind(today)
+        .bind(fresh.as_slice())
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await?;
+        let row: (chrono::NaiveDate, Vec<u8>) =
+            sqlx::query_as("select day, salt from visitor_salts where day = $1")
+                .bind(today)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    #[tracing::instrument(skip_all, fields(changes = changes.len()))]
+    pub async fn apply(
+        &self,
+        changes: &[ReactionChange],
+    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
+        // The last change per (article, visitor) is the one that counts.
+        let mut net: BTreeMap<(&str, &[u8]), Option<Reaction>> = BTreeMap::new();
+        for change in changes {
+            net.insert((change.article_id.as_str(), change.visitor.as_bytes()), change.reaction);
+        }
+        self.apply_once(&net).await.map_err(|e| classify(e, "while applying reaction changes"))
+    }
+
+    async fn apply_once(
+        &self,
+        net: &BTreeMap<(&str, &[u8]), Option<Reaction>>,
+    ) -> Result<HashMap<ArticleId, ReactionCounts>, sqlx::Error> {
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        let mut deltas: BTreeMap<(&str, Reaction), i64> = BTreeMap::new();
+        for (&(article_id, visitor), &target) in net {
+            let held: Option<String> = sqlx::query_scalar(
+                "select reaction from reactions where article_id = $1 and visitor_key = $2",
+            )
+            .bind(article_id)
+            .bind(visitor)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let held = held.as_deref().map(parse_reaction).transpose()?;
+            if held == target {
+                continue;
+            }
+            let write = match (held, target) {
+                (None, Some(new)) => sqlx::query(
+                    "insert into reactions (article_id, visitor_key, reaction, updated_at)
+                     values ($1, $2, $3, $4)",
+                )
+                .bind(article_id)
+                .bind(visitor)
+                .bind(new.key())
+                .bind(now),
+                (Some(_), Some(new)) => sqlx::query(
+                    "update reactions set reaction = $3, updated_at = $4
+                     where article_id = $1 and visitor_key = $2",
+                )
+                .bind(article_id)
+                .bind(visitor)
+                .bind(new.key())
+                .bind(now),
+                (_, None) => sqlx::query("delete from reactions where article_id = $1 and visitor_key = $2")
+                    .bind(article_id)
+                    .bind(visitor),
+            };
+            write.execute(&mut *tx).await?;
+            if let Some(old) = held {
+                *deltas.entry((article_id, old)).or_default() -= 1;
+            }
+            if let Some(new) = target {
+                *deltas.entry((article_id, new)).or_default() += 1;
+            }
+        }
+        apply_count_deltas(&mut tx, &deltas).await?;
+        // The counts as this transaction leaves them: what every request in it is answered.
+        let articles: Vec<&str> = net.keys().map(|&(article_id, _)| article_id).collect();
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "select article_id, reaction, count from article_reaction_counts
+             where article_id in (select value from json_each($1)) and count > 0",
+        )
+        .bind(json_array(&articles))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        counts_by_article(rows).map_err(|e| sqlx::Error::Decode(e.into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(articles = articles.len()))]
+    pub async fn counts(
+        &self,
+        articles: &[&ArticleId],
+    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
+        let ids: Vec<&str> = articles.iter().map(|a| a.as_str()).collect();
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "select article_id, reaction, count from article_reaction_counts
+             where article_id in (select value from json_each($1)) and count > 0",
+        )
+        .bind(json_array(&ids))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e, "while reading counts"))?;
+        counts_by_article(rows).map_err(StoreError::Other)
+    }
+
+    #[tracing::instrument(skip_all, fields(articles = articles.len()))]
+    pub async fn viewer_reactions(
+        &self,
+        visitor: &VisitorKey,
+        articles: &[&ArticleId],
+    ) -> Result<HashMap<ArticleId, Reaction>, StoreError> {
+        let ids: Vec<&str> = articles.iter().map(|a| a.as_str()).collect();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "select article_id, reaction from reactions
+             where visitor_key = $1 and article_id in (select value from json_each($2))",
+        )
+        .bind(visitor.as_bytes().as_slice())
+        .bind(json_array(&ids))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e, "while reading the viewer's reactions"))?;
+        rows.into_iter()
+            .map(|(article_id, reaction)| Ok((stored_article_id(article_id)?, stored_reaction(&reaction)?)))
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn erase_visitor(&self, visitor: &VisitorKey) -> Result<Vec<ArticleId>, StoreError> {
+        self.erase_visitor_once(visitor).await.map_err(|e| classify(e, "while erasing a visitor"))
+    }
+
+    async fn erase_visitor_once(&self, visitor: &VisitorKey) -> Result<Vec<ArticleId>, sqlx::Error> {
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        let removed: Vec<(String, String)> =
+            sqlx::query_as("delete from reactions where visitor_key = $1 returning article_id, reaction")
+                .bind(visitor.as_bytes().as_slice())
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut deltas: BTreeMap<(&str, Reaction), i64> = BTreeMap::new();
+        for (article_id, reaction) in &removed {
+            *deltas.entry((article_id.as_str(), parse_reaction(reaction)?)).or_default() -= 1;
+        }
+        apply_count_deltas(&mut tx, &deltas).await?;
+        tx.commit().await?;
+        removed
+            .into_iter()
+            .map(|(article_id, _)| ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into())))
+            .collect()
+    }
+}
+
+/// Adds the deltas to the counts rows. A positive delta may create its row; a negative one
+/// finds it (the CHECK refuses a count below zero).
+async fn apply_count_deltas(
+    tx: &mut Transaction<'_, Sqlite>,
+    deltas: &BTreeMap<(&str, Reaction), i64>,
+) -> Result<(), sqlx::Error> {
+    for (&(article_id, reaction), &delta) in deltas {
+        let statement = match delta {
+            0 => continue,
+            1.. => {
+                "insert into article_reaction_counts (article_id, reaction, count) values ($1, $2, $3)
+                 on conflict (article_id, reaction) do update set count = count + excluded.count"
+            }
+            _ => {
+                "update article_reaction_counts set count = count + $3 where article_id = $1 and reaction = $2"
+            }
+        };
+        sqlx::query(statement).bind(article_id).bind(reaction.key()).bind(delta).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// An instant as stored: microseconds since the Unix epoch.
+pub(super) fn micros(instant: DateTime<Utc>) -> i64 {
+    instant.timestamp_micros()
+}
+
+/// A list of strings as a JSON array, which `json_each` turns into rows: SQLite has no array
+/// parameters.
+pub(super) fn json_array(values: &[&str]) -> String {
+    serde_json::to_string(values).expect("strings serialize")
+}
+
+/// Folds `(article, reaction, count)` rows into counts per article.
+fn counts_by_article(rows: Vec<(String, String, i64)>) -> anyhow::Result<HashMap<ArticleId, ReactionCounts>> {
+    let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
+    for (article_id, reaction, count) in rows {
+        let article_id = ArticleId::parse(article_id).context("an invalid article id is stored")?;
+        let reaction: Reaction = reaction.parse().context("an unknown reaction is stored")?;
+        counts.entry(article_id).or_default().add(reaction, count);
+    }
+    Ok(counts)
+}
+
+fn parse_reaction(key: &str) -> Result<Reaction, sqlx::Error> {
+    key.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+pub(super) fn stored_article_id(raw: String) -> Result<ArticleId, StoreError> {
+    ArticleId::parse(raw).context("an invalid article id is stored").map_err(StoreError::Other)
+}
+
+pub(super) fn stored_reaction(key: &str) -> Result<Reaction, StoreError> {
+    key.parse().context("an unknown reaction is stored").map_err(StoreError::Other)
+}
+
+/// SQLite's primary result codes that mean "try again later": the file is locked by another
+/// writer for longer than the busy timeout (BUSY, LOCKED), cannot be read or written (IOERR,
+/// CANTOPEN, READONLY), or the disk is full (FULL).
+const UNAVAILABLE_CODES: [i64; 6] = [5, 6, 8, 10, 13, 14];
+
+/// Sorts a database error into "try again later" (503) or "bug" (500).
+pub(super) fn classify(error: sqlx::Error, context: &'static str) -> StoreError {
+    let error = anyhow::Error::new(error).context(context);
+    if is_unavailable(&error) { StoreError::Unavailable(error) } else { StoreError::Other(error) }
+}
+
+fn classify_anyhow(error: anyhow::Error) -> StoreError {
+    if is_unavailable(&error) { StoreError::Unavailable(error) } else { StoreError::Other(error) }
+}
+
+fn is_unavailable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable_sqlx))
+}
+
+fn is_unavailable_sqlx(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed
+        | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            // Extended result codes carry the primary code in their low byte.
+            .is_some_and(|code| UNAVAILABLE_CODES.contains(&(code & 0xff))),
+        _ => false,
+    }
+}

@@ -1,0 +1,120 @@
+//! `docker-compose.yml` and the `Dockerfile` it builds: a valid Compose file, with the production
+//! shape the README promises. No Docker engine is needed: the file is checked against the Compose
+//! Specification's JSON schema, and by `docker compose config` (or the older `docker-compose
+//! config`) when a Compose client is installed.
+//!
+//! `compose-spec/compose-spec.json` is the schema of the Compose Specification
+//! (compose-spec/compose-spec, Apache-2.0, licence beside it) as vendored by check-jsonschema
+//! 0.39.0.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn compose_file() -> Value {
+    let text =
+        std::fs::read_to_string(format!("{ROOT}/docker-compose.yml")).expect("docker-compose.yml exists");
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("docker-compose.yml is not YAML: {e}"))
+}
+
+#[test]
+fn the_compose_file_satisfies_the_compose_specification_schema() {
+    let schema: Value = serde_json::from_str(include_str!("compose-spec/compose-spec.json")).unwrap();
+    let url = "https://compose-spec.io/compose-spec.json";
+    let mut compiler = boon::Compiler::new();
+    compiler.add_resource(url, schema).unwrap();
+    let mut schemas = boon::Schemas::new();
+    let index = compiler.compile(url, &mut schemas).unwrap_or_else(|e| panic!("the schema compiles: {e}"));
+
+    if let Err(error) = schemas.validate(&compose_file(), index) {
+        panic!("docker-compose.yml breaks the Compose schema: {error:#}");
+    }
+}
+
+#[test]
+fn a_compose_client_accepts_the_compose_file() {
+    let clients: [&[&str]; 2] = [&["docker", "compose"], &["docker-compose"]];
+    let Some(client) = clients.into_iter().find(|client| {
+        Command::new(client[0]).args(&client[1..]).arg("version").output().is_ok_and(|o| o.status.success())
+    }) else {
+        // CI installs one (see .ci/run); elsewhere the schema test above still runs.
+        assert!(std::env::var_os("CI").is_none(), "CI needs `docker compose` or `docker-compose`");
+        eprintln!("no Compose client installed: docker-compose.yml was checked against the schema only");
+        return;
+    };
+
+    let output = Command::new(client[0])
+        .args(&client[1..])
+        .args(["--file", &format!("{ROOT}/docker-compose.yml"), "config", "--quiet"])
+        // As on a machine with no settings: every variable must have a working default.
+        .env_remove("POSTGRES_PASSWORD")
+        .env_remove("VISITOR_SECRET")
+        .env_remove("ADMIN_TOKEN")
+        .output()
+        .expect("the Compose client runs");
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "`{} config` refuses docker-compose.yml: {stderr}", client.join(" "));
+    assert!(!stderr.contains("WARN"), "`{} config` warns: {stderr}", client.join(" "));
+}
+
+#[test]
+fn the_service_starts_after_postgres_is_healthy_and_the_migrations_have_run() {
+    let compose = compose_file();
+    let services = &compose["services"];
+
+    let postgres = &services["postgres"];
+    assert!(postgres["image"].as_str().unwrap().starts_with("postgres:"), "{postgres}");
+    assert!(postgres["healthcheck"]["test"].to_string().contains("pg_isready"), "{postgres}");
+    let data = postgres["volumes"][0].as_str().unwrap();
+    let volume = data.split(':').next().unwrap();
+    assert!(compose["volumes"][volume].is_object(), "PostgreSQL keeps its data in a named volume: {data}");
+
+    let migrate = &services["migrate"];
+    assert_eq!(migrate["depends_on"]["postgres"]["condition"], "service_healthy");
+    assert_eq!(migrate["restart"], "no", "a one-shot step");
+
+    let service = &services["reader-reactions"];
+    assert_eq!(service["depends_on"]["postgres"]["condition"], "service_healthy");
+    assert_eq!(service["depends_on"]["migrate"]["condition"], "service_completed_successfully");
+    let environment = &service["environment"];
+    assert_eq!(environment["MIGRATE_ON_START"], "false", "the migrate step applies them");
+    assert_eq!(environment["LISTEN_ADDR"], "0.0.0.0:8080");
+    assert!(environment["DATABASE_URL"].as_str().unwrap().starts_with("postgres://"));
+    assert_eq!(migrate["environment"]["DATABASE_URL"], environment["DATABASE_URL"]);
+    assert!(
+        environment.as_object().unwrap().contains_key("VISITOR_SECRET"),
+        "VISITOR_SECRET is passed through when set"
+    );
+}
+
+#[test]
+fn the_images_are_built_from_dockerfile_stages_and_the_service_runs_unprivileged_with_a_health_check() {
+    let dockerfile = std::fs::read_to_string(format!("{ROOT}/Dockerfile")).expect("Dockerfile exists");
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|line| line.starts_with("FROM "))
+        .filter_map(|line| line.split(" AS ").nth(1))
+        .map(str::trim)
+        .collect();
+    let compose = compose_file();
+    for (name, service) in compose["services"].as_object().unwrap() {
+        if let Some(target) = service["build"]["target"].as_str() {
+            assert!(
+                stages.contains(&target),
+                "{name} builds stage {target:?}, which the Dockerfile lacks: {stages:?}"
+            );
+        }
+    }
+
+    // The runtime stage is the last, so that a plain `docker build .` gives the service image.
+    assert_eq!(stages.last(), Some(&"runtime"), "{stages:?}");
+    let runtime = &dockerfile[dockerfile.rfind("FROM ").unwrap()..];
+    let user =
+        runtime.lines().find_map(|line| line.strip_prefix("USER ")).expect("the runtime stage sets USER");
+    assert!(!["root", "0", "0:0"].contains(&user.trim()), "the service does not run as root: {user}");
+    assert!(runtime.contains("HEALTHCHECK"), "the runtime image has a health check");
+    assert!(runtime.contains("--healthcheck"), "which asks the binary itself (no curl in the image)");
+}
