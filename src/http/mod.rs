@@ -47,6 +47,10 @@ use crate::store::Store;
 /// Largest request body we read; larger ones get a 413.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
 
+/// Largest request head (header names and values) we accept; larger ones get a 431. hyper
+/// refuses heads over about 400 KB itself; this keeps a far smaller bound on what reaches us.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// Header carrying the request id, generated when the client sends none.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -142,6 +146,7 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
             // cross-origin too.
             .layer(cors(&options.allowed_origins))
             .layer(middleware::map_response(problem::ensure_problem_body))
+            .layer(middleware::from_fn(refuse_large_heads))
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, options.request_timeout))
             // A slow body gets its 408 in half the request timeout, before the timeout's 503.
@@ -155,6 +160,26 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
     )
+}
+
+/// Answers 431 to requests whose header fields add up to more than [`MAX_HEADER_BYTES`].
+async fn refuse_large_heads(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let size: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if size > MAX_HEADER_BYTES {
+        let problem = Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers-too-large",
+            "Request header fields too large",
+            format!(
+                "the request's header fields add up to {size} bytes; at most {MAX_HEADER_BYTES} are accepted"
+            ),
+        );
+        return axum::response::IntoResponse::into_response(problem);
+    }
+    next.run(request).await
 }
 
 /// Unknown routes are 404s, except the common mistake of an article id that is empty or has an

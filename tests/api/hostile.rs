@@ -34,6 +34,9 @@ enum By {
     Service,
     /// hyper, refusing the request head: an empty body and `Connection: close`.
     Hyper,
+    /// Whichever sees it first: hyper's head limit depends on how the bytes arrive in reads,
+    /// and what hyper lets through our own header limit refuses.
+    HyperOrService,
 }
 
 struct Case {
@@ -127,7 +130,7 @@ fn nested(open: &str, close: &str, depth: usize) -> Vec<u8> {
 
 /// Every hostile request and what it must get, except the slow ones.
 fn corpus() -> Vec<Case> {
-    use By::{Hyper, Service};
+    use By::{Hyper, HyperOrService, Service};
     let mut cases = vec![
         // Article ids in the path.
         get_article("article id of 10,000 bytes", "x".repeat(10_000).as_bytes(), 400, Service),
@@ -181,7 +184,13 @@ fn corpus() -> Vec<Case> {
             "one header field of 500 KB, over hyper's ~400 KB head limit",
             request("GET", b"/healthz", &[("X-Junk", "j".repeat(500_000).as_bytes())], None),
             431,
-            Hyper,
+            HyperOrService,
+        ),
+        case(
+            "header fields of 40 KB in all, over the service's 32 KiB",
+            request("GET", b"/healthz", &[("X-Junk", "j".repeat(40_000).as_bytes())], None),
+            431,
+            Service,
         ),
         case(
             "150 header fields, over hyper's 100",
@@ -476,7 +485,13 @@ fn assert_answer(case: &Case, response: &RawResponse) {
     let body = String::from_utf8_lossy(&response.body);
     assert_eq!(response.status, case.status, "{why}: status (body {body})");
     assert!(response.elapsed < REQUEST_TIMEOUT, "{why}: answered in {:?}", response.elapsed);
-    match case.by {
+    let by = match case.by {
+        By::HyperOrService if response.body.is_empty() => By::Hyper,
+        By::HyperOrService => By::Service,
+        by => by,
+    };
+    match by {
+        By::HyperOrService => unreachable!("resolved above"),
         By::Service => {
             assert_eq!(response.header("content-type"), Some("application/problem+json"), "{why}");
             let problem: Value = serde_json::from_slice(&response.body)
@@ -566,7 +581,7 @@ async fn forged_huge_and_repeated_cookies_are_ignored_not_trusted() {
     let app = hostile_app().await;
     app.put_reaction("a", "visitor-0001", "love").await;
     let cookies = [
-        format!("rr_vid={}", "A".repeat(50_000)),
+        format!("rr_vid={}", "A".repeat(20_000)),
         "rr_vid=v1.AAAA.BBBB".to_owned(),
         "rr_vid=v1..".to_owned(),
         "rr_vid=%F0%9F%98%80".to_owned(),
