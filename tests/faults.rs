@@ -444,11 +444,16 @@ async fn a_database_outage_gets_quick_503s_recovers_by_itself_and_loses_nothing(
     let during: Vec<&Attempt> =
         attempts.iter().filter(|a| a.started >= down_at && a.started < restart_at).collect();
     assert!(during.len() >= 8, "the load went on during the outage: {}", during.len());
-    let succeeded_while_down: Vec<_> =
-        during.iter().filter(|a| a.outcome != Outcome::Status(503)).map(|a| (a.started, a.latency)).collect();
+    // A write that started during the outage is a 503, unless it was still waiting for a
+    // connection when PostgreSQL came back (within the acquire timeout) and then succeeded.
+    let succeeded_while_down: Vec<_> = during
+        .iter()
+        .filter(|a| a.outcome != Outcome::Status(503) && a.started + a.latency < restart_at)
+        .map(|a| (a.started, a.latency))
+        .collect();
     assert!(
         succeeded_while_down.is_empty(),
-        "every write during the outage ({down_at:?}..{restart_at:?}) is a 503: {succeeded_while_down:?}"
+        "every write answered during the outage ({down_at:?}..{restart_at:?}) is a 503: {succeeded_while_down:?}"
     );
     let mut refusal_latencies: Vec<Duration> =
         attempts.iter().filter(|a| a.outcome == Outcome::Status(503)).map(|a| a.latency).collect();
@@ -523,7 +528,12 @@ async fn sigkill_under_load_then_restart_loses_no_acknowledged_write() {
         audit.acknowledged, audit.lost, audit.unacknowledged_but_applied
     );
     assert!(audit.acknowledged > 50, "a real load before the kill: {audit:?}");
-    assert!(cut > 0, "the kill cut requests off");
+    // Whether a request was in flight at the very instant of the kill is timing; that the load
+    // ran into the kill is not.
+    assert!(
+        attempts.iter().any(|a| a.started >= killed_at && !a.acknowledged()),
+        "the load ran into the kill ({cut} requests cut off)"
+    );
     assert_eq!(audit.lost, 0, "no acknowledged write is lost: {audit:?}");
     assert_eq!(audit.unexplained_rows, 0, "every row is an attempted write: {audit:?}");
 
