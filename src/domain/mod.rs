@@ -11,4 +11,4 @@ mod window;
 pub use article_id::{ArticleId, ArticleIdError};
 pub use reaction::{Reaction, ReactionCounts, UnknownReaction};
 pub use summary::ReactionSummary;
-pub use window::{Bucket, EmptyWindow, TimeWindow, UnknownBucket, rfc3339};
+pub use window::{Bucket, EmptyWindow, TimeWindow, UnknownBucket, WindowParts, rfc3339};

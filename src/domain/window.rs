@@ -45,6 +45,64 @@ impl TimeWindow {
     }
 }
 
+/// A window cut into the pieces the stats queries read it from: whole UTC days from the daily
+/// rollup, whole UTC hours from the hourly rollup, and the partial hours at its two ends from the
+/// reactions themselves.
+///
+/// The six instants never decrease, `since <= hours_from <= days_from <= days_until <=
+/// hours_until <= until`, and the pieces tile the window exactly, each instant in one piece:
+///
+/// | piece | read from |
+/// |---|---|
+/// | `[since, hours_from)` and `[hours_until, until)` | `reactions.updated_at` |
+/// | `[hours_from, days_from)` and `[days_until, hours_until)` | the hourly rollup |
+/// | `[days_from, days_until)` | the daily rollup |
+///
+/// So a query reads at most two partial hours of reactions, at most 46 hourly rows per article
+/// and one daily row per article and day, whatever the window's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowParts {
+    pub since: DateTime<Utc>,
+    pub hours_from: DateTime<Utc>,
+    pub days_from: DateTime<Utc>,
+    pub days_until: DateTime<Utc>,
+    pub hours_until: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl WindowParts {
+    /// Cuts `window` into rollup pieces no coarser than `coarsest`: a time series by the hour
+    /// must not read daily rows, which cannot be split into hours.
+    pub fn new(window: &TimeWindow, coarsest: Bucket) -> Self {
+        let (since, until) = (window.since(), window.until());
+        let whole = |hours_from, days_from, days_until, hours_until| Self {
+            since,
+            hours_from,
+            days_from,
+            days_until,
+            hours_until,
+            until,
+        };
+        let (Some(hours_from), hours_until) = (Bucket::Hour.ceil(since), Bucket::Hour.floor(until)) else {
+            return whole(until, until, until, until);
+        };
+        if hours_from >= hours_until {
+            // No whole hour inside: the window is read from the reactions alone.
+            return whole(until, until, until, until);
+        }
+        let days = match (coarsest, Bucket::Day.ceil(hours_from)) {
+            (Bucket::Day, Some(days_from)) => Some((days_from, Bucket::Day.floor(hours_until))),
+            _ => None,
+        };
+        match days {
+            Some((days_from, days_until)) if days_from < days_until => {
+                whole(hours_from, days_from, days_until, hours_until)
+            }
+            _ => whole(hours_from, hours_until, hours_until, hours_until),
+        }
+    }
+}
+
 /// The width of one time-series bucket. Buckets are aligned to UTC: hours start on the hour,
 /// days at midnight UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -73,6 +131,12 @@ impl Bucket {
         let width = self.width().num_seconds();
         let start = instant.timestamp().div_euclid(width) * width;
         DateTime::from_timestamp(start, 0).expect("a bucket start is no earlier than its instant's range")
+    }
+
+    /// The first bucket start at or after `instant`; `None` past the last representable time.
+    pub fn ceil(self, instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let floor = self.floor(instant);
+        if floor == instant { Some(floor) } else { floor.checked_add_signed(self.width()) }
     }
 
     /// How many buckets overlap `window`.
@@ -180,6 +244,98 @@ mod tests {
         assert_eq!(rfc3339(since), "2025-11-26T11:00:00Z");
         assert_eq!(Bucket::Hour.count(&TimeWindow::new(since, now).unwrap()), 24);
         assert_eq!(rfc3339(Bucket::Day.last(30, now)), "2025-10-29T00:00:00Z");
+    }
+
+    fn parts(since: &str, until: &str, coarsest: Bucket) -> [String; 6] {
+        let p = WindowParts::new(&TimeWindow::new(at(since), at(until)).unwrap(), coarsest);
+        [p.since, p.hours_from, p.days_from, p.days_until, p.hours_until, p.until].map(rfc3339)
+    }
+
+    #[test]
+    fn a_long_window_reads_whole_days_whole_hours_and_two_partial_hours() {
+        assert_eq!(
+            parts("2025-11-01T10:30:00Z", "2025-11-27T12:15:00Z", Bucket::Day),
+            [
+                "2025-11-01T10:30:00Z", // reactions
+                "2025-11-01T11:00:00Z", // hours
+                "2025-11-02T00:00:00Z", // days
+                "2025-11-27T00:00:00Z", // hours
+                "2025-11-27T12:00:00Z", // reactions
+                "2025-11-27T12:15:00Z",
+            ]
+        );
+        assert_eq!(
+            parts("2025-11-01T10:30:00Z", "2025-11-27T12:15:00Z", Bucket::Hour),
+            [
+                "2025-11-01T10:30:00Z",
+                "2025-11-01T11:00:00Z",
+                "2025-11-27T12:00:00Z",
+                "2025-11-27T12:00:00Z",
+                "2025-11-27T12:00:00Z",
+                "2025-11-27T12:15:00Z",
+            ],
+            "hourly pieces only when days are too coarse"
+        );
+    }
+
+    #[test]
+    fn aligned_windows_read_no_reactions_and_short_ones_read_only_reactions() {
+        let aligned = parts("2025-11-26T00:00:00Z", "2025-11-28T00:00:00Z", Bucket::Day);
+        assert_eq!(aligned[0], aligned[1], "no partial first hour");
+        assert_eq!(aligned[1], aligned[2], "no partial first day");
+        assert_eq!(aligned[3], aligned[5], "no partial last day or hour");
+
+        let within_an_hour = parts("2025-11-27T10:05:00Z", "2025-11-27T10:55:00Z", Bucket::Day);
+        assert!(within_an_hour[1..].iter().all(|p| p == "2025-11-27T10:55:00Z"), "{within_an_hour:?}");
+        let across_an_hour = parts("2025-11-27T10:05:00Z", "2025-11-27T11:55:00Z", Bucket::Day);
+        assert!(across_an_hour[1..].iter().all(|p| p == "2025-11-27T11:55:00Z"), "{across_an_hour:?}");
+        let one_day_of_hours = parts("2025-11-27T10:05:00Z", "2025-11-28T09:55:00Z", Bucket::Day);
+        assert_eq!(one_day_of_hours[1], "2025-11-27T11:00:00Z");
+        assert_eq!(one_day_of_hours[2], "2025-11-28T09:00:00Z", "no whole day: hours up to the last one");
+    }
+
+    #[test]
+    fn a_window_at_the_end_of_time_is_read_from_reactions() {
+        let end = DateTime::<Utc>::MAX_UTC;
+        let window = TimeWindow::new(end - TimeDelta::minutes(90), end).unwrap();
+        let p = WindowParts::new(&window, Bucket::Day);
+        assert_eq!(p.hours_from, p.until);
+    }
+
+    proptest::proptest! {
+        /// The pieces never go backwards and tile the window: an instant is in exactly one.
+        #[test]
+        fn window_pieces_tile_the_window(
+            since in -10_000_000_000_000i64..10_000_000_000_000,
+            length in 1i64..100_000_000_000,
+            probe in 0.0f64..1.0,
+            by_day in proptest::bool::ANY,
+        ) {
+            let since = DateTime::from_timestamp_micros(since).unwrap();
+            let until = since + TimeDelta::microseconds(length);
+            let window = TimeWindow::new(since, until).unwrap();
+            let coarsest = if by_day { Bucket::Day } else { Bucket::Hour };
+            let p = WindowParts::new(&window, coarsest);
+            let cuts = [p.since, p.hours_from, p.days_from, p.days_until, p.hours_until, p.until];
+            proptest::prop_assert!(cuts.windows(2).all(|w| w[0] <= w[1]), "{:?}", cuts);
+            proptest::prop_assert_eq!((p.since, p.until), (since, until));
+            for (from, to, bucket) in [(p.hours_from, p.days_from, Bucket::Hour), (p.days_until, p.hours_until, Bucket::Hour), (p.days_from, p.days_until, Bucket::Day)] {
+                if from < to {
+                    proptest::prop_assert!(coarsest == Bucket::Day || bucket == Bucket::Hour);
+                    proptest::prop_assert_eq!(bucket.floor(from), from, "rollup pieces start on a bucket");
+                    proptest::prop_assert_eq!(bucket.floor(to), to, "and end on one");
+                }
+            }
+            if p.hours_from == until {
+                proptest::prop_assert!(until - since < TimeDelta::hours(2), "only a short window is all reactions");
+            } else {
+                proptest::prop_assert!(p.hours_from - p.since < TimeDelta::hours(1), "a partial first hour at most");
+                proptest::prop_assert!(p.until - p.hours_until < TimeDelta::hours(1), "a partial last hour at most");
+            }
+            let instant = since + TimeDelta::microseconds((length as f64 * probe) as i64);
+            let inside = cuts.windows(2).filter(|w| w[0] <= instant && instant < w[1]).count();
+            proptest::prop_assert_eq!(inside, 1, "{} is in one piece", instant);
+        }
     }
 
     #[test]

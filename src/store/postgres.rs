@@ -363,13 +363,11 @@ impl PgStore {
 
     async fn erase_visitor_once(&self, visitor: &VisitorKey) -> Result<Vec<ArticleId>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        // Lock in the same (article, visitor) order as `apply` before deleting.
-        sqlx::query("select 1 from reactions where visitor_key = $1 order by article_id for update")
-            .bind(visitor.as_bytes().as_slice())
-            .execute(&mut *tx)
-            .await?;
+        // Lock in the same (article, visitor) order as `apply`, then change the counts, then
+        // delete: the delete's triggers lock rollup rows, which every writer locks after counts.
         let removed: Vec<(String, String)> = sqlx::query_as(
-            "delete from reactions where visitor_key = $1 returning article_id, reaction::text",
+            "select article_id, reaction::text from reactions where visitor_key = $1
+             order by article_id for update",
         )
         .bind(visitor.as_bytes().as_slice())
         .fetch_all(&mut *tx)
@@ -379,6 +377,10 @@ impl PgStore {
             *deltas.entry((article_id.as_str(), parse_reaction(reaction)?)).or_default() -= 1;
         }
         apply_count_deltas(&mut tx, deltas).await?;
+        sqlx::query("delete from reactions where visitor_key = $1")
+            .bind(visitor.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         removed
             .into_iter()

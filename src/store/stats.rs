@@ -16,7 +16,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::StoreError;
 use super::postgres::classify;
-use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow};
+use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, WindowParts};
 
 /// Rows the CSV export reads from its cursor at a time: what one export holds in memory.
 pub const EXPORT_BATCH_ROWS: usize = 1000;
@@ -53,55 +53,172 @@ pub struct ExportRow {
 /// stream is polled. Dropping the stream ends the export and frees its connection.
 pub type ExportStream = BoxStream<'static, Result<Vec<ExportRow>, StoreError>>;
 
+/// The rows a window is read from, one select per piece of [`WindowParts`], each giving
+/// `(article_id, at, like_count, …, wow_count)`: a reaction of the window's partial first or last
+/// hour counts 1 in its column at its `updated_at`; a row of a rollup gives its counts at its
+/// bucket's start. Summed, they are the window's counts. `$filter` restricts every piece (to one
+/// article, say); the other arguments are the parameters holding the six instants in order.
+///
+/// The site-wide pieces of `reactions` name all seven reactions so that PostgreSQL bounds the
+/// first column of `(reaction, updated_at)` and scans one short range per reaction.
+macro_rules! window_rows {
+    ($filter:literal, $since:literal, $hours_from:literal, $days_from:literal, $days_until:literal,
+     $hours_until:literal, $until:literal) => {
+        concat!(
+            "select article_id, updated_at as at, (reaction = 'like')::int as like_count,
+                    (reaction = 'dislike')::int as dislike_count, (reaction = 'love')::int as love_count,
+                    (reaction = 'funny')::int as funny_count, (reaction = 'angry')::int as angry_count,
+                    (reaction = 'sad')::int as sad_count, (reaction = 'wow')::int as wow_count
+             from reactions
+             where reaction = any(enum_range(null::reaction)) and ",
+            $filter,
+            "
+               and updated_at >= ",
+            $since,
+            " and updated_at < ",
+            $hours_from,
+            "
+             union all
+             select article_id, updated_at, (reaction = 'like')::int, (reaction = 'dislike')::int,
+                    (reaction = 'love')::int, (reaction = 'funny')::int, (reaction = 'angry')::int,
+                    (reaction = 'sad')::int, (reaction = 'wow')::int
+             from reactions
+             where reaction = any(enum_range(null::reaction)) and ",
+            $filter,
+            "
+               and updated_at >= ",
+            $hours_until,
+            " and updated_at < ",
+            $until,
+            "
+             union all
+             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
+                    angry_count, sad_count, wow_count
+             from reaction_counts_hourly
+             where ",
+            $filter,
+            " and bucket_start >= ",
+            $hours_from,
+            " and bucket_start < ",
+            $days_from,
+            "
+             union all
+             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
+                    angry_count, sad_count, wow_count
+             from reaction_counts_hourly
+             where ",
+            $filter,
+            " and bucket_start >= ",
+            $days_until,
+            " and bucket_start < ",
+            $hours_until,
+            "
+             union all
+             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
+                    angry_count, sad_count, wow_count
+             from reaction_counts_daily
+             where ",
+            $filter,
+            " and bucket_start >= ",
+            $days_from,
+            " and bucket_start < ",
+            $days_until
+        )
+    };
+}
+
+/// The sum of the counted reactions of window rows, `$1` holding one weight (1 counted, 0 not)
+/// per reaction in display order.
+macro_rules! weighted_sum {
+    () => {
+        "sum(like_count * ($1::int8[])[1] + dislike_count * ($1::int8[])[2]
+             + love_count * ($1::int8[])[3] + funny_count * ($1::int8[])[4]
+             + angry_count * ($1::int8[])[5] + sad_count * ($1::int8[])[6]
+             + wow_count * ($1::int8[])[7])::int8"
+    };
+}
+
+/// The sum of each reaction's column of window rows, in display order. (The sum of `int8` is
+/// `numeric`, hence the casts.)
+macro_rules! column_sums {
+    () => {
+        "sum(like_count)::int8, sum(dislike_count)::int8, sum(love_count)::int8,
+         sum(funny_count)::int8, sum(angry_count)::int8, sum(sad_count)::int8, sum(wow_count)::int8"
+    };
+}
+
 /// The statements, by name. `scripts/stats-explain.sh` reads them from this file, so that the
-/// plans it prints are those of exactly what the service runs.
+/// plans it prints are those of exactly what the service runs. Six consecutive parameters hold
+/// the instants of a [`WindowParts`] in order.
 mod sql {
-    /// `$1` reaction keys, `$2` since, `$3` until, `$4` limit.
-    pub const TOP_ARTICLES: &str = "
-        select article_id, count(*) as held
-        from reactions
-        where reaction = any($1::text[]::reaction[]) and updated_at >= $2 and updated_at < $3
-        group by article_id
-        order by held desc, article_id
-        limit $4";
+    /// `$1` reaction weights, `$2`–`$7` the window, `$8` limit.
+    pub const TOP_ARTICLES: &str = concat!(
+        "select article_id, held
+         from (select article_id, ",
+        weighted_sum!(),
+        " as held
+               from (",
+        window_rows!("true", "$2", "$3", "$4", "$5", "$6", "$7"),
+        ") as w
+               group by article_id) as articles
+         where held > 0
+         order by held desc, article_id
+         limit $8"
+    );
 
-    /// `$1` reaction keys, `$2` since, `$3` until.
-    pub const WINDOW_TOTALS: &str = "
-        select reaction::text, count(*)
-        from reactions
-        where reaction = any($1::text[]::reaction[]) and updated_at >= $2 and updated_at < $3
-        group by reaction";
+    /// `$1`–`$6` the window. Counts per reaction in display order.
+    pub const WINDOW_TOTALS: &str = concat!(
+        "select ",
+        column_sums!(),
+        " from (",
+        window_rows!("true", "$1", "$2", "$3", "$4", "$5", "$6"),
+        ") as w"
+    );
 
-    /// `$1` article id, `$2` bucket width, `$3` bucket origin, `$4` since, `$5` until.
-    pub const ARTICLE_TIMESERIES: &str = "
-        select date_bin($2, updated_at, $3) as bucket, reaction::text as reaction_key, count(*)
-        from reactions
-        where article_id = $1 and updated_at >= $4 and updated_at < $5
-        -- the enum, not its text: comparing text under the database's collation is far slower
-        group by 1, reaction
-        order by 1";
+    /// `$1` article id, `$2`–`$7` the window (no daily pieces for hourly buckets), `$8` bucket
+    /// width, `$9` bucket origin. Counts per reaction in display order.
+    pub const ARTICLE_TIMESERIES: &str = concat!(
+        "select date_bin($8, at, $9) as bucket, ",
+        column_sums!(),
+        " from (",
+        window_rows!("article_id = $1", "$2", "$3", "$4", "$5", "$6", "$7"),
+        ") as w
+         group by 1
+         order by 1"
+    );
 
-    /// `$1` reaction keys, `$2` start of the previous window, `$3` start of the recent one,
-    /// `$4` until, `$5` limit.
-    pub const TRENDING: &str = "
-        select article_id, recent, previous,
-               (recent - previous)::float8 / sqrt(previous + 1.0::float8) as score
-        from (select article_id,
-                     count(*) filter (where updated_at >= $3) as recent,
-                     count(*) filter (where updated_at < $3) as previous
-              from reactions
-              where reaction = any($1::text[]::reaction[]) and updated_at >= $2 and updated_at < $4
-              group by article_id) as paces
-        where recent > previous
-        order by score desc, recent desc, article_id
-        limit $5";
+    /// `$1` reaction weights, `$2`–`$7` the previous window, `$8`–`$13` the recent one, `$14`
+    /// limit.
+    pub const TRENDING: &str = concat!(
+        "select article_id, recent, previous,
+                (recent - previous)::float8 / sqrt(previous + 1.0::float8) as score
+         from (select article_id, sum(recent)::int8 as recent, sum(previous)::int8 as previous
+               from (select article_id, ",
+        weighted_sum!(),
+        " as recent, 0 as previous
+                     from (",
+        window_rows!("true", "$8", "$9", "$10", "$11", "$12", "$13"),
+        ") as w
+                     group by article_id
+                     union all
+                     select article_id, 0, ",
+        weighted_sum!(),
+        " from (",
+        window_rows!("true", "$2", "$3", "$4", "$5", "$6", "$7"),
+        ") as w
+                     group by article_id) as paces
+               group by article_id) as articles
+         where recent > previous
+         order by score desc, recent desc, article_id
+         limit $14"
+    );
 
     /// Settings of the export's transaction, for these reasons: the first fetch waits for the
     /// whole aggregation, which can outlast the service-wide statement timeout on a long window;
     /// more memory keeps that aggregation and its sort off the disk; a cursor is otherwise
-    /// planned to return its first tenth fast, which here means reading the whole
-    /// `(article_id, updated_at)` index rather than the window; and a client that stops reading
-    /// must not hold the transaction (and with it vacuum's horizon) for ever.
+    /// planned to return its first tenth fast, which can mean reading a whole index in order
+    /// rather than the window; and a client that stops reading must not hold the transaction
+    /// (and with it vacuum's horizon) for ever.
     pub const EXPORT_SETTINGS: &str = "
         set transaction read only;
         set local statement_timeout = '120s';
@@ -109,21 +226,53 @@ mod sql {
         set local work_mem = '64MB';
         set local cursor_tuple_fraction = 1.0";
 
-    /// `$1` reaction keys, `$2` since, `$3` until.
-    pub const EXPORT_CURSOR: &str = "
-        declare stats_export no scroll cursor for
-        select article_id, reaction::text as reaction_key, count(*)
-        from reactions
-        where reaction = any($1::text[]::reaction[]) and updated_at >= $2 and updated_at < $3
-        group by article_id, reaction
-        -- the enum, in display order (an output column named reaction would sort as text)
-        order by article_id, reaction";
+    /// `$1`–`$6` the window. Reactions in display order (the enum's), counts above zero only.
+    pub const EXPORT_CURSOR: &str = concat!(
+        "declare stats_export no scroll cursor for
+         select article_id, reaction_key, count
+         from (select article_id, ",
+        column_sums!(),
+        " from (",
+        window_rows!("true", "$1", "$2", "$3", "$4", "$5", "$6"),
+        ") as w
+               group by article_id) as articles(article_id, l, d, lo, f, a, s, wo)
+         cross join lateral (values (1, 'like', l), (2, 'dislike', d), (3, 'love', lo),
+                                    (4, 'funny', f), (5, 'angry', a), (6, 'sad', s), (7, 'wow', wo))
+           as counted(position, reaction_key, count)
+         where count > 0
+         order by article_id, position"
+    );
 }
 
-/// `reaction = any(...)` takes the keys as text; an empty filter means all seven.
-fn reaction_keys(reactions: &[Reaction]) -> Vec<&'static str> {
-    let reactions = if reactions.is_empty() { &Reaction::ALL[..] } else { reactions };
-    reactions.iter().map(|r| r.key()).collect()
+/// One weight per reaction in display order: 1 for those counted, all when `reactions` is empty.
+fn reaction_weights(reactions: &[Reaction]) -> Vec<i64> {
+    Reaction::ALL.iter().map(|r| i64::from(reactions.is_empty() || reactions.contains(r))).collect()
+}
+
+/// Binds the six instants of `parts`, in order, as the query's next parameters.
+fn bind_window<'q, O>(
+    query: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
+    parts: &WindowParts,
+) -> sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(parts.since)
+        .bind(parts.hours_from)
+        .bind(parts.days_from)
+        .bind(parts.days_until)
+        .bind(parts.hours_until)
+        .bind(parts.until)
+}
+
+/// A row of counts per reaction in display order.
+type CountsRow = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+fn counts_of(row: CountsRow) -> ReactionCounts {
+    let (like, dislike, love, funny, angry, sad, wow) = row;
+    let mut counts = ReactionCounts::default();
+    for (reaction, count) in Reaction::ALL.into_iter().zip([like, dislike, love, funny, angry, sad, wow]) {
+        counts.add(reaction, count.unwrap_or(0));
+    }
+    counts
 }
 
 impl super::PgStore {
@@ -136,10 +285,8 @@ impl super::PgStore {
         reactions: &[Reaction],
         limit: u32,
     ) -> Result<Vec<ArticleCount>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(sql::TOP_ARTICLES)
-            .bind(reaction_keys(reactions))
-            .bind(window.since())
-            .bind(window.until())
+        let query = sqlx::query_as(sql::TOP_ARTICLES).bind(reaction_weights(reactions));
+        let rows: Vec<(String, i64)> = bind_window(query, &WindowParts::new(window, Bucket::Day))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
@@ -152,18 +299,12 @@ impl super::PgStore {
     /// Site-wide counts per reaction in `window`.
     #[tracing::instrument(skip_all)]
     pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(sql::WINDOW_TOTALS)
-            .bind(reaction_keys(&[]))
-            .bind(window.since())
-            .bind(window.until())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| classify(e, "while reading the totals"))?;
-        let mut counts = ReactionCounts::default();
-        for (reaction, count) in rows {
-            counts.add(stored_reaction(&reaction)?, count);
-        }
-        Ok(counts)
+        let row: CountsRow =
+            bind_window(sqlx::query_as(sql::WINDOW_TOTALS), &WindowParts::new(window, Bucket::Day))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| classify(e, "while reading the totals"))?;
+        Ok(counts_of(row))
     }
 
     /// One article's counts per bucket in `window`, oldest first. Only buckets with reactions
@@ -177,28 +318,29 @@ impl super::PgStore {
     ) -> Result<Vec<(DateTime<Utc>, ReactionCounts)>, StoreError> {
         // date_bin from the epoch: the same UTC-aligned starts as `Bucket::floor`, whatever the
         // session's time zone.
-        let rows: Vec<(DateTime<Utc>, String, i64)> = sqlx::query_as(sql::ARTICLE_TIMESERIES)
-            .bind(article_id.as_str())
+        let query = sqlx::query_as(sql::ARTICLE_TIMESERIES).bind(article_id.as_str());
+        let rows: Vec<(
+            DateTime<Utc>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        )> = bind_window(query, &WindowParts::new(window, bucket))
             .bind(bucket.width())
             .bind(DateTime::UNIX_EPOCH)
-            .bind(window.since())
-            .bind(window.until())
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(e, "while reading a time series"))?;
-        let mut series: Vec<(DateTime<Utc>, ReactionCounts)> = Vec::new();
-        for (start, reaction, count) in rows {
-            let reaction = stored_reaction(&reaction)?;
-            match series.last_mut() {
-                Some((last, counts)) if *last == start => counts.add(reaction, count),
-                _ => {
-                    let mut counts = ReactionCounts::default();
-                    counts.add(reaction, count);
-                    series.push((start, counts));
-                }
-            }
-        }
-        Ok(series)
+        Ok(rows
+            .into_iter()
+            .map(|(start, like, dislike, love, funny, angry, sad, wow)| {
+                (start, counts_of((like, dislike, love, funny, angry, sad, wow)))
+            })
+            .filter(|(_, counts)| counts.total() > 0)
+            .collect())
     }
 
     /// Articles gathering reactions faster in `recent` than in the window of the same length
@@ -210,16 +352,15 @@ impl super::PgStore {
         recent: &TimeWindow,
         limit: u32,
     ) -> Result<Vec<TrendingArticle>, StoreError> {
-        let previous_since = recent.since() - (recent.until() - recent.since());
+        let previous = TimeWindow::new(recent.since() - (recent.until() - recent.since()), recent.since())
+            .expect("a window before a non-empty window is not empty");
         // The score is a Poisson z-score: how many standard deviations the recent count lies
         // above what the previous pace predicts. +1 keeps it finite for new articles and damps
         // tiny counts; the square root lets a small article that triples rank beside a big one
         // that grows by a few percent.
-        let rows: Vec<(String, i64, i64, f64)> = sqlx::query_as(sql::TRENDING)
-            .bind(reaction_keys(&[]))
-            .bind(previous_since)
-            .bind(recent.since())
-            .bind(recent.until())
+        let query = sqlx::query_as(sql::TRENDING).bind(reaction_weights(&[]));
+        let query = bind_window(query, &WindowParts::new(&previous, Bucket::Day));
+        let rows: Vec<(String, i64, i64, f64)> = bind_window(query, &WindowParts::new(recent, Bucket::Day))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
@@ -245,10 +386,14 @@ impl super::PgStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| classify(e, "while starting the export"))?;
+        let parts = WindowParts::new(window, Bucket::Day);
         sqlx::query(sql::EXPORT_CURSOR)
-            .bind(reaction_keys(&[]))
-            .bind(window.since())
-            .bind(window.until())
+            .bind(parts.since)
+            .bind(parts.hours_from)
+            .bind(parts.days_from)
+            .bind(parts.days_until)
+            .bind(parts.hours_until)
+            .bind(parts.until)
             .persistent(false)
             .execute(&mut *tx)
             .await

@@ -154,6 +154,67 @@ impl TestDatabase {
         .unwrap()
     }
 
+    /// Every rollup row (hourly or daily) whose counts differ from the reaction rows of its
+    /// article and bucket, as (rollup, article, bucket, rollup counts, row counts), the counts in
+    /// display order; buckets missing on either side included, unless all their counts are zero.
+    pub async fn rollup_mismatches(&self) -> Vec<(String, String, String, String, String)> {
+        const KEYS: [&str; 7] = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
+        let list = |side: &str| KEYS.map(|k| format!("coalesce({side}.{k}_count, 0)")).join(", ");
+        let differ =
+            KEYS.map(|k| format!("coalesce(h.{k}_count, 0) <> coalesce(r.{k}_count, 0)")).join(" or ");
+        let rolled = "select 'hourly' as width, * from reaction_counts_hourly
+                      union all select 'daily', * from reaction_counts_daily";
+        match self.backend {
+            Backend::Postgres => {
+                let held_columns = KEYS.map(|k| format!("count(*) filter (where reaction = '{k}') as {k}_count")).join(", ");
+                let sql = format!(
+                    "with held as (
+                         select b.width, article_id, b.start, {held_columns}
+                         from reactions
+                         cross join lateral (values
+                             ('hourly', date_bin('1 hour', updated_at, timestamptz '1970-01-01 00:00:00+00')),
+                             ('daily', date_bin('1 day', updated_at, timestamptz '1970-01-01 00:00:00+00'))) as b(width, start)
+                         group by 1, 2, 3
+                     ), rolled as ({rolled})
+                     select coalesce(h.width, r.width), coalesce(h.article_id, r.article_id),
+                            coalesce(h.start, r.bucket_start)::text,
+                            concat_ws(',', {r}), concat_ws(',', {h})
+                     from held h full join rolled r
+                       on r.width = h.width and r.article_id = h.article_id and r.bucket_start = h.start
+                     where {differ}",
+                    r = list("r"),
+                    h = list("h"),
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut self.connect().await).await
+            }
+            Backend::Sqlite => {
+                let held = |width: &str, micros: i64| {
+                    let columns = KEYS.map(|k| format!("sum(reaction = '{k}') as {k}_count")).join(", ");
+                    format!(
+                        "select '{width}' as width, article_id,
+                                updated_at - ((updated_at % {micros}) + {micros}) % {micros} as start, {columns}
+                         from reactions group by 1, 2, 3"
+                    )
+                };
+                let sql = format!(
+                    "with held as ({} union all {}), rolled as ({rolled})
+                     select coalesce(h.width, r.width), coalesce(h.article_id, r.article_id),
+                            cast(coalesce(h.start, r.bucket_start) as text),
+                            concat_ws(',', {r}), concat_ws(',', {h})
+                     from held h full join rolled r
+                       on r.width = h.width and r.article_id = h.article_id and r.bucket_start = h.start
+                     where {differ}",
+                    held("hourly", 3_600_000_000),
+                    held("daily", 86_400_000_000),
+                    r = list("r"),
+                    h = list("h"),
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut self.sqlite().await).await
+            }
+        }
+        .unwrap()
+    }
+
     /// Every visitor key stored, as bytes.
     pub async fn visitor_keys(&self) -> Vec<Vec<u8>> {
         const SQL: &str = "select visitor_key from reactions";
@@ -541,13 +602,19 @@ impl TestApp {
         json_ok(self.get_reactions(article_id, visitor).await).await
     }
 
-    /// Checks the invariant against the tables: every count equals the rows holding that
-    /// reaction, and no count row is missing.
+    /// Checks the invariants against the tables: every count equals the rows holding that
+    /// reaction, no count row is missing, and every hourly and daily rollup row equals the rows
+    /// of its article and bucket.
     pub async fn assert_counts_match_rows(&self) {
         let mismatches = self.db.count_mismatches().await;
         assert!(
             mismatches.is_empty(),
             "counts differ from rows (article, reaction, count, rows): {mismatches:?}"
+        );
+        let mismatches = self.db.rollup_mismatches().await;
+        assert!(
+            mismatches.is_empty(),
+            "rollups differ from rows (rollup, article, bucket, rollup counts, row counts): {mismatches:?}"
         );
     }
 

@@ -405,6 +405,102 @@ async fn trending_scores_a_fractional_pace_and_defaults_to_the_last_hour() {
     assert_eq!(instant(&now["until"]) - instant(&now["since"]), TimeDelta::hours(1));
 }
 
+/// Reactions spread over twelve days at random microseconds, with windows of minutes, hours and
+/// days that start and end anywhere: a window is read from daily and hourly rollups and from the
+/// rows of its partial first and last hour, and every answer must equal counts taken straight
+/// from the seeded rows.
+#[tokio::test]
+async fn windows_of_any_length_and_alignment_count_exactly_the_reactions_inside_them() {
+    use rand::{Rng as _, SeedableRng as _};
+    const KEYS: [&str; 7] = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
+    const ARTICLES: [&str; 5] = ["a", "b", "c", "d", "e"];
+    let app = app_with_admin_token(Some(ADMIN_TOKEN)).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20251127);
+    let origin: DateTime<Utc> = "2025-11-01T00:00:00Z".parse().unwrap();
+    let micros = |rng: &mut rand::rngs::StdRng, upto: TimeDelta| {
+        TimeDelta::microseconds(rng.random_range(0..upto.num_microseconds().unwrap()))
+    };
+    let rows: Vec<(&str, &str, DateTime<Utc>)> = (0..800)
+        .map(|_| {
+            // more reactions on the first articles
+            let article = ARTICLES[rng.random_range(0..5).min(rng.random_range(0..5))];
+            (article, KEYS[rng.random_range(0..7)], origin + micros(&mut rng, TimeDelta::days(12)))
+        })
+        .collect();
+    app.db.insert_reactions(&rows).await;
+    app.assert_counts_match_rows().await;
+
+    let mut windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = vec![
+        (origin, origin + TimeDelta::days(12)),                          // whole days
+        (origin + TimeDelta::hours(5), origin + TimeDelta::hours(53)),   // whole hours
+        (origin - TimeDelta::days(3), origin + TimeDelta::days(30)),     // beyond the data
+    ];
+    for length in [TimeDelta::minutes(90), TimeDelta::hours(30), TimeDelta::days(14)] {
+        for _ in 0..3 {
+            let since = origin - TimeDelta::days(1) + micros(&mut rng, TimeDelta::days(13));
+            windows.push((since, since + TimeDelta::microseconds(1) + micros(&mut rng, length)));
+        }
+    }
+
+    let fmt = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    for (since, until) in windows {
+        let inside: Vec<&(&str, &str, DateTime<Utc>)> =
+            rows.iter().filter(|(_, _, at)| since <= *at && *at < until).collect();
+        let count = |keep: &dyn Fn(&(&str, &str, DateTime<Utc>)) -> bool| {
+            inside.iter().filter(|row| keep(row)).count() as i64
+        };
+        let window = format!("since={}&until={}", fmt(since), fmt(until));
+        let context = format!("window {window}");
+
+        let per_key: Vec<(&str, i64)> = KEYS.iter().map(|k| (*k, count(&|r| r.1 == *k))).collect();
+        let totals = get_json(&app, &format!("/v1/stats/totals?{window}")).await;
+        assert_eq!(totals["counts"], counts(&per_key), "{context}");
+        assert_eq!(totals["total"], inside.len(), "{context}");
+
+        for reaction in [None, Some(KEYS[rng.random_range(0..7)])] {
+            let mut expected: Vec<(&str, i64)> = ARTICLES
+                .iter()
+                .map(|a| (*a, count(&|r| r.0 == *a && reaction.is_none_or(|k| r.1 == k))))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            expected.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(y.0)));
+            let filter = reaction.map(|k| format!("&reaction={k}")).unwrap_or_default();
+            let top = get_json(&app, &format!("/v1/stats/top?{window}&limit=100{filter}")).await;
+            assert_eq!(top["articles"], ranked(&expected), "{context}{filter}");
+        }
+
+        let mut csv = String::from("article_id,reaction,count\r\n");
+        for article in ARTICLES {
+            for key in KEYS {
+                let n = count(&|r| r.0 == article && r.1 == key);
+                if n > 0 {
+                    csv.push_str(&format!("{article},{key},{n}\r\n"));
+                }
+            }
+        }
+        let response = export(&app, &format!("?{window}"), Some(&bearer(ADMIN_TOKEN))).await;
+        assert_eq!(response.text().await.unwrap(), csv, "{context}");
+
+        for (bucket, width) in [("hour", TimeDelta::hours(1)), ("day", TimeDelta::days(1))] {
+            let series = get_json(&app, &format!("/v1/articles/a/timeseries?bucket={bucket}&{window}")).await;
+            let buckets = series["buckets"].as_array().unwrap();
+            let first = buckets.first().map(|b| instant(&b["start"])).unwrap();
+            assert!(first <= since && since < first + width, "{context}: the first {bucket} holds since");
+            for (i, b) in buckets.iter().enumerate() {
+                let start = instant(&b["start"]);
+                assert_eq!(start, first + width * i as i32, "{context}: consecutive {bucket}s");
+                let in_bucket: Vec<(&str, i64)> = KEYS
+                    .iter()
+                    .map(|k| (*k, count(&|r| r.0 == "a" && r.1 == *k && start <= r.2 && r.2 < start + width)))
+                    .collect();
+                assert_eq!(b["counts"], counts(&in_bucket), "{context}: the {bucket} from {start}");
+            }
+            let last = instant(&buckets.last().unwrap()["start"]);
+            assert!(until <= last + width, "{context}: the last {bucket} holds until");
+        }
+    }
+}
+
 #[tokio::test]
 async fn export_streams_one_csv_row_per_article_and_reaction_in_the_window() {
     let app = app_with_admin_token(Some(ADMIN_TOKEN)).await;
