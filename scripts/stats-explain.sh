@@ -54,16 +54,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The statements and the window pieces come from the service's own code (examples/stats_sql.rs).
+cargo build --quiet --example stats_sql
+stats_sql="target/debug/examples/stats_sql"
 # The statement named $1 in src/store/stats.rs, the text the service sends.
-statement() {
-    python3 - "$1" <<'PY'
-import re, sys
-source = open("src/store/stats.rs", encoding="utf-8").read()
-match = re.search(r'pub const %s: &str = "(.*?)";' % sys.argv[1], source, re.S)
-if not match:
-    sys.exit("no statement %s in src/store/stats.rs" % sys.argv[1])
-print(match.group(1).strip())
-PY
+statement() { "$stats_sql" statement "$1"; }
+# The six instants a window [$1, $2) is read by (SQL expressions, evaluated by the server), no
+# piece coarser than $3 (hour or day), as SQL literals: the parameters the service binds.
+window() {
+    local since until
+    since="$(admin -c "select to_json(($1)::timestamptz) #>> '{}'")"
+    until="$(admin -c "select to_json(($2)::timestamptz) #>> '{}'")"
+    "$stats_sql" window "$since" "$until" "$3"
 }
 
 step "scratch database $scratch on ${server#*@}"
@@ -110,11 +112,17 @@ scratch_sql -c "
     insert into article_reaction_counts (article_id, reaction, count)
     select article_id, reaction, count(*) from reactions group by 1, 2"
 
-step "the stats migration (index builds)"
+step "the stats migrations"
+started=$SECONDS
+"$sqlx" migrate run --database-url "$url" --target-version 20261126000003
+echo "index builds: $((SECONDS - started)) s"
 started=$SECONDS
 "$sqlx" migrate run --database-url "$url"
-echo "took $((SECONDS - started)) s"
-scratch_sql -c "vacuum (analyze) reactions" -c "vacuum (analyze) article_reaction_counts" -c "checkpoint"
+echo "rollups filled from the rows: $((SECONDS - started)) s"
+for table in reactions article_reaction_counts reaction_counts_hourly reaction_counts_daily; do
+    scratch_sql -c "vacuum (analyze) $table"
+done
+scratch_sql -c "checkpoint"
 
 step "the data"
 scratch_sql <<SQL
@@ -125,10 +133,18 @@ select count(*) as reactions,
        count(*) filter (where updated_at >= '$now'::timestamptz - interval '24 hours') as last_24h,
        count(*) filter (where updated_at >= '$now'::timestamptz - interval '7 days') as last_7d
 from reactions;
+select (select count(*) from reaction_counts_hourly) as hourly_rollup_rows,
+       (select count(*) from reaction_counts_daily) as daily_rollup_rows,
+       (select count(*) from reaction_counts_hourly
+        where bucket_start >= date_trunc('hour', '$now'::timestamptz) - interval '1 hour') as rows_per_hour_now,
+       (select count(*) from reaction_counts_daily
+        where bucket_start = date_trunc('day', '$now'::timestamptz, 'UTC') - interval '1 day') as rows_yesterday;
 select relname as relation, pg_size_pretty(pg_relation_size(oid)) as size
 from pg_class
 where relname in ('reactions', 'reactions_pkey', 'reactions_visitor_key_idx',
-                  'reactions_reaction_updated_at_idx', 'reactions_article_updated_at_idx')
+                  'reactions_reaction_updated_at_idx', 'reactions_article_updated_at_idx',
+                  'reaction_counts_hourly', 'reaction_counts_hourly_pkey', 'reaction_counts_hourly_bucket_idx',
+                  'reaction_counts_daily', 'reaction_counts_daily_pkey', 'reaction_counts_daily_bucket_idx')
 order by pg_relation_size(oid) desc;
 SQL
 hot_now="$(scratch_sql -At -c "
@@ -142,31 +158,39 @@ step "EXPLAIN (ANALYZE, BUFFERS) of each statement as the service runs it"
 echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(admin -c "select version()")"
 admin -c "select string_agg(name || '=' || setting || coalesce(unit, ''), ', ' order by name) from pg_settings
           where name in ('shared_buffers', 'work_mem', 'jit', 'max_parallel_workers_per_gather', 'random_page_cost')"
-all="'{like,dislike,love,funny,angry,sad,wow}'"
+all="'{1,1,1,1,1,1,1}'::int8[]"
+angry="'{0,0,0,0,1,0,0}'::int8[]"
+n="'$now'::timestamptz"
+day="$(window "$n - interval '24 hours'" "$n" day)"
+week="$(window "$n - interval '7 days'" "$n" day)"
+month="$(window "$n - interval '30 days'" "$n" day)"
 export_select="$(statement EXPORT_CURSOR)"
 export_select="${export_select#*cursor for}"
 # name|parameters of EXECUTE
 cases=(
-    "top_articles: all reactions, last 24 h|top_articles($all, '$now'::timestamptz - interval '24 hours', '$now', 10)"
-    "top_articles: reaction=angry, last 24 h|top_articles('{angry}', '$now'::timestamptz - interval '24 hours', '$now', 10)"
-    "top_articles: all reactions, last 7 days|top_articles($all, '$now'::timestamptz - interval '7 days', '$now', 10)"
-    "top_articles: all reactions, all 30 days|top_articles($all, '$now'::timestamptz - interval '31 days', '$now', 10)"
-    "window_totals: last 24 h|window_totals($all, '$now'::timestamptz - interval '24 hours', '$now')"
-    "window_totals: last 7 days|window_totals($all, '$now'::timestamptz - interval '7 days', '$now')"
-    "article_timeseries: hourly, last 24 h, busiest article of the day|article_timeseries('$hot_now', interval '1 hour', 'epoch', date_trunc('hour', '$now'::timestamptz) - interval '23 hours', '$now')"
-    "article_timeseries: daily, 30 days, busiest article overall|article_timeseries('$hot_ever', interval '1 day', 'epoch', date_trunc('day', '$now'::timestamptz) - interval '29 days', '$now')"
-    "trending: window=1h|trending($all, '$now'::timestamptz - interval '2 hours', '$now'::timestamptz - interval '1 hour', '$now', 10)"
-    "trending: window=24h|trending($all, '$now'::timestamptz - interval '48 hours', '$now'::timestamptz - interval '24 hours', '$now', 10)"
-    "export cursor query (export settings): last 24 h|export_rows($all, '$now'::timestamptz - interval '24 hours', '$now')"
-    "export cursor query (export settings): all 30 days|export_rows($all, '$now'::timestamptz - interval '31 days', '$now')"
+    "top_articles: all reactions, last 24 h|top_articles($all, $day, 10)"
+    "top_articles: reaction=angry, last 24 h|top_articles($angry, $day, 10)"
+    "top_articles: all reactions, last 7 days|top_articles($all, $week, 10)"
+    "top_articles: all reactions, last 30 days|top_articles($all, $month, 10)"
+    "top_articles: reaction=angry, last 30 days|top_articles($angry, $month, 10)"
+    "window_totals: last 24 h|window_totals($day)"
+    "window_totals: last 7 days|window_totals($week)"
+    "window_totals: last 30 days|window_totals($month)"
+    "article_timeseries: hourly, last 24 h, busiest article of the day|article_timeseries('$hot_now', $(window "date_trunc('hour', $n) - interval '23 hours'" "$n" hour), interval '1 hour', 'epoch')"
+    "article_timeseries: daily, 30 days, busiest article overall|article_timeseries('$hot_ever', $(window "date_trunc('day', $n, 'UTC') - interval '29 days'" "$n" day), interval '1 day', 'epoch')"
+    "trending: window=1h|trending($all, $(window "$n - interval '2 hours'" "$n - interval '1 hour'" day), $(window "$n - interval '1 hour'" "$n" day), 10)"
+    "trending: window=24h|trending($all, $(window "$n - interval '48 hours'" "$n - interval '24 hours'" day), $day, 10)"
+    "export cursor query (export settings): last 24 h|export_rows($day)"
+    "export cursor query (export settings): last 30 days|export_rows($month)"
 )
 {
     echo "set timezone = 'UTC';"
-    echo "prepare top_articles(text[], timestamptz, timestamptz, int8) as $(statement TOP_ARTICLES);"
-    echo "prepare window_totals(text[], timestamptz, timestamptz) as $(statement WINDOW_TOTALS);"
-    echo "prepare article_timeseries(text, interval, timestamptz, timestamptz, timestamptz) as $(statement ARTICLE_TIMESERIES);"
-    echo "prepare trending(text[], timestamptz, timestamptz, timestamptz, int8) as $(statement TRENDING);"
-    echo "prepare export_rows(text[], timestamptz, timestamptz) as $export_select;"
+    w="timestamptz, timestamptz, timestamptz, timestamptz, timestamptz, timestamptz"
+    echo "prepare top_articles(int8[], $w, int8) as $(statement TOP_ARTICLES);"
+    echo "prepare window_totals($w) as $(statement WINDOW_TOTALS);"
+    echo "prepare article_timeseries(text, $w, interval, timestamptz) as $(statement ARTICLE_TIMESERIES);"
+    echo "prepare trending(int8[], $w, $w, int8) as $(statement TRENDING);"
+    echo "prepare export_rows($w) as $export_select;"
     for case in "${cases[@]}"; do
         name="${case%%|*}"
         execute="${case#*|}"
@@ -196,11 +220,10 @@ cases=(
     echo "\\echo '==== export cursor plan (explain declare in the export transaction, last 24 h)'"
     echo "begin;"
     echo "$(statement EXPORT_SETTINGS);"
-    python3 - "$(statement EXPORT_CURSOR)" "$all::text[]" \
-        "'$now'::timestamptz - interval '24 hours'" "'$now'::timestamptz" <<'PY'
+    python3 - "$(statement EXPORT_CURSOR)" "$day" <<'PY'
 import sys
-cursor, *values = sys.argv[1:]
-for n, value in reversed(list(enumerate(values, start=1))):
+cursor, values = sys.argv[1:]
+for n, value in reversed(list(enumerate(values.split(", "), start=1))):
     cursor = cursor.replace("$%d" % n, value)
 print("explain %s;" % cursor)
 PY
@@ -242,10 +265,13 @@ median_ms() {
     printf '%s\n' "${times[@]}" | sort -n | awk 'NR == 3 { printf "%7.1f", $1 * 1000 }'
 }
 hot_segment="$(encode "$hot_now")"
+month_ago="$(encode "$(admin -c "select to_json('$now'::timestamptz - interval '30 days') #>> '{}'")")"
 for path in \
     "/v1/stats/top" \
     "/v1/stats/top?reaction=angry" \
+    "/v1/stats/top?since=$month_ago" \
     "/v1/stats/totals" \
+    "/v1/stats/totals?since=$month_ago" \
     "/v1/articles/$hot_segment/timeseries" \
     "/v1/articles/$hot_segment/timeseries?bucket=day" \
     "/v1/stats/trending?window=1h" \
@@ -253,7 +279,7 @@ for path in \
     printf '  %s ms  GET %s (median of 5)\n' "$(median_ms "$path")" "$path"
 done
 echo "  peak memory of the service so far: $(peak_rss)"
-for window in "" "?since=1970-01-01T00:00:00Z"; do
+for window in "" "?since=$month_ago" "?since=1970-01-01T00:00:00Z"; do
     stats="$(curl -fs -H "Authorization: Bearer $token" -o "$out" \
         -w '%{time_total} %{size_download}' "$base/v1/stats/export.csv$window")"
     printf '  export.csv%s: %d rows, %d bytes in %.2f s; peak memory of the service: %s\n' \

@@ -14,6 +14,10 @@ use std::time::Duration;
 
 pub use postgres::{MIGRATOR, PgStore};
 pub use sqlite::SqliteStore;
+/// The PostgreSQL stats statements, for `scripts/stats-explain.sh` (through
+/// `examples/stats_sql.rs`); not an interface.
+#[doc(hidden)]
+pub use stats::sql as stats_sql;
 pub use stats::{ArticleCount, EXPORT_BATCH_ROWS, ExportRow, ExportStream, TrendingArticle};
 
 use crate::domain::{ArticleId, Reaction, ReactionCounts};

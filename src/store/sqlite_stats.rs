@@ -1,76 +1,253 @@
-//! The dashboard reads on SQLite: the same answers as [`super::stats`] gives on PostgreSQL.
+//! The dashboard reads on SQLite: the same answers as [`super::stats`] gives on PostgreSQL, read
+//! the same way, from the pieces of a [`WindowParts`]: whole days from `reaction_counts_daily`,
+//! whole hours from `reaction_counts_hourly` (migration
+//! `migrations/sqlite/20261127000001_stats_rollups.sql`) and the partial hours at the window's
+//! ends from `reactions`.
 //!
-//! Times are integer microseconds, so a window is an integer range over the indexes of migration
-//! `migrations/sqlite/20261126000003_stats_indexes.sql` and a bucket is integer arithmetic.
-//! SQLite is built here without its math functions, so the trending score is computed in Rust,
-//! with the same floating-point operations as the PostgreSQL query.
+//! Times are integer microseconds, so a piece is an integer range over an index and a bucket is
+//! integer arithmetic. The partial hours of `reactions` are read through the indexes of migration
+//! `migrations/sqlite/20261126000003_stats_indexes.sql`; the rollups through their primary key
+//! (one article) or their `bucket_start` index (site-wide). SQLite is built here without its math
+//! functions, so the trending score is computed in Rust, with the same floating-point operations
+//! as the PostgreSQL query.
 
 use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use futures_util::stream;
+use sqlx::Sqlite;
+use sqlx::query::QueryAs;
+use sqlx::sqlite::SqliteArguments;
 use tokio::sync::mpsc;
 
-use super::sqlite::{classify, json_array, micros, stored_article_id, stored_reaction};
+use super::sqlite::{classify, micros, stored_article_id, stored_reaction};
 use super::stats::{ArticleCount, EXPORT_BATCH_ROWS, ExportRow, ExportStream, TrendingArticle};
 use super::{SqliteStore, StoreError};
-use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow};
+use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, WindowParts};
 
-mod sql {
-    /// `$1` reaction keys (a JSON array), `$2` since, `$3` until, `$4` limit.
-    pub const TOP_ARTICLES: &str = "
-        select article_id, count(*) as held
-        from reactions
-        where reaction in (select value from json_each($1)) and updated_at >= $2 and updated_at < $3
-        group by article_id
-        order by held desc, article_id
-        limit $4";
-
-    /// `$1` reaction keys, `$2` since, `$3` until.
-    pub const WINDOW_TOTALS: &str = "
-        select reaction, count(*)
-        from reactions
-        where reaction in (select value from json_each($1)) and updated_at >= $2 and updated_at < $3
-        group by reaction";
-
-    /// `$1` article id, `$2` bucket width, `$3` since, `$4` until (microseconds). A bucket starts
-    /// at a multiple of its width from the epoch, rounded down for instants before it too.
-    pub const ARTICLE_TIMESERIES: &str = "
-        select updated_at - ((updated_at % $2) + $2) % $2 as bucket, reaction, count(*)
-        from reactions
-        where article_id = $1 and updated_at >= $3 and updated_at < $4
-        group by 1, 2
-        order by 1";
-
-    /// `$1` reaction keys, `$2` start of the previous window, `$3` start of the recent one,
-    /// `$4` until.
-    pub const TRENDING_PACES: &str = "
-        select article_id, recent, previous
-        from (select article_id,
-                     sum(updated_at >= $3) as recent,
-                     sum(updated_at < $3) as previous
-              from reactions
-              where reaction in (select value from json_each($1)) and updated_at >= $2 and updated_at < $4
-              group by article_id)
-        where recent > previous";
-
-    /// `$1` reaction keys, `$2` since, `$3` until. Reactions in display order, like the
-    /// PostgreSQL enum.
-    pub const EXPORT: &str = "
-        select article_id, reaction, count(*)
-        from reactions
-        where reaction in (select value from json_each($1)) and updated_at >= $2 and updated_at < $3
-        group by article_id, reaction
-        order by article_id, case reaction
-            when 'like' then 0 when 'dislike' then 1 when 'love' then 2 when 'funny' then 3
-            when 'angry' then 4 when 'sad' then 5 when 'wow' then 6 end";
+/// The rows a window is read from, one select per piece of [`WindowParts`], each giving
+/// `(article_id, at, like_count, …, wow_count)`: a reaction of the window's partial first or last
+/// hour counts 1 in its column at its `updated_at`; a row of a rollup gives its counts at its
+/// bucket's start. Summed, they are the window's counts. `$reactions` restricts the two pieces of
+/// `reactions`, `$rollups` the three of the rollups (to one article, say); the other arguments are
+/// the parameters holding the six instants in order.
+///
+/// `every_article` names all seven reactions in the pieces of `reactions`, so that SQLite bounds
+/// the first column of `(reaction, updated_at)` and reads one short range per reaction. One
+/// article's pieces leave the reaction free: they read `(article_id, updated_at, reaction)`.
+macro_rules! window_rows {
+    (every_article, $since:literal, $hours_from:literal, $days_from:literal, $days_until:literal,
+     $hours_until:literal, $until:literal) => {
+        window_rows!(
+            "reaction in ('like', 'dislike', 'love', 'funny', 'angry', 'sad', 'wow')",
+            "true",
+            $since,
+            $hours_from,
+            $days_from,
+            $days_until,
+            $hours_until,
+            $until
+        )
+    };
+    ($reactions:literal, $rollups:literal, $since:literal, $hours_from:literal, $days_from:literal,
+     $days_until:literal, $hours_until:literal, $until:literal) => {
+        concat!(
+            "select article_id, updated_at as at, reaction = 'like' as like_count,
+                    reaction = 'dislike' as dislike_count, reaction = 'love' as love_count,
+                    reaction = 'funny' as funny_count, reaction = 'angry' as angry_count,
+                    reaction = 'sad' as sad_count, reaction = 'wow' as wow_count
+             from reactions
+             where ",
+            $reactions,
+            " and updated_at >= ",
+            $since,
+            " and updated_at < ",
+            $hours_from,
+            "
+             union all
+             select article_id, updated_at, reaction = 'like', reaction = 'dislike', reaction = 'love',
+                    reaction = 'funny', reaction = 'angry', reaction = 'sad', reaction = 'wow'
+             from reactions
+             where ",
+            $reactions,
+            " and updated_at >= ",
+            $hours_until,
+            " and updated_at < ",
+            $until,
+            "
+             union all
+             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
+                    angry_count, sad_count, wow_count
+             from reaction_counts_hourly
+             where ",
+            $rollups,
+            " and bucket_start >= ",
+            $hours_from,
+            " and bucket_start < ",
+            $days_from,
+            "
+             union all
+             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
+                    angry_count, sad_count, wow_count
+             from reaction_counts_hourly
+             where ",
+            $rollups,
+            " and bucket_start >= ",
+            $days_until,
+            " and bucket_start < ",
+            $hours_until,
+            "
+             union all
+             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
+                    angry_count, sad_count, wow_count
+             from reaction_counts_daily
+             where ",
+            $rollups,
+            " and bucket_start >= ",
+            $days_from,
+            " and bucket_start < ",
+            $days_until
+        )
+    };
 }
 
-/// The reaction keys a query counts, as the JSON array `json_each` reads; all seven when empty.
-fn reaction_keys(reactions: &[Reaction]) -> String {
-    let reactions = if reactions.is_empty() { &Reaction::ALL[..] } else { reactions };
-    json_array(&reactions.iter().map(|r| r.key()).collect::<Vec<_>>())
+/// The sum of each reaction's column of window rows, in display order.
+macro_rules! column_sums {
+    () => {
+        "sum(like_count) as like_count, sum(dislike_count) as dislike_count, sum(love_count) as love_count,
+         sum(funny_count) as funny_count, sum(angry_count) as angry_count, sum(sad_count) as sad_count,
+         sum(wow_count) as wow_count"
+    };
+}
+
+/// The sum of every column of window rows: all their reactions.
+macro_rules! total_sum {
+    () => {
+        "sum(like_count + dislike_count + love_count + funny_count + angry_count + sad_count + wow_count)"
+    };
+}
+
+/// The statements. Six consecutive parameters hold the instants of a [`WindowParts`] in order,
+/// as microseconds.
+mod sql {
+    /// `$1`–`$7` reaction weights in display order (1 counted, 0 not), `$8`–`$13` the window,
+    /// `$14` limit.
+    pub const TOP_ARTICLES: &str = concat!(
+        "select article_id, held
+         from (select article_id,
+                      sum(like_count * $1 + dislike_count * $2 + love_count * $3 + funny_count * $4
+                          + angry_count * $5 + sad_count * $6 + wow_count * $7) as held
+               from (",
+        window_rows!(every_article, "$8", "$9", "$10", "$11", "$12", "$13"),
+        ")
+               group by article_id)
+         where held > 0
+         order by held desc, article_id
+         limit $14"
+    );
+
+    /// `$1`–`$6` the window. Counts per reaction in display order.
+    pub const WINDOW_TOTALS: &str = concat!(
+        "select ",
+        column_sums!(),
+        " from (",
+        window_rows!(every_article, "$1", "$2", "$3", "$4", "$5", "$6"),
+        ")"
+    );
+
+    /// `$1` article id, `$2`–`$7` the window (no daily pieces for hourly buckets), `$8` bucket
+    /// width (microseconds). A bucket starts at a multiple of its width from the epoch, rounded
+    /// down for instants before it too. Counts per reaction in display order.
+    pub const ARTICLE_TIMESERIES: &str = concat!(
+        "select at - ((at % $8) + $8) % $8 as bucket, ",
+        column_sums!(),
+        " from (",
+        window_rows!("article_id = $1", "article_id = $1", "$2", "$3", "$4", "$5", "$6", "$7"),
+        ")
+         group by 1
+         order by 1"
+    );
+
+    /// `$1`–`$6` the previous window, `$7`–`$12` the recent one. The articles with more
+    /// reactions in the recent window than in the previous one.
+    pub const TRENDING_PACES: &str = concat!(
+        "select article_id, recent, previous
+         from (select article_id, sum(recent) as recent, sum(previous) as previous
+               from (select article_id, ",
+        total_sum!(),
+        " as recent, 0 as previous
+                     from (",
+        window_rows!(every_article, "$7", "$8", "$9", "$10", "$11", "$12"),
+        ")
+                     group by article_id
+                     union all
+                     select article_id, 0, ",
+        total_sum!(),
+        " from (",
+        window_rows!(every_article, "$1", "$2", "$3", "$4", "$5", "$6"),
+        ")
+                     group by article_id)
+               group by article_id)
+         where recent > previous"
+    );
+
+    /// `$1`–`$6` the window. Reactions in display order, like the PostgreSQL enum, counts above
+    /// zero only.
+    pub const EXPORT: &str = concat!(
+        "with reaction_order(position, reaction_key) as (
+             values (1, 'like'), (2, 'dislike'), (3, 'love'), (4, 'funny'), (5, 'angry'), (6, 'sad'),
+                    (7, 'wow')
+         )
+         select article_id, reaction_key, count
+         from (select articles.article_id, reaction_order.position, reaction_order.reaction_key,
+                      case reaction_order.position
+                          when 1 then like_count when 2 then dislike_count when 3 then love_count
+                          when 4 then funny_count when 5 then angry_count when 6 then sad_count
+                          when 7 then wow_count
+                      end as count
+               from (select article_id, ",
+        column_sums!(),
+        " from (",
+        window_rows!(every_article, "$1", "$2", "$3", "$4", "$5", "$6"),
+        ")
+                     group by article_id) as articles
+               cross join reaction_order)
+         where count > 0
+         order by article_id, position"
+    );
+}
+
+/// One weight per reaction in display order: 1 for those counted, all when `reactions` is empty.
+fn reaction_weights(reactions: &[Reaction]) -> [i64; 7] {
+    Reaction::ALL.map(|r| i64::from(reactions.is_empty() || reactions.contains(&r)))
+}
+
+/// Binds the six instants of `parts`, in order and as microseconds, as the query's next
+/// parameters.
+fn bind_window<'q, O>(
+    query: QueryAs<'q, Sqlite, O, SqliteArguments>,
+    parts: &WindowParts,
+) -> QueryAs<'q, Sqlite, O, SqliteArguments> {
+    [parts.since, parts.hours_from, parts.days_from, parts.days_until, parts.hours_until, parts.until]
+        .into_iter()
+        .fold(query, |query, instant| query.bind(micros(instant)))
+}
+
+/// A row of counts per reaction in display order; `None` when no row was summed.
+type CountsRow = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+/// A time-series bucket's start (microseconds) and its counts per reaction in display order.
+type BucketRow =
+    (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+fn counts_of(row: CountsRow) -> ReactionCounts {
+    let (like, dislike, love, funny, angry, sad, wow) = row;
+    let mut counts = ReactionCounts::default();
+    for (reaction, count) in Reaction::ALL.into_iter().zip([like, dislike, love, funny, angry, sad, wow]) {
+        counts.add(reaction, count.unwrap_or(0));
+    }
+    counts
 }
 
 impl SqliteStore {
@@ -81,10 +258,10 @@ impl SqliteStore {
         reactions: &[Reaction],
         limit: u32,
     ) -> Result<Vec<ArticleCount>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(sql::TOP_ARTICLES)
-            .bind(reaction_keys(reactions))
-            .bind(micros(window.since()))
-            .bind(micros(window.until()))
+        let query = reaction_weights(reactions)
+            .into_iter()
+            .fold(sqlx::query_as(sql::TOP_ARTICLES), |query, weight| query.bind(weight));
+        let rows: Vec<(String, i64)> = bind_window(query, &WindowParts::new(window, Bucket::Day))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
@@ -96,18 +273,12 @@ impl SqliteStore {
 
     #[tracing::instrument(skip_all)]
     pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(sql::WINDOW_TOTALS)
-            .bind(reaction_keys(&[]))
-            .bind(micros(window.since()))
-            .bind(micros(window.until()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| classify(e, "while reading the totals"))?;
-        let mut counts = ReactionCounts::default();
-        for (reaction, count) in rows {
-            counts.add(stored_reaction(&reaction)?, count);
-        }
-        Ok(counts)
+        let row: CountsRow =
+            bind_window(sqlx::query_as(sql::WINDOW_TOTALS), &WindowParts::new(window, Bucket::Day))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| classify(e, "while reading the totals"))?;
+        Ok(counts_of(row))
     }
 
     #[tracing::instrument(skip_all, fields(%bucket))]
@@ -118,27 +289,22 @@ impl SqliteStore {
         bucket: Bucket,
     ) -> Result<Vec<(DateTime<Utc>, ReactionCounts)>, StoreError> {
         let width = bucket.width().num_microseconds().expect("a bucket is far shorter than 292,000 years");
-        let rows: Vec<(i64, String, i64)> = sqlx::query_as(sql::ARTICLE_TIMESERIES)
-            .bind(article_id.as_str())
+        let query = sqlx::query_as(sql::ARTICLE_TIMESERIES).bind(article_id.as_str());
+        let rows: Vec<BucketRow> = bind_window(query, &WindowParts::new(window, bucket))
             .bind(width)
-            .bind(micros(window.since()))
-            .bind(micros(window.until()))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(e, "while reading a time series"))?;
-        let mut series: Vec<(DateTime<Utc>, ReactionCounts)> = Vec::new();
-        for (start, reaction, count) in rows {
+        let mut series = Vec::with_capacity(rows.len());
+        for (start, like, dislike, love, funny, angry, sad, wow) in rows {
+            let counts = counts_of((like, dislike, love, funny, angry, sad, wow));
+            // A rollup row whose reactions all went elsewhere holds zeros: no bucket for it.
+            if counts.total() == 0 {
+                continue;
+            }
             let start = DateTime::from_timestamp_micros(start)
                 .ok_or_else(|| StoreError::Other(anyhow::anyhow!("a bucket start out of range: {start}")))?;
-            let reaction = stored_reaction(&reaction)?;
-            match series.last_mut() {
-                Some((last, counts)) if *last == start => counts.add(reaction, count),
-                _ => {
-                    let mut counts = ReactionCounts::default();
-                    counts.add(reaction, count);
-                    series.push((start, counts));
-                }
-            }
+            series.push((start, counts));
         }
         Ok(series)
     }
@@ -149,12 +315,11 @@ impl SqliteStore {
         recent: &TimeWindow,
         limit: u32,
     ) -> Result<Vec<TrendingArticle>, StoreError> {
-        let previous_since = recent.since() - (recent.until() - recent.since());
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(sql::TRENDING_PACES)
-            .bind(reaction_keys(&[]))
-            .bind(micros(previous_since))
-            .bind(micros(recent.since()))
-            .bind(micros(recent.until()))
+        let previous = TimeWindow::new(recent.since() - (recent.until() - recent.since()), recent.since())
+            .expect("a window before a non-empty window is not empty");
+        let query =
+            bind_window(sqlx::query_as(sql::TRENDING_PACES), &WindowParts::new(&previous, Bucket::Day));
+        let rows: Vec<(String, i64, i64)> = bind_window(query, &WindowParts::new(recent, Bucket::Day))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(e, "while reading trending articles"))?;
@@ -185,13 +350,10 @@ impl SqliteStore {
     #[tracing::instrument(skip_all)]
     pub async fn export_counts(&self, window: &TimeWindow) -> Result<ExportStream, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(|e| classify(e, "while starting the export"))?;
-        let (since, until) = (micros(window.since()), micros(window.until()));
+        let parts = WindowParts::new(window, Bucket::Day);
         let (batches, receiver) = mpsc::channel::<Result<Vec<ExportRow>, StoreError>>(1);
         tokio::spawn(async move {
-            let mut rows = sqlx::query_as::<_, (String, String, i64)>(sql::EXPORT)
-                .bind(reaction_keys(&[]))
-                .bind(since)
-                .bind(until)
+            let mut rows = bind_window(sqlx::query_as::<_, (String, String, i64)>(sql::EXPORT), &parts)
                 .fetch(&mut *conn)
                 .chunks(EXPORT_BATCH_ROWS);
             while let Some(chunk) = rows.next().await {

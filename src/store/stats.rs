@@ -1,12 +1,16 @@
 //! The dashboard reads: counts of the reactions currently held whose last change falls in a
 //! time window.
 //!
-//! Every query reads `reactions.updated_at` through one of the indexes of migration
-//! `20261126000003_stats_indexes.sql`: `(reaction, updated_at) include (article_id)` for the
-//! site-wide windows and `(article_id, updated_at) include (reaction)` for one article's time
-//! series, both answered by index-only scans. Site-wide queries always constrain `reaction` (to
-//! all seven when the caller asked for no particular one) so that the first column of the index
-//! is bounded and PostgreSQL does one range scan per reaction instead of reading the whole index.
+//! A window is read in pieces ([`WindowParts`]): whole UTC days from `reaction_counts_daily`,
+//! whole hours at its ends from `reaction_counts_hourly`, and only its partial first and last
+//! hour from `reactions` itself. The rollups are kept by triggers on `reactions` (migration
+//! `20261127000001_stats_rollups.sql`), in the transaction of every change, so a window's counts
+//! are exact and its cost grows with the articles active in it, not with its reactions: a month
+//! is about 30 daily rows and up to 46 hourly rows per active article.
+//!
+//! The partial hours are read through the indexes of migration `20261126000003_stats_indexes.sql`
+//! (`(reaction, updated_at)` site-wide, naming all seven reactions so that the first index column
+//! is bounded, and `(article_id, updated_at)` for one article's time series).
 //! `docs/stats-performance.md` has the plans and timings on ten million rows.
 
 use anyhow::Context as _;
@@ -150,7 +154,7 @@ macro_rules! column_sums {
 /// The statements, by name. `scripts/stats-explain.sh` reads them from this file, so that the
 /// plans it prints are those of exactly what the service runs. Six consecutive parameters hold
 /// the instants of a [`WindowParts`] in order.
-mod sql {
+pub mod sql {
     /// `$1` reaction weights, `$2`–`$7` the window, `$8` limit.
     pub const TOP_ARTICLES: &str = concat!(
         "select article_id, held
@@ -266,6 +270,18 @@ fn bind_window<'q, O>(
 /// A row of counts per reaction in display order.
 type CountsRow = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
 
+/// A row of a time series: a bucket's start and its counts.
+type SeriesRow = (
+    DateTime<Utc>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
 fn counts_of(row: CountsRow) -> ReactionCounts {
     let (like, dislike, love, funny, angry, sad, wow) = row;
     let mut counts = ReactionCounts::default();
@@ -319,16 +335,7 @@ impl super::PgStore {
         // date_bin from the epoch: the same UTC-aligned starts as `Bucket::floor`, whatever the
         // session's time zone.
         let query = sqlx::query_as(sql::ARTICLE_TIMESERIES).bind(article_id.as_str());
-        let rows: Vec<(
-            DateTime<Utc>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-        )> = bind_window(query, &WindowParts::new(window, bucket))
+        let rows: Vec<SeriesRow> = bind_window(query, &WindowParts::new(window, bucket))
             .bind(bucket.width())
             .bind(DateTime::UNIX_EPOCH)
             .fetch_all(&self.pool)

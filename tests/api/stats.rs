@@ -414,13 +414,14 @@ async fn windows_of_any_length_and_alignment_count_exactly_the_reactions_inside_
     use rand::{Rng as _, SeedableRng as _};
     const KEYS: [&str; 7] = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
     const ARTICLES: [&str; 5] = ["a", "b", "c", "d", "e"];
+    type Row<'a> = (&'a str, &'a str, DateTime<Utc>);
     let app = app_with_admin_token(Some(ADMIN_TOKEN)).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(20251127);
     let origin: DateTime<Utc> = "2025-11-01T00:00:00Z".parse().unwrap();
     let micros = |rng: &mut rand::rngs::StdRng, upto: TimeDelta| {
         TimeDelta::microseconds(rng.random_range(0..upto.num_microseconds().unwrap()))
     };
-    let rows: Vec<(&str, &str, DateTime<Utc>)> = (0..800)
+    let rows: Vec<Row> = (0..800)
         .map(|_| {
             // more reactions on the first articles
             let article = ARTICLES[rng.random_range(0..5).min(rng.random_range(0..5))];
@@ -444,9 +445,8 @@ async fn windows_of_any_length_and_alignment_count_exactly_the_reactions_inside_
 
     let fmt = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     for (since, until) in windows {
-        let inside: Vec<&(&str, &str, DateTime<Utc>)> =
-            rows.iter().filter(|(_, _, at)| since <= *at && *at < until).collect();
-        let count = |keep: &dyn Fn(&(&str, &str, DateTime<Utc>)) -> bool| {
+        let inside: Vec<&Row> = rows.iter().filter(|(_, _, at)| since <= *at && *at < until).collect();
+        let count = |keep: &dyn Fn(&Row) -> bool| {
             inside.iter().filter(|row| keep(row)).count() as i64
         };
         let window = format!("since={}&until={}", fmt(since), fmt(until));
