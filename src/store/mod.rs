@@ -4,6 +4,26 @@
 //! in as a new variant without touching the HTTP code: PostgreSQL for production, SQLite as the
 //! embedded default that needs no server.
 
+/// A piece of a stats window read from a rollup table (`reaction_counts_hourly` or
+/// `reaction_counts_daily`): its rows' counts, at their bucket's start. The same SQL on both
+/// backends; `stats` and `sqlite_stats` assemble windows from it.
+macro_rules! rollup_piece {
+    ($table:literal, $filter:literal, $from:literal, $to:literal) => {
+        concat!(
+            "select article_id, bucket_start as at, like_count, dislike_count, love_count,
+                    funny_count, angry_count, sad_count, wow_count
+             from ",
+            $table,
+            " where ",
+            $filter,
+            " and bucket_start >= ",
+            $from,
+            " and bucket_start < ",
+            $to
+        )
+    };
+}
+
 mod postgres;
 mod sqlite;
 mod sqlite_stats;

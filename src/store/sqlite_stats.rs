@@ -26,12 +26,30 @@ use super::stats::{ArticleCount, EXPORT_BATCH_ROWS, ExportRow, ExportStream, Tre
 use super::{SqliteStore, StoreError};
 use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, WindowParts};
 
+/// A piece of a window read from `reactions`: each row counts 1 in its reaction's column, at
+/// its `updated_at`.
+macro_rules! reactions_piece {
+    ($filter:literal, $from:literal, $to:literal) => {
+        concat!(
+            "select article_id, updated_at as at, reaction = 'like' as like_count,
+                    reaction = 'dislike' as dislike_count, reaction = 'love' as love_count,
+                    reaction = 'funny' as funny_count, reaction = 'angry' as angry_count,
+                    reaction = 'sad' as sad_count, reaction = 'wow' as wow_count
+             from reactions
+             where ",
+            $filter,
+            " and updated_at >= ",
+            $from,
+            " and updated_at < ",
+            $to
+        )
+    };
+}
+
 /// The rows a window is read from, one select per piece of [`WindowParts`], each giving
-/// `(article_id, at, like_count, …, wow_count)`: a reaction of the window's partial first or last
-/// hour counts 1 in its column at its `updated_at`; a row of a rollup gives its counts at its
-/// bucket's start. Summed, they are the window's counts. `$reactions` restricts the two pieces of
-/// `reactions`, `$rollups` the three of the rollups (to one article, say); the other arguments are
-/// the parameters holding the six instants in order.
+/// `(article_id, at, like_count, …, wow_count)`. Summed, they are the window's counts.
+/// `$reactions` restricts the two pieces of `reactions`, `$rollups` the three of the rollups (to
+/// one article, say); the other arguments are the parameters holding the six instants in order.
 ///
 /// `every_article` names all seven reactions in the pieces of `reactions`, so that SQLite bounds
 /// the first column of `(reaction, updated_at)` and reads one short range per reaction. One
@@ -53,61 +71,15 @@ macro_rules! window_rows {
     ($reactions:literal, $rollups:literal, $since:literal, $hours_from:literal, $days_from:literal,
      $days_until:literal, $hours_until:literal, $until:literal) => {
         concat!(
-            "select article_id, updated_at as at, reaction = 'like' as like_count,
-                    reaction = 'dislike' as dislike_count, reaction = 'love' as love_count,
-                    reaction = 'funny' as funny_count, reaction = 'angry' as angry_count,
-                    reaction = 'sad' as sad_count, reaction = 'wow' as wow_count
-             from reactions
-             where ",
-            $reactions,
-            " and updated_at >= ",
-            $since,
-            " and updated_at < ",
-            $hours_from,
-            "
-             union all
-             select article_id, updated_at, reaction = 'like', reaction = 'dislike', reaction = 'love',
-                    reaction = 'funny', reaction = 'angry', reaction = 'sad', reaction = 'wow'
-             from reactions
-             where ",
-            $reactions,
-            " and updated_at >= ",
-            $hours_until,
-            " and updated_at < ",
-            $until,
-            "
-             union all
-             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
-                    angry_count, sad_count, wow_count
-             from reaction_counts_hourly
-             where ",
-            $rollups,
-            " and bucket_start >= ",
-            $hours_from,
-            " and bucket_start < ",
-            $days_from,
-            "
-             union all
-             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
-                    angry_count, sad_count, wow_count
-             from reaction_counts_hourly
-             where ",
-            $rollups,
-            " and bucket_start >= ",
-            $days_until,
-            " and bucket_start < ",
-            $hours_until,
-            "
-             union all
-             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
-                    angry_count, sad_count, wow_count
-             from reaction_counts_daily
-             where ",
-            $rollups,
-            " and bucket_start >= ",
-            $days_from,
-            " and bucket_start < ",
-            $days_until
+            reactions_piece!($reactions, $since, $hours_from),
+            " union all ",
+            reactions_piece!($reactions, $hours_until, $until),
+            " union all ",
+            rollup_piece!("reaction_counts_hourly", $rollups, $hours_from, $days_from),
+            " union all ",
+            rollup_piece!("reaction_counts_hourly", $rollups, $days_until, $hours_until),
+            " union all ",
+            rollup_piece!("reaction_counts_daily", $rollups, $days_from, $days_until)
         )
     };
 }

@@ -57,17 +57,11 @@ pub struct ExportRow {
 /// stream is polled. Dropping the stream ends the export and frees its connection.
 pub type ExportStream = BoxStream<'static, Result<Vec<ExportRow>, StoreError>>;
 
-/// The rows a window is read from, one select per piece of [`WindowParts`], each giving
-/// `(article_id, at, like_count, …, wow_count)`: a reaction of the window's partial first or last
-/// hour counts 1 in its column at its `updated_at`; a row of a rollup gives its counts at its
-/// bucket's start. Summed, they are the window's counts. `$filter` restricts every piece (to one
-/// article, say); the other arguments are the parameters holding the six instants in order.
-///
-/// The site-wide pieces of `reactions` name all seven reactions so that PostgreSQL bounds the
-/// first column of `(reaction, updated_at)` and scans one short range per reaction.
-macro_rules! window_rows {
-    ($filter:literal, $since:literal, $hours_from:literal, $days_from:literal, $days_until:literal,
-     $hours_until:literal, $until:literal) => {
+/// A piece of a window read from `reactions`: each row counts 1 in its reaction's column, at
+/// its `updated_at`. Naming all seven reactions lets PostgreSQL bound the first column of
+/// `(reaction, updated_at)` and scan one short range per reaction.
+macro_rules! reactions_piece {
+    ($filter:literal, $from:literal, $to:literal) => {
         concat!(
             "select article_id, updated_at as at, (reaction = 'like')::int as like_count,
                     (reaction = 'dislike')::int as dislike_count, (reaction = 'love')::int as love_count,
@@ -76,57 +70,31 @@ macro_rules! window_rows {
              from reactions
              where reaction = any(enum_range(null::reaction)) and ",
             $filter,
-            "
-               and updated_at >= ",
-            $since,
+            " and updated_at >= ",
+            $from,
             " and updated_at < ",
-            $hours_from,
-            "
-             union all
-             select article_id, updated_at, (reaction = 'like')::int, (reaction = 'dislike')::int,
-                    (reaction = 'love')::int, (reaction = 'funny')::int, (reaction = 'angry')::int,
-                    (reaction = 'sad')::int, (reaction = 'wow')::int
-             from reactions
-             where reaction = any(enum_range(null::reaction)) and ",
-            $filter,
-            "
-               and updated_at >= ",
-            $hours_until,
-            " and updated_at < ",
-            $until,
-            "
-             union all
-             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
-                    angry_count, sad_count, wow_count
-             from reaction_counts_hourly
-             where ",
-            $filter,
-            " and bucket_start >= ",
-            $hours_from,
-            " and bucket_start < ",
-            $days_from,
-            "
-             union all
-             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
-                    angry_count, sad_count, wow_count
-             from reaction_counts_hourly
-             where ",
-            $filter,
-            " and bucket_start >= ",
-            $days_until,
-            " and bucket_start < ",
-            $hours_until,
-            "
-             union all
-             select article_id, bucket_start, like_count, dislike_count, love_count, funny_count,
-                    angry_count, sad_count, wow_count
-             from reaction_counts_daily
-             where ",
-            $filter,
-            " and bucket_start >= ",
-            $days_from,
-            " and bucket_start < ",
-            $days_until
+            $to
+        )
+    };
+}
+
+/// The rows a window is read from, one select per piece of [`WindowParts`], each giving
+/// `(article_id, at, like_count, …, wow_count)`. Summed, they are the window's counts. `$filter`
+/// restricts every piece (to one article, say); the other arguments are the parameters holding
+/// the six instants in order.
+macro_rules! window_rows {
+    ($filter:literal, $since:literal, $hours_from:literal, $days_from:literal, $days_until:literal,
+     $hours_until:literal, $until:literal) => {
+        concat!(
+            reactions_piece!($filter, $since, $hours_from),
+            " union all ",
+            reactions_piece!($filter, $hours_until, $until),
+            " union all ",
+            rollup_piece!("reaction_counts_hourly", $filter, $hours_from, $days_from),
+            " union all ",
+            rollup_piece!("reaction_counts_hourly", $filter, $days_until, $hours_until),
+            " union all ",
+            rollup_piece!("reaction_counts_daily", $filter, $days_from, $days_until)
         )
     };
 }
