@@ -82,6 +82,12 @@ pub struct PoolStatus {
     pub max: u32,
 }
 
+impl PoolStatus {
+    fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
+        Self { size: pool.size(), idle: pool.num_idle(), max: pool.options().get_max_connections() }
+    }
+}
+
 /// How the service connects to its database.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -141,8 +147,8 @@ impl Store {
     /// Connections open, idle and allowed.
     pub fn pool_status(&self) -> PoolStatus {
         match self {
-            Self::Postgres(s) => s.pool_status(),
-            Self::Sqlite(s) => s.pool_status(),
+            Self::Postgres(s) => PoolStatus::of(&s.pool),
+            Self::Sqlite(s) => PoolStatus::of(&s.pool),
         }
     }
 

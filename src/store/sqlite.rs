@@ -58,14 +58,6 @@ impl SqliteStore {
         MIGRATOR.run(&self.pool).await.context("while applying migrations").map_err(classify_anyhow)
     }
 
-    pub fn pool_status(&self) -> super::PoolStatus {
-        super::PoolStatus {
-            size: self.pool.size(),
-            idle: self.pool.num_idle(),
-            max: self.pool.options().get_max_connections(),
-        }
-    }
-
     #[tracing::instrument(skip_all)]
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("select 1")
