@@ -112,7 +112,10 @@ FAILED=0
 
 echo "anchor: pgbench, naive one-statement write on one hot article…" >&2
 psql "$SERVER/postgres" -qc "create database $NAIVE_DB" >/dev/null
-for migration in migrations/*.sql; do psql "$SERVER/$NAIVE_DB" -q -v ON_ERROR_STOP=1 -f "$migration" >/dev/null; done
+# Each migration in a transaction of its own, as sqlx applies them.
+for migration in migrations/*.sql; do
+    psql "$SERVER/$NAIVE_DB" -q -v ON_ERROR_STOP=1 --single-transaction -f "$migration" >/dev/null
+done
 pgbench_out=$(pgbench -n -M prepared -c "$PGBENCH_CLIENTS" -j 2 -T "${DURATION%s}" -f bench/naive.sql "$SERVER/$NAIVE_DB" 2>&1)
 PGBENCH_TPS=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' <<<"$pgbench_out" | head -n1)
 PGBENCH_TPS=${PGBENCH_TPS%.*}

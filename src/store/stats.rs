@@ -57,38 +57,46 @@ pub struct ExportRow {
 /// stream is polled. Dropping the stream ends the export and frees its connection.
 pub type ExportStream = BoxStream<'static, Result<Vec<ExportRow>, StoreError>>;
 
-/// A piece of a window read from `reactions`: each row counts 1 in its reaction's column, at
-/// its `updated_at`. Naming all seven reactions lets PostgreSQL bound the first column of
-/// `(reaction, updated_at)` and scan one short range per reaction.
+/// A piece of a window read from `reactions`: its rows counted per reaction, grouped by article
+/// and by `$at`, an expression of `updated_at` (the bucket of a time series, or a constant
+/// where the time does not matter), so that the queries around it handle one row per group
+/// rather than one per reaction. Naming all seven reactions lets PostgreSQL bound the first
+/// column of `(reaction, updated_at)` and scan one short range per reaction.
 macro_rules! reactions_piece {
-    ($filter:literal, $from:literal, $to:literal) => {
+    ($filter:literal, $at:literal, $from:literal, $to:literal) => {
         concat!(
-            "select article_id, updated_at as at, (reaction = 'like')::int as like_count,
-                    (reaction = 'dislike')::int as dislike_count, (reaction = 'love')::int as love_count,
-                    (reaction = 'funny')::int as funny_count, (reaction = 'angry')::int as angry_count,
-                    (reaction = 'sad')::int as sad_count, (reaction = 'wow')::int as wow_count
+            "select article_id, ",
+            $at,
+            " as at, count(*) filter (where reaction = 'like') as like_count,
+                    count(*) filter (where reaction = 'dislike') as dislike_count,
+                    count(*) filter (where reaction = 'love') as love_count,
+                    count(*) filter (where reaction = 'funny') as funny_count,
+                    count(*) filter (where reaction = 'angry') as angry_count,
+                    count(*) filter (where reaction = 'sad') as sad_count,
+                    count(*) filter (where reaction = 'wow') as wow_count
              from reactions
              where reaction = any(enum_range(null::reaction)) and ",
             $filter,
             " and updated_at >= ",
             $from,
             " and updated_at < ",
-            $to
+            $to,
+            " group by article_id, at"
         )
     };
 }
 
 /// The rows a window is read from, one select per piece of [`WindowParts`], each giving
 /// `(article_id, at, like_count, …, wow_count)`. Summed, they are the window's counts. `$filter`
-/// restricts every piece (to one article, say); the other arguments are the parameters holding
-/// the six instants in order.
+/// restricts every piece (to one article, say); `$at` groups the rows of `reactions` (see
+/// [`reactions_piece`]); the other arguments are the parameters holding the six instants in order.
 macro_rules! window_rows {
-    ($filter:literal, $since:literal, $hours_from:literal, $days_from:literal, $days_until:literal,
-     $hours_until:literal, $until:literal) => {
+    ($filter:literal, $at:literal, $since:literal, $hours_from:literal, $days_from:literal,
+     $days_until:literal, $hours_until:literal, $until:literal) => {
         concat!(
-            reactions_piece!($filter, $since, $hours_from),
+            reactions_piece!($filter, $at, $since, $hours_from),
             " union all ",
-            reactions_piece!($filter, $hours_until, $until),
+            reactions_piece!($filter, $at, $hours_until, $until),
             " union all ",
             rollup_piece!("reaction_counts_hourly", $filter, $hours_from, $days_from),
             " union all ",
@@ -130,7 +138,7 @@ pub mod sql {
         weighted_sum!(),
         " as held
                from (",
-        window_rows!("true", "$2", "$3", "$4", "$5", "$6", "$7"),
+        window_rows!("true", "null::timestamptz", "$2", "$3", "$4", "$5", "$6", "$7"),
         ") as w
                group by article_id) as articles
          where held > 0
@@ -143,7 +151,7 @@ pub mod sql {
         "select ",
         column_sums!(),
         " from (",
-        window_rows!("true", "$1", "$2", "$3", "$4", "$5", "$6"),
+        window_rows!("true", "null::timestamptz", "$1", "$2", "$3", "$4", "$5", "$6"),
         ") as w"
     );
 
@@ -153,7 +161,7 @@ pub mod sql {
         "select date_bin($8, at, $9) as bucket, ",
         column_sums!(),
         " from (",
-        window_rows!("article_id = $1", "$2", "$3", "$4", "$5", "$6", "$7"),
+        window_rows!("article_id = $1", "date_bin($8, updated_at, $9)", "$2", "$3", "$4", "$5", "$6", "$7"),
         ") as w
          group by 1
          order by 1"
@@ -169,14 +177,14 @@ pub mod sql {
         weighted_sum!(),
         " as recent, 0 as previous
                      from (",
-        window_rows!("true", "$8", "$9", "$10", "$11", "$12", "$13"),
+        window_rows!("true", "null::timestamptz", "$8", "$9", "$10", "$11", "$12", "$13"),
         ") as w
                      group by article_id
                      union all
                      select article_id, 0, ",
         weighted_sum!(),
         " from (",
-        window_rows!("true", "$2", "$3", "$4", "$5", "$6", "$7"),
+        window_rows!("true", "null::timestamptz", "$2", "$3", "$4", "$5", "$6", "$7"),
         ") as w
                      group by article_id) as paces
                group by article_id) as articles
@@ -205,7 +213,7 @@ pub mod sql {
          from (select article_id, ",
         column_sums!(),
         " from (",
-        window_rows!("true", "$1", "$2", "$3", "$4", "$5", "$6"),
+        window_rows!("true", "null::timestamptz", "$1", "$2", "$3", "$4", "$5", "$6"),
         ") as w
                group by article_id) as articles(article_id, l, d, lo, f, a, s, wo)
          cross join lateral (values (1, 'like', l), (2, 'dislike', d), (3, 'love', lo),
