@@ -6,8 +6,9 @@
 # following it with a 12-hour mean delay (the few that would lie in the future fall anywhere in
 # the 30 days instead), a few articles far more popular than the rest, stored in the order of
 # their time as a live table fills. Applies the migrations with sqlx-cli and prints EXPLAIN
-# (ANALYZE, BUFFERS) of every stats query exactly as src/store/stats.rs runs it (its statements
-# are read from that file), then the execution times without per-node timing (which inflates
+# (ANALYZE, BUFFERS) of every stats query exactly as src/store/stats.rs runs it (the statements,
+# and the pieces each window is cut into, come from the service's code through
+# examples/stats_sql.rs), then the execution times without per-node timing (which inflates
 # them), as a custom plan and as the generic plan a prepared statement switches to. Then it runs
 # the service (a release build) on the data and times the endpoints and the CSV export over
 # HTTP, with the service's peak memory. The scratch database is dropped at the end, and first if
