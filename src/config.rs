@@ -85,7 +85,9 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
-    /// Milliseconds after which any request is answered with 503.
+    /// Milliseconds after which any request is answered with 503. A request body must arrive
+    /// within half of it (else 408), a request head within all of it (else the connection is
+    /// closed).
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value = "5000", value_parser = parse_millis)]
     pub request_timeout: Duration,
 

@@ -16,6 +16,8 @@ pub mod http;
 pub mod identity;
 /// Read and change reactions: what handlers call.
 pub mod reactions;
+/// The HTTP/1.1 accept loop, with a deadline for each request head.
+pub mod serve;
 /// Wiring and running the service.
 pub mod startup;
 /// SQL and migrations.

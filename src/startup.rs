@@ -22,6 +22,8 @@ use crate::store::{Store, StoreOptions};
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// How long a request head may take to arrive: the request timeout.
+    head_timeout: std::time::Duration,
     purger: tokio::task::JoinHandle<()>,
     writers: WriterTasks,
 }
@@ -107,7 +109,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("while binding {}", config.listen_addr))?;
-        Ok(Self { listener, router, purger, writers })
+        Ok(Self { listener, router, head_timeout: config.request_timeout, purger, writers })
     }
 
     /// The address actually bound.
@@ -118,8 +120,7 @@ impl Application {
     /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "serving");
-        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let served = crate::serve::serve(self.listener, self.router, self.head_timeout, shutdown).await;
         self.purger.abort();
         // The router (and with it every handle on the write queue) is gone: the writers commit
         // and answer what is queued, then stop.

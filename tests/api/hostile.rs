@@ -602,3 +602,61 @@ async fn forged_huge_and_repeated_cookies_are_ignored_not_trusted() {
         assert_eq!(summary["total"], 1, "{:.40}", cookie);
     }
 }
+
+/// A slow request head (slowloris) holds a connection only as long as the request timeout: the
+/// head of a request must arrive within it, whether it never ends, trickles in or never starts,
+/// and other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_that_does_not_arrive_in_time_loses_its_connection() {
+    let app = hostile_app().await;
+    let address = socket_address(&app);
+    let heads: [(&str, &[&[u8]]); 3] = [
+        ("a head that stops before its end", &[b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "]),
+        ("a head trickled a byte every 300 ms", &[b"G", b"E", b"T", b" ", b"/", b"h", b"e", b"a", b"l", b"t", b"h"]),
+        ("a connection that sends nothing", &[]),
+    ];
+    let mut cases = Vec::new();
+    for (why, pieces) in heads {
+        let pieces: Vec<Vec<u8>> = pieces.iter().map(|p| p.to_vec()).collect();
+        cases.push(tokio::spawn(async move {
+            let mut stream = TcpStream::connect(address).await.expect("connect");
+            let (mut reader, mut writer) = stream.split();
+            let send = async {
+                for piece in pieces {
+                    if writer.write_all(&piece).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                std::future::pending::<()>().await
+            };
+            let mut data = Vec::new();
+            let mut buffer = [0u8; 4096];
+            let started = Instant::now();
+            let read = async {
+                while let Ok(n @ 1..) = reader.read(&mut buffer).await {
+                    data.extend_from_slice(&buffer[..n]);
+                }
+            };
+            let closed = tokio::select! {
+                () = send => unreachable!(),
+                closed = tokio::time::timeout(REQUEST_TIMEOUT * 3, read) => closed.is_ok().then(|| started.elapsed()),
+            };
+            (why, data, closed)
+        }));
+    }
+    let served_meanwhile = slowest_probe(&app, 5).await;
+
+    for case in cases {
+        let (why, data, closed) = case.await.unwrap();
+        let closed = closed.unwrap_or_else(|| panic!("{why}: the connection is still open after {:?}", REQUEST_TIMEOUT * 3));
+        assert!(closed >= REQUEST_TIMEOUT - Duration::from_millis(100), "{why}: closed early, after {closed:?}");
+        assert!(closed < REQUEST_TIMEOUT + Duration::from_secs(1), "{why}: closed after {closed:?}");
+        let answer = String::from_utf8_lossy(&data);
+        assert!(
+            data.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{why}: nothing, or a 408, before the close; got {answer:?}"
+        );
+    }
+    assert!(served_meanwhile < Duration::from_secs(1), "other clients waited {served_meanwhile:?}");
+}
