@@ -94,11 +94,12 @@ impl Application {
             },
         );
         let admin_token = http::AdminToken::from_setting(config.admin_token.as_deref());
-        let state = AppState {
-            reactions: Arc::new(Reactions::new(store.clone(), cache, writer)),
+        let state = AppState::new(http::Shared {
+            public_cache_control: http::public_cache_control(cache.ttl()),
+            reactions: Reactions::new(store.clone(), cache, writer),
             store,
             admin_token,
-        };
+        });
         let options = HttpOptions {
             request_timeout: config.request_timeout,
             allowed_origins: config.allowed_origins.clone(),

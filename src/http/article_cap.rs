@@ -19,16 +19,14 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
-use super::client_ip::ClientIp;
 use super::rate_limit::{Decision, RATELIMIT, RATELIMIT_POLICY, limiter_key};
 use super::{ApiError, Problem};
 use crate::domain::ArticleId;
@@ -129,59 +127,58 @@ fn ceil_secs(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-/// Middleware for the visitor routes: a write (any method but GET, HEAD and OPTIONS) on a route
-/// with a valid `{article_id}` spends the client's allowance on that article, or gets a 429.
-///
-/// Installed outside the per-IP limiter: a write refused here does not spend the client's
-/// `writes` quota, so one stuffed article does not lock a shared address out of the others.
-/// Routes without an article id, and malformed ids (the handler answers those with a 400), pass.
-pub async fn article_cap(
-    State(cap): State<Arc<ArticleCap>>,
-    client: ClientIp,
-    request: Request,
-    next: Next,
-) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(request).await;
-    }
-    let (mut parts, body) = request.into_parts();
-    let article = match RawPathParams::from_request_parts(&mut parts, &()).await {
-        // Percent-decoded, so every spelling of one id is the same article.
-        Ok(params) => params
-            .iter()
-            .find(|(name, _)| *name == "article_id")
-            .and_then(|(_, value)| ArticleId::parse(value).ok()),
-        Err(_) => None,
-    };
-    let request = Request::from_parts(parts, body);
-    let Some(article) = article else {
-        return next.run(request).await;
-    };
-    match cap.check(client.0, &article) {
-        Decision::Allow { remaining, reset } => {
-            let mut response = next.run(request).await;
-            response.headers_mut().extend(cap.headers(remaining, reset));
-            response
+impl ArticleCap {
+    /// Counts a write by `client` on the request's article: the request back with the cap's
+    /// rate-limit fields for the answer, or the 429 answer when the cap is reached. A write is any
+    /// method but GET, HEAD and OPTIONS on a route with a valid `{article_id}`; everything else
+    /// passes without fields (malformed ids get their 400 from the handler).
+    ///
+    /// The visitor routes' middleware asks this before the per-IP limiter: a write refused here
+    /// does not spend the client's `writes` quota, so one stuffed article does not lock a shared
+    /// address out of the others.
+    pub async fn admit(
+        &self,
+        client: IpAddr,
+        request: Request,
+    ) -> Result<(Request, Option<[(HeaderName, HeaderValue); 2]>), Response> {
+        if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+            return Ok((request, None));
         }
-        Decision::Deny { retry_after } => {
-            tracing::debug!(policy = POLICY, "article write cap reached");
-            crate::telemetry::metrics::rate_limited(POLICY);
-            let seconds = ceil_secs(retry_after).max(1);
-            let problem = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "Too many requests",
-                format!(
-                    "this client has made the most writes allowed on this article ({} an hour); \
-                     retry in {seconds} s",
-                    cap.per_hour
-                ),
-            );
-            let mut response = ApiError::Client(problem).into_response();
-            let headers = response.headers_mut();
-            headers.extend(cap.headers(0, Duration::from_secs(seconds)));
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            response
+        let (mut parts, body) = request.into_parts();
+        let article = match RawPathParams::from_request_parts(&mut parts, &()).await {
+            // Percent-decoded, so every spelling of one id is the same article.
+            Ok(params) => params
+                .iter()
+                .find(|(name, _)| *name == "article_id")
+                .and_then(|(_, value)| ArticleId::parse(value).ok()),
+            Err(_) => None,
+        };
+        let request = Request::from_parts(parts, body);
+        let Some(article) = article else {
+            return Ok((request, None));
+        };
+        match self.check(client, &article) {
+            Decision::Allow { remaining, reset } => Ok((request, Some(self.headers(remaining, reset)))),
+            Decision::Deny { retry_after } => {
+                tracing::debug!(policy = POLICY, "article write cap reached");
+                crate::telemetry::metrics::rate_limited(POLICY);
+                let seconds = ceil_secs(retry_after).max(1);
+                let problem = Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    "Too many requests",
+                    format!(
+                        "this client has made the most writes allowed on this article ({} an hour); \
+                         retry in {seconds} s",
+                        self.per_hour
+                    ),
+                );
+                let mut response = ApiError::Client(problem).into_response();
+                let headers = response.headers_mut();
+                headers.extend(self.headers(0, Duration::from_secs(seconds)));
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                Err(response)
+            }
         }
     }
 }

@@ -166,6 +166,45 @@ pub enum ClassOf {
     Stats,
 }
 
+impl RateLimits {
+    /// The limiter of a request of `method` on a route limited by `class_of`.
+    pub fn class(&self, class_of: ClassOf, method: &Method) -> &ClassLimiter {
+        match class_of {
+            ClassOf::Stats => &self.stats,
+            ClassOf::Method if matches!(*method, Method::GET | Method::HEAD) => &self.reads,
+            ClassOf::Method => &self.writes,
+        }
+    }
+}
+
+impl ClassLimiter {
+    /// Spends one unit of `client`'s quota: the rate-limit fields for the answer, or the 429
+    /// answer when the quota is used up.
+    // The refusal is the answer itself, returned at once by the caller, never propagated.
+    #[allow(clippy::result_large_err)]
+    pub fn admit(&self, client: IpAddr) -> Result<[(HeaderName, HeaderValue); 2], Response> {
+        match self.check(client) {
+            Decision::Allow { remaining, reset } => Ok(self.headers(remaining, reset)),
+            Decision::Deny { retry_after } => {
+                tracing::debug!(class = self.name(), "rate limited");
+                crate::telemetry::metrics::rate_limited(self.name());
+                let seconds = ceil_secs(retry_after).max(1);
+                let problem = Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    "Too many requests",
+                    format!("the {} quota of this client is used up; retry in {seconds} s", self.name()),
+                );
+                let mut response = ApiError::Client(problem).into_response();
+                let headers = response.headers_mut();
+                headers.extend(self.headers(0, Duration::from_secs(seconds)));
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                Err(response)
+            }
+        }
+    }
+}
+
 /// Middleware: spends the client's quota of the route's class, or answers 429.
 pub async fn rate_limit(
     State((limits, class_of)): State<(Arc<RateLimits>, ClassOf)>,
@@ -173,33 +212,13 @@ pub async fn rate_limit(
     request: Request,
     next: Next,
 ) -> Response {
-    let class = match class_of {
-        ClassOf::Stats => &limits.stats,
-        ClassOf::Method if matches!(*request.method(), Method::GET | Method::HEAD) => &limits.reads,
-        ClassOf::Method => &limits.writes,
-    };
-    match class.check(client.0) {
-        Decision::Allow { remaining, reset } => {
+    match limits.class(class_of, request.method()).admit(client.0) {
+        Ok(fields) => {
             let mut response = next.run(request).await;
-            response.headers_mut().extend(class.headers(remaining, reset));
+            response.headers_mut().extend(fields);
             response
         }
-        Decision::Deny { retry_after } => {
-            tracing::debug!(class = class.name(), "rate limited");
-            crate::telemetry::metrics::rate_limited(class.name());
-            let seconds = ceil_secs(retry_after).max(1);
-            let problem = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "Too many requests",
-                format!("the {} quota of this client is used up; retry in {seconds} s", class.name()),
-            );
-            let mut response = ApiError::Client(problem).into_response();
-            let headers = response.headers_mut();
-            headers.extend(class.headers(0, Duration::from_secs(seconds)));
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            response
-        }
+        Err(refusal) => refusal,
     }
 }
 

@@ -94,7 +94,7 @@ async fn get_article_reactions(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let summary = state.reactions.summary(&article_id, visitor.key()).await?;
-    Ok(cacheable(&headers, &visitor, state.reactions.cache_ttl(), &summary))
+    Ok(cacheable(&headers, &visitor, &state.public_cache_control, &summary))
 }
 
 /// Sets or switches the caller's reaction. Idempotent: setting the same reaction again changes
@@ -194,7 +194,7 @@ async fn get_batch_reactions(
         return Err(ApiError::invalid_query("give at least one article_id parameter"));
     }
     let articles = state.reactions.summaries(&articles, visitor.key()).await?;
-    Ok(cacheable(&headers, &visitor, state.reactions.cache_ttl(), &BatchSummaries { articles }))
+    Ok(cacheable(&headers, &visitor, &state.public_cache_control, &BatchSummaries { articles }))
 }
 
 /// A read answer with HTTP caching: an anonymous answer is the same for everyone, so it is
@@ -203,7 +203,7 @@ async fn get_batch_reactions(
 fn cacheable<T: serde::Serialize>(
     request: &HeaderMap,
     visitor: &Visitor,
-    ttl: std::time::Duration,
+    public_cache_control: &HeaderValue,
     body: &T,
 ) -> Response {
     let mut buffer = Vec::with_capacity(256);
@@ -219,8 +219,7 @@ fn cacheable<T: serde::Serialize>(
     // A fixed-seed hash, so every instance of one release gives the same body the same tag.
     let digest = foldhash::quality::FixedState::with_seed(ETAG_SEED).hash_one(&body);
     let etag = HeaderValue::try_from(format!("\"{digest:016x}\"")).expect("hex is ASCII");
-    let max_age = ttl.as_secs().max(u64::from(!ttl.is_zero()));
-    let cache_control = HeaderValue::try_from(format!("public, max-age={max_age}")).expect("ASCII");
+    let cache_control = public_cache_control.clone();
     let fresh = request
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -236,6 +235,13 @@ fn cacheable<T: serde::Serialize>(
     } else {
         (headers, [content_type_json()], body).into_response()
     }
+}
+
+/// `Cache-Control` of an anonymous read: public for as long as our own cache may serve it (at
+/// least a second when caching is on). Made once, at start-up.
+pub fn public_cache_control(ttl: std::time::Duration) -> HeaderValue {
+    let max_age = ttl.as_secs().max(u64::from(!ttl.is_zero()));
+    HeaderValue::try_from(format!("public, max-age={max_age}")).expect("ASCII")
 }
 
 const ETAG_SEED: u64 = 0x7265_6163_7469_6f6e;

@@ -1,11 +1,8 @@
 //! The identity middleware: resolves the request's visitor once, before any handler runs.
 
-use std::sync::Arc;
-
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{
@@ -33,7 +30,7 @@ pub enum IdentitySource {
     None,
 }
 
-/// The visitor behind a request, as resolved by [`resolve_visitor`]. Extract it in a handler.
+/// The visitor behind a request, as resolved by [`IdentityResolver::admit`] in the visitor routes' middleware. Extract it in a handler.
 #[derive(Debug, Clone)]
 pub struct Visitor {
     key: Option<VisitorKey>,
@@ -110,30 +107,37 @@ impl Visitor {
     }
 }
 
-/// Middleware: resolves the visitor for handlers, and after a successful write by fingerprint
-/// sets the signed cookie so the browser keeps its identity.
-pub async fn resolve_visitor(
-    State(resolver): State<Arc<IdentityResolver>>,
-    client: ClientIp,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let is_write = !matches!(*request.method(), Method::GET | Method::HEAD);
-    let visitor = match resolver.resolve(request.headers(), client, is_write).await {
-        Ok(visitor) => visitor,
-        Err(error) => return error.into_response(),
-    };
-    let mint_cookie =
-        (is_write && visitor.source == IdentitySource::Fingerprint).then_some(visitor.token).flatten();
-    request.extensions_mut().insert(visitor);
-    let mut response = next.run(request).await;
-    if let Some(token) = mint_cookie
-        && response.status().is_success()
-    {
-        let cookie = cookie::set_cookie(&resolver.secret, &token, resolver.cookie_secure);
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+/// The cookie to set once a write by fingerprint has succeeded.
+pub struct PendingCookie(IdentityToken);
+
+impl IdentityResolver {
+    /// Resolves the request's visitor into its extensions, for handlers. Answers the cookie to
+    /// set if the request is a write by fingerprint, or the error answer.
+    pub async fn admit(
+        &self,
+        client: ClientIp,
+        request: &mut Request,
+    ) -> Result<Option<PendingCookie>, Response> {
+        let is_write = !matches!(*request.method(), Method::GET | Method::HEAD);
+        let visitor =
+            self.resolve(request.headers(), client, is_write).await.map_err(IntoResponse::into_response)?;
+        let cookie = (is_write && visitor.source == IdentitySource::Fingerprint)
+            .then_some(visitor.token)
+            .flatten()
+            .map(PendingCookie);
+        request.extensions_mut().insert(visitor);
+        Ok(cookie)
     }
-    response
+
+    /// Sets the pending cookie on a successful answer.
+    pub fn finish(&self, cookie: Option<PendingCookie>, response: &mut Response) {
+        if let Some(PendingCookie(token)) = cookie
+            && response.status().is_success()
+        {
+            let cookie = cookie::set_cookie(&self.secret, &token, self.cookie_secure);
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Visitor {

@@ -17,7 +17,7 @@ use sha2::Sha256;
 use std::fmt;
 
 pub use fingerprint::SaltCache;
-pub use layer::{IdentityResolver, IdentitySource, Visitor, resolve_visitor};
+pub use layer::{IdentityResolver, IdentitySource, PendingCookie, Visitor};
 pub use secret::{SecretError, VisitorSecret};
 
 /// Name of the request header a client uses to identify its visitor.
