@@ -1,10 +1,10 @@
 //! `/v1/articles/{article_id}/reaction(s)`, the batch read for list pages, and erase-me.
 
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize as _;
-use std::hash::BuildHasher as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -12,6 +12,7 @@ use super::extract::{AppJson, ArticlePath, query_pairs};
 use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Reaction, ReactionSummary};
 use crate::identity::Visitor;
+use crate::reactions::cache::{Rendered, tag_of};
 
 /// Most articles one batch read may ask for.
 pub const MAX_BATCH_ARTICLES: usize = 100;
@@ -93,8 +94,13 @@ async fn get_article_reactions(
     ArticlePath(article_id): ArticlePath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if visitor.key().is_none() {
+        let mut answers = state.reactions.anonymous(std::slice::from_ref(&article_id)).await?;
+        let Rendered { json, tag } = answers.pop().expect("one answer per article asked");
+        return Ok(public_answer(&headers, &state.public_cache_control, json, tag));
+    }
     let summary = state.reactions.summary(&article_id, visitor.key()).await?;
-    Ok(cacheable(&headers, &visitor, &state.public_cache_control, &summary))
+    Ok(private_answer(&summary))
 }
 
 /// Sets or switches the caller's reaction. Idempotent: setting the same reaction again changes
@@ -193,48 +199,67 @@ async fn get_batch_reactions(
     if articles.is_empty() {
         return Err(ApiError::invalid_query("give at least one article_id parameter"));
     }
+    if visitor.key().is_none() {
+        let (json, tag) = join_batch(&state.reactions.anonymous(&articles).await?);
+        return Ok(public_answer(&headers, &state.public_cache_control, json, tag));
+    }
     let articles = state.reactions.summaries(&articles, visitor.key()).await?;
-    Ok(cacheable(&headers, &visitor, &state.public_cache_control, &BatchSummaries { articles }))
+    Ok(private_answer(&BatchSummaries { articles }))
 }
 
-/// A read answer with HTTP caching: an anonymous answer is the same for everyone, so it is
-/// `public` for as long as our own cache may serve it, with an `ETag` that `If-None-Match` can
-/// revalidate (304). An identified answer carries the viewer's reaction: `private`.
-fn cacheable<T: serde::Serialize>(
-    request: &HeaderMap,
-    visitor: &Visitor,
-    public_cache_control: &HeaderValue,
-    body: &T,
-) -> Response {
+/// An identified read: it carries the viewer's reaction, so it is `private`.
+fn private_answer<T: serde::Serialize>(body: &T) -> Response {
     let mut buffer = Vec::with_capacity(256);
     if let Err(e) = serde_json::to_writer(&mut buffer, body) {
         return ApiError::Internal(anyhow::Error::new(e)).into_response();
     }
-    let body = buffer;
-    let vary = (header::VARY, HeaderValue::from_static("X-Visitor-Id, Cookie"));
-    if visitor.key().is_some() {
-        let cache_control = (header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
-        return ([content_type_json(), cache_control, vary], body).into_response();
-    }
-    // A fixed-seed hash, so every instance of one release gives the same body the same tag.
-    let digest = foldhash::quality::FixedState::with_seed(ETAG_SEED).hash_one(&body);
-    let etag = HeaderValue::try_from(format!("\"{digest:016x}\"")).expect("hex is ASCII");
-    let cache_control = public_cache_control.clone();
+    let cache_control = (header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    ([content_type_json(), cache_control, vary()], buffer).into_response()
+}
+
+/// An anonymous read: the same for everyone, so `public` for as long as our own cache may serve
+/// it, with an `ETag` (from `tag`) that `If-None-Match` can revalidate (304).
+fn public_answer(request: &HeaderMap, public_cache_control: &HeaderValue, body: Bytes, tag: u64) -> Response {
+    let etag = HeaderValue::try_from(format!("\"{tag:016x}\"")).expect("hex is ASCII");
     let fresh = request
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|tag| {
-            let tag = tag.trim();
-            tag == "*" || tag.trim_start_matches("W/").as_bytes() == etag.as_bytes()
+        .any(|candidate| {
+            let candidate = candidate.trim();
+            candidate == "*" || candidate.trim_start_matches("W/").as_bytes() == etag.as_bytes()
         });
-    let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control), vary];
+    let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, public_cache_control.clone()), vary()];
     if fresh {
         (StatusCode::NOT_MODIFIED, headers).into_response()
     } else {
         (headers, [content_type_json()], body).into_response()
     }
+}
+
+/// The anonymous answer of a batch read from its articles' rendered answers: the JSON that
+/// serialising [`BatchSummaries`] gives, and a tag derived from the articles' tags.
+fn join_batch(answers: &[Rendered]) -> (Bytes, u64) {
+    const OPEN: &[u8] = br#"{"articles":["#;
+    const CLOSE: &[u8] = b"]}";
+    let length = OPEN.len() + CLOSE.len() + answers.iter().map(|a| a.json.len() + 1).sum::<usize>();
+    let mut json = Vec::with_capacity(length);
+    let mut tags = Vec::with_capacity(answers.len() * 8);
+    json.extend_from_slice(OPEN);
+    for (i, answer) in answers.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(&answer.json);
+        tags.extend_from_slice(&answer.tag.to_le_bytes());
+    }
+    json.extend_from_slice(CLOSE);
+    (Bytes::from(json), tag_of(&tags))
+}
+
+fn vary() -> (header::HeaderName, HeaderValue) {
+    (header::VARY, HeaderValue::from_static("X-Visitor-Id, Cookie"))
 }
 
 /// `Cache-Control` of an anonymous read: public for as long as our own cache may serve it (at
@@ -244,7 +269,6 @@ pub fn public_cache_control(ttl: std::time::Duration) -> HeaderValue {
     HeaderValue::try_from(format!("public, max-age={max_age}")).expect("ASCII")
 }
 
-const ETAG_SEED: u64 = 0x7265_6163_7469_6f6e;
 
 fn content_type_json() -> (header::HeaderName, HeaderValue) {
     (header::CONTENT_TYPE, HeaderValue::from_static(super::extract::JSON_UTF8))
@@ -295,6 +319,33 @@ struct VisitorHeader {
     /// fingerprint; a malformed value is a 400.
     #[param(rename = "X-Visitor-Id", pattern = "^[A-Za-z0-9_-]{8,128}$", nullable = false)]
     x_visitor_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ReactionCounts;
+
+    #[test]
+    fn a_joined_batch_is_the_serialised_batch_and_its_tag_follows_every_article() {
+        let mut counts = ReactionCounts::default();
+        counts.add(Reaction::Love, 3);
+        let articles: Vec<ArticleId> =
+            ["a", "b \"quoted\"", "a"].into_iter().map(|id| ArticleId::parse(id).unwrap()).collect();
+        let rendered: Vec<Rendered> = articles.iter().map(|id| Rendered::new(id, counts)).collect();
+
+        let (json, tag) = join_batch(&rendered);
+
+        let summaries = articles.iter().map(|id| ReactionSummary::new(id.clone(), counts, None)).collect();
+        assert_eq!(json, serde_json::to_vec(&BatchSummaries { articles: summaries }).unwrap());
+        assert_eq!(join_batch(&[]).0, serde_json::to_vec(&BatchSummaries { articles: vec![] }).unwrap());
+        let mut more = counts;
+        more.add(Reaction::Wow, 1);
+        let changed = [rendered[0].clone(), Rendered::new(&articles[1], more), rendered[2].clone()];
+        assert_ne!(join_batch(&changed).1, tag, "one changed article changes the tag");
+        let reordered = [rendered[1].clone(), rendered[0].clone(), rendered[2].clone()];
+        assert_ne!(join_batch(&reordered).1, tag, "and so does another order");
+    }
 }
 
 #[cfg(test)]

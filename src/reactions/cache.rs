@@ -5,17 +5,49 @@
 //!
 //! Entries are refreshed by the writer after every commit, so this instance's own writes show at
 //! once; another instance's writes show within the TTL, when the entry expires and is re-read.
+//!
+//! Each entry also holds the anonymous answer for its article, rendered when the entry is
+//! stored: an anonymous read (the same for every reader) then costs no serialisation, and a
+//! batch read joins the rendered answers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use dashmap::DashMap;
 
-use crate::domain::{ArticleId, ReactionCounts};
+use crate::domain::{ArticleId, ReactionCounts, ReactionSummary};
 
-#[derive(Debug, Clone, Copy)]
+/// An article's anonymous answer: its summary without a viewer, as JSON, and a hash of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub json: Bytes,
+    /// A fixed-seed hash of `json`, so that every instance of one release tags the same answer
+    /// alike (the `ETag`).
+    pub tag: u64,
+}
+
+/// The seed of [`Rendered::tag`].
+pub const TAG_SEED: u64 = 0x7265_6163_7469_6f6e;
+
+impl Rendered {
+    pub fn new(article_id: &ArticleId, counts: ReactionCounts) -> Self {
+        let json = serde_json::to_vec(&ReactionSummary::new(article_id.clone(), counts, None))
+            .expect("a summary serialises");
+        Self { tag: tag_of(&json), json: Bytes::from(json) }
+    }
+}
+
+/// The fixed-seed hash of an answer.
+pub fn tag_of(bytes: &[u8]) -> u64 {
+    use std::hash::BuildHasher as _;
+    foldhash::quality::FixedState::with_seed(TAG_SEED).hash_one(bytes)
+}
+
+#[derive(Debug, Clone)]
 struct Entry {
     counts: ReactionCounts,
+    rendered: Rendered,
     /// When the database read that produced these counts started. A read that started earlier
     /// never overwrites one that started later, so a slow reader cannot put back stale counts
     /// after the writer refreshed them.
@@ -43,26 +75,36 @@ impl CountsCache {
 
     /// The counts of `article_id` if cached and fresh at `now`.
     pub fn get(&self, article_id: &ArticleId, now: Instant) -> Option<ReactionCounts> {
-        let entry = *self.entries.get(article_id)?;
+        let entry = self.entries.get(article_id)?;
         (now.saturating_duration_since(entry.read_at) < self.ttl).then_some(entry.counts)
     }
 
-    /// Stores counts read from the database by a read that started at `read_at`.
-    pub fn insert(&self, article_id: ArticleId, counts: ReactionCounts, read_at: Instant) {
+    /// The anonymous answer of `article_id` if cached and fresh at `now`.
+    pub fn get_rendered(&self, article_id: &ArticleId, now: Instant) -> Option<Rendered> {
+        let entry = self.entries.get(article_id)?;
+        (now.saturating_duration_since(entry.read_at) < self.ttl).then(|| entry.rendered.clone())
+    }
+
+    /// Stores counts read from the database by a read that started at `read_at`, and answers
+    /// the article's anonymous answer for them.
+    pub fn insert(&self, article_id: ArticleId, counts: ReactionCounts, read_at: Instant) -> Rendered {
+        let rendered = Rendered::new(&article_id, counts);
         if self.ttl.is_zero() {
-            return;
+            return rendered;
         }
         if self.entries.len() >= self.capacity {
             self.evict();
         }
+        let entry = Entry { counts, rendered: rendered.clone(), read_at };
         self.entries
             .entry(article_id)
-            .and_modify(|entry| {
-                if read_at >= entry.read_at {
-                    *entry = Entry { counts, read_at };
+            .and_modify(|current| {
+                if read_at >= current.read_at {
+                    *current = entry.clone();
                 }
             })
-            .or_insert(Entry { counts, read_at });
+            .or_insert(entry);
+        rendered
     }
 
     /// The cache's freshness bound.
