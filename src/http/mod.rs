@@ -119,7 +119,8 @@ pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
         // The article cap runs first (so a write it refuses does not spend the IP's quota), then
         // the rate limiter, then identity, then the handler.
         // Behind one `Arc`: the state of a `from_fn` layer is cloned for every request.
-        visitor_routes = visitor_routes.route_layer(middleware::from_fn_with_state(Arc::new(edge), visitor_edge));
+        visitor_routes =
+            visitor_routes.route_layer(middleware::from_fn_with_state(Arc::new(edge), visitor_edge));
     }
     OpenApiRouter::with_openapi(openapi::ApiDoc::build())
         .merge(visitor_routes)

@@ -269,7 +269,6 @@ pub fn public_cache_control(ttl: std::time::Duration) -> HeaderValue {
     HeaderValue::try_from(format!("public, max-age={max_age}")).expect("ASCII")
 }
 
-
 fn content_type_json() -> (header::HeaderName, HeaderValue) {
     (header::CONTENT_TYPE, HeaderValue::from_static(super::extract::JSON_UTF8))
 }

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
-use dashmap::DashMap;
 use axum::middleware::Next;
 use axum::response::Response;
+use dashmap::DashMap;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
