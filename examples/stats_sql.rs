@@ -39,8 +39,7 @@ fn main() {
             let coarsest: Bucket = coarsest
                 .parse()
                 .unwrap_or_else(|e: reader_reactions::domain::UnknownBucket| fail(&e.to_string()));
-            let p = WindowParts::new(&window, coarsest);
-            let parts = [p.since, p.hours_from, p.days_from, p.days_until, p.hours_until, p.until];
+            let parts = WindowParts::new(&window, coarsest).instants();
             println!("{}", parts.map(|at| format!("'{}'::timestamptz", rfc3339(at))).join(", "));
         }
         _ => fail("usage: stats_sql statement NAME | stats_sql window SINCE UNTIL hour|day"),

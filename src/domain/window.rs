@@ -71,6 +71,11 @@ pub struct WindowParts {
 }
 
 impl WindowParts {
+    /// The six instants in order, as the stats statements take them.
+    pub fn instants(&self) -> [DateTime<Utc>; 6] {
+        [self.since, self.hours_from, self.days_from, self.days_until, self.hours_until, self.until]
+    }
+
     /// Cuts `window` into rollup pieces no coarser than `coarsest`: a time series by the hour
     /// must not read daily rows, which cannot be split into hours.
     pub fn new(window: &TimeWindow, coarsest: Bucket) -> Self {
@@ -247,8 +252,7 @@ mod tests {
     }
 
     fn parts(since: &str, until: &str, coarsest: Bucket) -> [String; 6] {
-        let p = WindowParts::new(&TimeWindow::new(at(since), at(until)).unwrap(), coarsest);
-        [p.since, p.hours_from, p.days_from, p.days_until, p.hours_until, p.until].map(rfc3339)
+        WindowParts::new(&TimeWindow::new(at(since), at(until)).unwrap(), coarsest).instants().map(rfc3339)
     }
 
     #[test]
@@ -316,7 +320,7 @@ mod tests {
             let window = TimeWindow::new(since, until).unwrap();
             let coarsest = if by_day { Bucket::Day } else { Bucket::Hour };
             let p = WindowParts::new(&window, coarsest);
-            let cuts = [p.since, p.hours_from, p.days_from, p.days_until, p.hours_until, p.until];
+            let cuts = p.instants();
             proptest::prop_assert!(cuts.windows(2).all(|w| w[0] <= w[1]), "{:?}", cuts);
             proptest::prop_assert_eq!((p.since, p.until), (since, until));
             for (from, to, bucket) in [(p.hours_from, p.days_from, Bucket::Hour), (p.days_until, p.hours_until, Bucket::Hour), (p.days_from, p.days_until, Bucket::Day)] {

@@ -24,6 +24,27 @@ macro_rules! rollup_piece {
     };
 }
 
+/// The five pieces of a stats window (`WindowParts`) as one `union all`: its partial first and
+/// last hour from `reactions` through the calling module's own `reactions_piece!` (`$raw` are its
+/// leading arguments), whole hours and days through [`rollup_piece`] restricted by `$rollups`.
+/// The last six arguments are the parameters holding the window's instants in order.
+macro_rules! window_union {
+    ([$($raw:literal),*], $rollups:literal, $since:literal, $hours_from:literal, $days_from:literal,
+     $days_until:literal, $hours_until:literal, $until:literal) => {
+        concat!(
+            reactions_piece!($($raw,)* $since, $hours_from),
+            " union all ",
+            reactions_piece!($($raw,)* $hours_until, $until),
+            " union all ",
+            rollup_piece!("reaction_counts_hourly", $rollups, $hours_from, $days_from),
+            " union all ",
+            rollup_piece!("reaction_counts_hourly", $rollups, $days_until, $hours_until),
+            " union all ",
+            rollup_piece!("reaction_counts_daily", $rollups, $days_from, $days_until)
+        )
+    };
+}
+
 mod postgres;
 mod sqlite;
 mod sqlite_stats;

@@ -22,7 +22,9 @@ use sqlx::sqlite::SqliteArguments;
 use tokio::sync::mpsc;
 
 use super::sqlite::{classify, micros, stored_article_id, stored_reaction};
-use super::stats::{ArticleCount, EXPORT_BATCH_ROWS, ExportRow, ExportStream, TrendingArticle};
+use super::stats::{
+    ArticleCount, CountsRow, EXPORT_BATCH_ROWS, ExportRow, ExportStream, TrendingArticle, counts_of,
+};
 use super::{SqliteStore, StoreError};
 use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, WindowParts};
 
@@ -57,8 +59,8 @@ macro_rules! reactions_piece {
 macro_rules! window_rows {
     (every_article, $since:literal, $hours_from:literal, $days_from:literal, $days_until:literal,
      $hours_until:literal, $until:literal) => {
-        window_rows!(
-            "reaction in ('like', 'dislike', 'love', 'funny', 'angry', 'sad', 'wow')",
+        window_union!(
+            ["reaction in ('like', 'dislike', 'love', 'funny', 'angry', 'sad', 'wow')"],
             "true",
             $since,
             $hours_from,
@@ -70,16 +72,15 @@ macro_rules! window_rows {
     };
     ($reactions:literal, $rollups:literal, $since:literal, $hours_from:literal, $days_from:literal,
      $days_until:literal, $hours_until:literal, $until:literal) => {
-        concat!(
-            reactions_piece!($reactions, $since, $hours_from),
-            " union all ",
-            reactions_piece!($reactions, $hours_until, $until),
-            " union all ",
-            rollup_piece!("reaction_counts_hourly", $rollups, $hours_from, $days_from),
-            " union all ",
-            rollup_piece!("reaction_counts_hourly", $rollups, $days_until, $hours_until),
-            " union all ",
-            rollup_piece!("reaction_counts_daily", $rollups, $days_from, $days_until)
+        window_union!(
+            [$reactions],
+            $rollups,
+            $since,
+            $hours_from,
+            $days_from,
+            $days_until,
+            $hours_until,
+            $until
         )
     };
 }
@@ -201,26 +202,12 @@ fn bind_window<'q, O>(
     query: QueryAs<'q, Sqlite, O, SqliteArguments>,
     parts: &WindowParts,
 ) -> QueryAs<'q, Sqlite, O, SqliteArguments> {
-    [parts.since, parts.hours_from, parts.days_from, parts.days_until, parts.hours_until, parts.until]
-        .into_iter()
-        .fold(query, |query, instant| query.bind(micros(instant)))
+    parts.instants().into_iter().fold(query, |query, instant| query.bind(micros(instant)))
 }
-
-/// A row of counts per reaction in display order; `None` when no row was summed.
-type CountsRow = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
 
 /// A time-series bucket's start (microseconds) and its counts per reaction in display order.
 type BucketRow =
     (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-
-fn counts_of(row: CountsRow) -> ReactionCounts {
-    let (like, dislike, love, funny, angry, sad, wow) = row;
-    let mut counts = ReactionCounts::default();
-    for (reaction, count) in Reaction::ALL.into_iter().zip([like, dislike, love, funny, angry, sad, wow]) {
-        counts.add(reaction, count.unwrap_or(0));
-    }
-    counts
-}
 
 impl SqliteStore {
     #[tracing::instrument(skip_all, fields(limit = limit))]

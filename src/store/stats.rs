@@ -93,16 +93,15 @@ macro_rules! reactions_piece {
 macro_rules! window_rows {
     ($filter:literal, $at:literal, $since:literal, $hours_from:literal, $days_from:literal,
      $days_until:literal, $hours_until:literal, $until:literal) => {
-        concat!(
-            reactions_piece!($filter, $at, $since, $hours_from),
-            " union all ",
-            reactions_piece!($filter, $at, $hours_until, $until),
-            " union all ",
-            rollup_piece!("reaction_counts_hourly", $filter, $hours_from, $days_from),
-            " union all ",
-            rollup_piece!("reaction_counts_hourly", $filter, $days_until, $hours_until),
-            " union all ",
-            rollup_piece!("reaction_counts_daily", $filter, $days_from, $days_until)
+        window_union!(
+            [$filter, $at],
+            $filter,
+            $since,
+            $hours_from,
+            $days_from,
+            $days_until,
+            $hours_until,
+            $until
         )
     };
 }
@@ -234,17 +233,12 @@ fn bind_window<'q, O>(
     query: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
     parts: &WindowParts,
 ) -> sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
-    query
-        .bind(parts.since)
-        .bind(parts.hours_from)
-        .bind(parts.days_from)
-        .bind(parts.days_until)
-        .bind(parts.hours_until)
-        .bind(parts.until)
+    parts.instants().into_iter().fold(query, |query, instant| query.bind(instant))
 }
 
-/// A row of counts per reaction in display order.
-type CountsRow = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+/// A row of counts per reaction in display order; `None` when no row was summed.
+pub(super) type CountsRow =
+    (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
 
 /// A row of a time series: a bucket's start and its counts.
 type SeriesRow = (
@@ -258,7 +252,7 @@ type SeriesRow = (
     Option<i64>,
 );
 
-fn counts_of(row: CountsRow) -> ReactionCounts {
+pub(super) fn counts_of(row: CountsRow) -> ReactionCounts {
     let (like, dislike, love, funny, angry, sad, wow) = row;
     let mut counts = ReactionCounts::default();
     for (reaction, count) in Reaction::ALL.into_iter().zip([like, dislike, love, funny, angry, sad, wow]) {
@@ -369,14 +363,10 @@ impl super::PgStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| classify(e, "while starting the export"))?;
-        let parts = WindowParts::new(window, Bucket::Day);
-        sqlx::query(sql::EXPORT_CURSOR)
-            .bind(parts.since)
-            .bind(parts.hours_from)
-            .bind(parts.days_from)
-            .bind(parts.days_until)
-            .bind(parts.hours_until)
-            .bind(parts.until)
+        let instants = WindowParts::new(window, Bucket::Day).instants();
+        instants
+            .into_iter()
+            .fold(sqlx::query(sql::EXPORT_CURSOR), |query, instant| query.bind(instant))
             .persistent(false)
             .execute(&mut *tx)
             .await
