@@ -54,7 +54,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub use postgres::{MIGRATOR, PgStore};
-pub use sqlite::SqliteStore;
+pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore};
 /// The PostgreSQL stats statements, for `scripts/stats-explain.sh` (through
 /// `examples/stats_sql.rs`); not an interface.
 #[doc(hidden)]

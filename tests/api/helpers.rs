@@ -215,6 +215,32 @@ impl TestDatabase {
         .unwrap()
     }
 
+    /// Applies this backend's migrations up to and including `version` (all of them with
+    /// `None`) through sqlx, as the service or `sqlx migrate run` would.
+    pub async fn migrate_to(&self, version: Option<i64>) {
+        match self.backend {
+            Backend::Postgres => {
+                let migrator = &reader_reactions::store::MIGRATOR;
+                let mut conn = self.connect().await;
+                match version {
+                    Some(version) => migrator.run_to(version, &mut conn).await,
+                    None => migrator.run(&mut conn).await,
+                }
+            }
+            Backend::Sqlite => {
+                let migrator = &reader_reactions::store::SQLITE_MIGRATOR;
+                let options: sqlx::sqlite::SqliteConnectOptions = self.url.parse().unwrap();
+                let mut conn =
+                    SqliteConnection::connect_with(&options.create_if_missing(true)).await.unwrap();
+                match version {
+                    Some(version) => migrator.run_to(version, &mut conn).await,
+                    None => migrator.run(&mut conn).await,
+                }
+            }
+        }
+        .expect("the migrations apply");
+    }
+
     /// Every visitor key stored, as bytes.
     pub async fn visitor_keys(&self) -> Vec<Vec<u8>> {
         const SQL: &str = "select visitor_key from reactions";
