@@ -12,7 +12,7 @@ use super::extract::{AppJson, ArticlePath, query_pairs};
 use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Reaction, ReactionSummary};
 use crate::identity::Visitor;
-use crate::reactions::cache::{Rendered, tag_of};
+use crate::reactions::cache::{Rendered, etag, tag_of};
 
 /// Most articles one batch read may ask for.
 pub const MAX_BATCH_ARTICLES: usize = 100;
@@ -95,9 +95,8 @@ async fn get_article_reactions(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if visitor.key().is_none() {
-        let mut answers = state.reactions.anonymous(std::slice::from_ref(&article_id)).await?;
-        let Rendered { json, tag } = answers.pop().expect("one answer per article asked");
-        return Ok(public_answer(&headers, &state.public_cache_control, json, tag));
+        let Rendered { json, etag, .. } = state.reactions.anonymous_one(&article_id).await?;
+        return Ok(public_answer(&headers, &state.public_cache_control, json, etag));
     }
     let summary = state.reactions.summary(&article_id, visitor.key()).await?;
     Ok(private_answer(&summary))
@@ -201,7 +200,7 @@ async fn get_batch_reactions(
     }
     if visitor.key().is_none() {
         let (json, tag) = join_batch(&state.reactions.anonymous(&articles).await?);
-        return Ok(public_answer(&headers, &state.public_cache_control, json, tag));
+        return Ok(public_answer(&headers, &state.public_cache_control, json, etag(tag)));
     }
     let articles = state.reactions.summaries(&articles, visitor.key()).await?;
     Ok(private_answer(&BatchSummaries { articles }))
@@ -218,9 +217,13 @@ fn private_answer<T: serde::Serialize>(body: &T) -> Response {
 }
 
 /// An anonymous read: the same for everyone, so `public` for as long as our own cache may serve
-/// it, with an `ETag` (from `tag`) that `If-None-Match` can revalidate (304).
-fn public_answer(request: &HeaderMap, public_cache_control: &HeaderValue, body: Bytes, tag: u64) -> Response {
-    let etag = HeaderValue::try_from(format!("\"{tag:016x}\"")).expect("hex is ASCII");
+/// it, with an `ETag` that `If-None-Match` can revalidate (304).
+fn public_answer(
+    request: &HeaderMap,
+    public_cache_control: &HeaderValue,
+    body: Bytes,
+    etag: HeaderValue,
+) -> Response {
     let fresh = request
         .get_all(header::IF_NONE_MATCH)
         .iter()

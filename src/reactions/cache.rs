@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use dashmap::DashMap;
 
 use crate::domain::{ArticleId, ReactionCounts, ReactionSummary};
@@ -23,8 +24,10 @@ use crate::domain::{ArticleId, ReactionCounts, ReactionSummary};
 pub struct Rendered {
     pub json: Bytes,
     /// A fixed-seed hash of `json`, so that every instance of one release tags the same answer
-    /// alike (the `ETag`).
+    /// alike.
     pub tag: u64,
+    /// `tag` as an `ETag` field value.
+    pub etag: HeaderValue,
 }
 
 /// The seed of [`Rendered::tag`].
@@ -34,8 +37,14 @@ impl Rendered {
     pub fn new(article_id: &ArticleId, counts: ReactionCounts) -> Self {
         let json = serde_json::to_vec(&ReactionSummary::new(article_id.clone(), counts, None))
             .expect("a summary serialises");
-        Self { tag: tag_of(&json), json: Bytes::from(json) }
+        let tag = tag_of(&json);
+        Self { json: Bytes::from(json), tag, etag: etag(tag) }
     }
+}
+
+/// The `ETag` field value of a tag.
+pub fn etag(tag: u64) -> HeaderValue {
+    HeaderValue::try_from(format!("\"{tag:016x}\"")).expect("hex is ASCII")
 }
 
 /// The fixed-seed hash of an answer.

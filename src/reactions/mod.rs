@@ -110,6 +110,16 @@ impl Reactions {
         Ok(answers.into_iter().map(|answer| answer.expect("every article is answered")).collect())
     }
 
+    /// One article's anonymous answer: [`Reactions::anonymous`] for a single article, without
+    /// its lists (the most frequent read of all).
+    pub async fn anonymous_one(&self, article_id: &ArticleId) -> Result<Rendered, StoreError> {
+        if let Some(rendered) = self.cache.get_rendered(article_id, Instant::now()) {
+            return Ok(rendered);
+        }
+        let mut answers = self.anonymous(std::slice::from_ref(article_id)).await?;
+        Ok(answers.pop().expect("one answer per article asked"))
+    }
+
     /// One article's summary.
     pub async fn summary(
         &self,
