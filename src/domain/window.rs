@@ -58,8 +58,9 @@ impl TimeWindow {
 /// | `[hours_from, days_from)` and `[days_until, hours_until)` | the hourly rollup |
 /// | `[days_from, days_until)` | the daily rollup |
 ///
-/// So a query reads at most two partial hours of reactions, at most 46 hourly rows per article
-/// and one daily row per article and day, whatever the window's length.
+/// So a query reads at most two partial hours of reactions and, per article, one daily row per
+/// day and at most 46 hourly rows (one per hour when `coarsest` is an hour), whatever the
+/// window's length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowParts {
     pub since: DateTime<Utc>,

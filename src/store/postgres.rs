@@ -2,9 +2,10 @@
 //!
 //! Writes are set-based: a slice of changes becomes a handful of statements over `UNNEST`ed
 //! arrays, whatever its length, so that a batching writer can hand over many changes at once.
-//! Rows are locked in a fixed order (article, visitor key) and then counts in (article,
-//! reaction) order, so concurrent writers, in this process or another, do not deadlock; the
-//! rare deadlock or serialization failure that remains is retried.
+//! Rows are locked in a fixed order (article, visitor key), then counts in (article, reaction)
+//! order, then the stats rollups in (article, bucket) order, so concurrent writers, in this
+//! process or another, do not deadlock; the rare deadlock or serialization failure that remains
+//! is retried.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -37,14 +38,16 @@ type ApplyRow = (bool, String, Option<String>, Option<i64>, Option<Vec<u8>>);
 ///
 /// Data-modifying CTEs share one snapshot and each row is changed at most once: `inserted`
 /// takes keys with no row, `switched` and `deleted` take disjoint sets of locked rows, and
-/// `changed` applies one net delta per (article, reaction). Reaction rows are locked in
-/// (article, visitor) order and count rows in (article, reaction) order, so writers do not
-/// deadlock. Untouched count rows of the touched articles are read from the same snapshot.
+/// `changed` applies one net delta per (article, reaction), and `rolled` every move to the stats
+/// rollups in one call (see the migration `20261127000001_stats_rollups.sql`). Reaction rows are
+/// locked in (article, visitor) order, count rows in (article, reaction) order, then rollup rows
+/// in (article, bucket) order, so writers do not deadlock. Untouched count rows of the touched
+/// articles are read from the same snapshot.
 const APPLY_SQL: &str = r#"
 with input as (
     select * from unnest($1::text[], $2::bytea[], $3::text[]) as i(article_id, visitor_key, target)
 ), locked as (
-    select r.article_id, r.visitor_key, r.reaction::text as old
+    select r.article_id, r.visitor_key, r.reaction::text as old, r.updated_at as old_at
     from reactions r
     join input i on r.article_id = i.article_id and r.visitor_key = i.visitor_key
     order by r.article_id, r.visitor_key
@@ -72,17 +75,29 @@ with input as (
     where r.article_id = i.article_id and r.visitor_key = i.visitor_key and i.target is null
     returning r.article_id, r.visitor_key
 ), moves as (
-    select i.article_id, i.target as reaction, 1 as delta
+    -- a reaction set now counts +1 at now() (the updated_at it was given), a reaction switched
+    -- or removed -1 where it was.
+    select i.article_id, i.target as reaction, now() as at, 1 as delta
     from inserted n join input i using (article_id, visitor_key)
     union all
-    select i.article_id, i.target, 1
+    select i.article_id, i.target, now(), 1
     from switched s join input i using (article_id, visitor_key)
     union all
-    select l.article_id, l.old, -1
+    select l.article_id, l.old, l.old_at, -1
     from switched s join locked l using (article_id, visitor_key)
     union all
-    select l.article_id, l.old, -1
+    select l.article_id, l.old, l.old_at, -1
     from deleted d join locked l using (article_id, visitor_key)
+), rolled as (
+    -- Every rollup change of the batch in one call, so that its rollup rows are locked in one
+    -- (article, bucket) pass; the rollup triggers, which would take the inserts, switches and
+    -- deletes in three passes (and so could deadlock with another batch), see the marker and
+    -- leave this statement to it. Read by the last branch below, after the counts are changed:
+    -- rollup rows are locked after count rows, as in every other writer.
+    select set_config('reader_reactions.rollups_applied_by', statement_timestamp()::text, true),
+           reaction_rollups_add(array_agg(article_id), array_agg(at), array_agg(reaction::reaction),
+                                array_agg(delta))
+    from moves
 ), deltas as (
     select article_id, reaction, sum(delta)::bigint as delta
     from moves group by article_id, reaction having sum(delta) <> 0
@@ -108,7 +123,7 @@ from article_reaction_counts c
 where c.article_id in (select article_id from input)
   and not exists (select 1 from changed x where x.article_id = c.article_id and x.reaction = c.reaction)
 union all
-select true, i.article_id, null, null, null from input i
+select true, i.article_id, null, null, null from input i cross join rolled
 union all
 select false, i.article_id, null, null, i.visitor_key
 from input i

@@ -385,6 +385,22 @@ impl TestDatabase {
         }
     }
 
+    /// Empties `reactions` and the counts behind the service's back, as an operator would:
+    /// `truncate` on PostgreSQL, `delete` on SQLite (which has no truncate).
+    pub async fn empty_reactions(&self) {
+        match self.backend {
+            Backend::Postgres => sqlx::raw_sql("truncate reactions, article_reaction_counts")
+                .execute(&mut self.connect().await)
+                .await
+                .map(drop),
+            Backend::Sqlite => sqlx::raw_sql("delete from reactions; delete from article_reaction_counts")
+                .execute(&mut self.sqlite().await)
+                .await
+                .map(drop),
+        }
+        .unwrap();
+    }
+
     /// Sets the time of the last change of every reaction on `article`, or of every reaction.
     pub async fn set_updated_at(&self, article: Option<&str>, at: DateTime<Utc>) {
         match self.backend {

@@ -531,6 +531,22 @@ async fn the_rollup_migration_fills_the_rollups_from_the_reactions_already_store
     app.assert_counts_match_rows().await;
 }
 
+/// Emptying the reactions by hand (`truncate`, which fires no delete trigger) empties what the
+/// dashboards read too.
+#[tokio::test]
+async fn reactions_emptied_by_hand_leave_nothing_in_the_windows() {
+    let app = spawn_app().await;
+    seed_window(&app).await;
+    let window = format!("/v1/stats/totals?since={SINCE}&until={UNTIL}");
+    assert_eq!(get_json(&app, &window).await["total"], 11);
+
+    app.db.empty_reactions().await;
+
+    app.assert_counts_match_rows().await;
+    assert_eq!(get_json(&app, &window).await["total"], 0);
+    assert_eq!(get_json(&app, &format!("/v1/stats/top?since={SINCE}&until={UNTIL}")).await["articles"], json!([]));
+}
+
 #[tokio::test]
 async fn export_streams_one_csv_row_per_article_and_reaction_in_the_window() {
     let app = app_with_admin_token(Some(ADMIN_TOKEN)).await;
