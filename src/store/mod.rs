@@ -53,6 +53,8 @@ mod stats;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 pub use postgres::{MIGRATOR, PgStore};
 pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore};
 /// The PostgreSQL stats statements, for `scripts/stats-explain.sh` (through
@@ -298,4 +300,28 @@ impl Store {
             Self::Sqlite(s) => s.export_counts(window).await,
         }
     }
+}
+
+/// Folds `(article, reaction, count)` rows into counts per article.
+fn counts_by_article(rows: Vec<(String, String, i64)>) -> anyhow::Result<HashMap<ArticleId, ReactionCounts>> {
+    let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
+    for (article_id, reaction, count) in rows {
+        let article_id = ArticleId::parse(article_id).context("an invalid article id is stored")?;
+        let reaction: Reaction = reaction.parse().context("an unknown reaction is stored")?;
+        counts.entry(article_id).or_default().add(reaction, count);
+    }
+    Ok(counts)
+}
+
+/// A reaction key read inside a transaction, as the driver error that aborts it.
+fn parse_reaction(key: &str) -> Result<Reaction, sqlx::Error> {
+    key.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn stored_article_id(raw: String) -> Result<ArticleId, StoreError> {
+    ArticleId::parse(raw).context("an invalid article id is stored").map_err(StoreError::Other)
+}
+
+fn stored_reaction(key: &str) -> Result<Reaction, StoreError> {
+    key.parse().context("an unknown reaction is stored").map_err(StoreError::Other)
 }

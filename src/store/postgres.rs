@@ -15,7 +15,7 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::{ReactionChange, StoreError, StoreOptions};
+use super::{ReactionChange, StoreError, StoreOptions, counts_by_article, parse_reaction, stored_article_id};
 use crate::domain::{ArticleId, Reaction, ReactionCounts};
 use crate::identity::{VisitorKey, VisitorSecret};
 
@@ -396,17 +396,6 @@ impl PgStore {
     }
 }
 
-/// Folds `(article, reaction, count)` rows into counts per article.
-fn counts_by_article(rows: Vec<(String, String, i64)>) -> anyhow::Result<HashMap<ArticleId, ReactionCounts>> {
-    let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
-    for (article_id, reaction, count) in rows {
-        let article_id = ArticleId::parse(article_id).context("an invalid article id is stored")?;
-        let reaction: Reaction = reaction.parse().context("an unknown reaction is stored")?;
-        counts.entry(article_id).or_default().add(reaction, count);
-    }
-    Ok(counts)
-}
-
 /// Adds the deltas to the counts rows, in (article, reaction) order.
 async fn apply_count_deltas(
     tx: &mut Transaction<'_, Postgres>,
@@ -449,14 +438,6 @@ async fn apply_count_deltas(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-fn parse_reaction(key: &str) -> Result<Reaction, sqlx::Error> {
-    key.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
-fn stored_article_id(raw: String) -> Result<ArticleId, StoreError> {
-    ArticleId::parse(raw).context("an invalid article id is stored").map_err(StoreError::Other)
 }
 
 fn sql_state(error: &sqlx::Error) -> Option<String> {

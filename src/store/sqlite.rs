@@ -16,7 +16,10 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use super::{ReactionChange, StoreError, StoreOptions};
+use super::{
+    ReactionChange, StoreError, StoreOptions, counts_by_article, parse_reaction, stored_article_id,
+    stored_reaction,
+};
 use crate::domain::{ArticleId, Reaction, ReactionCounts};
 use crate::identity::{VisitorKey, VisitorSecret};
 
@@ -289,29 +292,6 @@ pub(super) fn micros(instant: DateTime<Utc>) -> i64 {
 /// parameters.
 pub(super) fn json_array(values: &[&str]) -> String {
     serde_json::to_string(values).expect("strings serialize")
-}
-
-/// Folds `(article, reaction, count)` rows into counts per article.
-fn counts_by_article(rows: Vec<(String, String, i64)>) -> anyhow::Result<HashMap<ArticleId, ReactionCounts>> {
-    let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
-    for (article_id, reaction, count) in rows {
-        let article_id = ArticleId::parse(article_id).context("an invalid article id is stored")?;
-        let reaction: Reaction = reaction.parse().context("an unknown reaction is stored")?;
-        counts.entry(article_id).or_default().add(reaction, count);
-    }
-    Ok(counts)
-}
-
-fn parse_reaction(key: &str) -> Result<Reaction, sqlx::Error> {
-    key.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
-pub(super) fn stored_article_id(raw: String) -> Result<ArticleId, StoreError> {
-    ArticleId::parse(raw).context("an invalid article id is stored").map_err(StoreError::Other)
-}
-
-pub(super) fn stored_reaction(key: &str) -> Result<Reaction, StoreError> {
-    key.parse().context("an unknown reaction is stored").map_err(StoreError::Other)
 }
 
 /// SQLite's primary result codes that mean "try again later": the file is locked by another

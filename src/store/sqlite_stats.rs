@@ -21,11 +21,12 @@ use sqlx::query::QueryAs;
 use sqlx::sqlite::SqliteArguments;
 use tokio::sync::mpsc;
 
-use super::sqlite::{classify, micros, stored_article_id, stored_reaction};
+use super::sqlite::{classify, micros};
 use super::stats::{
     ArticleCount, CountsRow, EXPORT_BATCH_ROWS, ExportRow, ExportStream, TrendingArticle, counts_of,
 };
 use super::{SqliteStore, StoreError};
+use super::{stored_article_id, stored_reaction};
 use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, WindowParts};
 
 /// A piece of a window read from `reactions`: each row counts 1 in its reaction's column, at

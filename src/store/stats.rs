@@ -13,13 +13,12 @@
 //! is bounded, and `(article_id, updated_at)` for one article's time series).
 //! `docs/stats-performance.md` has the plans and timings on ten million rows.
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, BoxStream, StreamExt as _};
 use sqlx::{Postgres, Transaction};
 
-use super::StoreError;
 use super::postgres::classify;
+use super::{StoreError, stored_article_id, stored_reaction};
 use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, WindowParts};
 
 /// Rows the CSV export reads from its cursor at a time: what one export holds in memory.
@@ -400,12 +399,4 @@ async fn next_export_batch(
         return Ok(if batch.is_empty() { None } else { Some((batch, None)) });
     }
     Ok(Some((batch, Some(tx))))
-}
-
-fn stored_article_id(raw: String) -> Result<ArticleId, StoreError> {
-    ArticleId::parse(raw).context("an invalid article id is stored").map_err(StoreError::Other)
-}
-
-fn stored_reaction(key: &str) -> Result<Reaction, StoreError> {
-    key.parse().context("an unknown reaction is stored").map_err(StoreError::Other)
 }
