@@ -180,21 +180,18 @@ async fn audit(conn: &mut PgConnection, attempts: &[Attempt]) -> Audit {
 }
 
 async fn assert_counts_match_rows(conn: &mut PgConnection) {
-    let mismatches: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "select coalesce(c.article_id, r.article_id), coalesce(c.reaction, r.reaction)::text,
-                coalesce(c.count, 0), coalesce(r.n, 0)
-         from article_reaction_counts c
-         full join (select article_id, reaction, count(*) as n from reactions group by 1, 2) r
-           on r.article_id = c.article_id and r.reaction = c.reaction
-         where coalesce(c.count, 0) <> coalesce(r.n, 0)",
-    )
-    .fetch_all(conn)
-    .await
-    .unwrap();
+    let mismatches: Vec<(String, String, i64, i64)> =
+        sqlx::query_as(helpers::COUNT_MISMATCHES).fetch_all(&mut *conn).await.unwrap();
     assert!(
         mismatches.is_empty(),
         "counts differ from rows (article, reaction, count, rows): {mismatches:?}"
     );
+    let rollups: Vec<(String, String, String, String, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(helpers::rollup_mismatches_sql(Backend::Postgres)))
+            .fetch_all(conn)
+            .await
+            .unwrap();
+    assert!(rollups.is_empty(), "rollups differ from rows: {rollups:?}");
 }
 
 async fn stored_rows(db: &TestDatabase) -> i64 {

@@ -126,30 +126,8 @@ impl TestDatabase {
     /// count, rows); counts rows with no reaction rows behind them included.
     pub async fn count_mismatches(&self) -> Vec<(String, String, i64, i64)> {
         match self.backend {
-            Backend::Postgres => {
-                sqlx::query_as(
-                    "select coalesce(c.article_id, r.article_id), coalesce(c.reaction, r.reaction)::text,
-                        coalesce(c.count, 0), coalesce(r.n, 0)
-                 from article_reaction_counts c
-                 full join (select article_id, reaction, count(*) as n from reactions group by 1, 2) r
-                   on r.article_id = c.article_id and r.reaction = c.reaction
-                 where coalesce(c.count, 0) <> coalesce(r.n, 0)",
-                )
-                .fetch_all(&mut self.connect().await)
-                .await
-            }
-            Backend::Sqlite => {
-                sqlx::query_as(
-                    "select coalesce(c.article_id, r.article_id), coalesce(c.reaction, r.reaction),
-                        coalesce(c.count, 0), coalesce(r.n, 0)
-                 from article_reaction_counts c
-                 full join (select article_id, reaction, count(*) as n from reactions group by 1, 2) r
-                   on r.article_id = c.article_id and r.reaction = c.reaction
-                 where coalesce(c.count, 0) <> coalesce(r.n, 0)",
-                )
-                .fetch_all(&mut self.sqlite().await)
-                .await
-            }
+            Backend::Postgres => sqlx::query_as(COUNT_MISMATCHES).fetch_all(&mut self.connect().await).await,
+            Backend::Sqlite => sqlx::query_as(COUNT_MISMATCHES).fetch_all(&mut self.sqlite().await).await,
         }
         .unwrap()
     }
@@ -158,59 +136,10 @@ impl TestDatabase {
     /// article and bucket, as (rollup, article, bucket, rollup counts, row counts), the counts in
     /// display order; buckets missing on either side included, unless all their counts are zero.
     pub async fn rollup_mismatches(&self) -> Vec<(String, String, String, String, String)> {
-        const KEYS: [&str; 7] = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
-        let list = |side: &str| KEYS.map(|k| format!("coalesce({side}.{k}_count, 0)")).join(", ");
-        let differ =
-            KEYS.map(|k| format!("coalesce(h.{k}_count, 0) <> coalesce(r.{k}_count, 0)")).join(" or ");
-        let rolled = "select 'hourly' as width, * from reaction_counts_hourly
-                      union all select 'daily', * from reaction_counts_daily";
+        let sql = sqlx::AssertSqlSafe(rollup_mismatches_sql(self.backend));
         match self.backend {
-            Backend::Postgres => {
-                let held_columns = KEYS.map(|k| format!("count(*) filter (where reaction = '{k}') as {k}_count")).join(", ");
-                let sql = format!(
-                    "with held as (
-                         select b.width, article_id, b.start, {held_columns}
-                         from reactions
-                         cross join lateral (values
-                             ('hourly', date_bin('1 hour', updated_at, timestamptz '1970-01-01 00:00:00+00')),
-                             ('daily', date_bin('1 day', updated_at, timestamptz '1970-01-01 00:00:00+00'))) as b(width, start)
-                         group by 1, 2, 3
-                     ), rolled as ({rolled})
-                     select coalesce(h.width, r.width), coalesce(h.article_id, r.article_id),
-                            coalesce(h.start, r.bucket_start)::text,
-                            concat_ws(',', {r}), concat_ws(',', {h})
-                     from held h full join rolled r
-                       on r.width = h.width and r.article_id = h.article_id and r.bucket_start = h.start
-                     where {differ}",
-                    r = list("r"),
-                    h = list("h"),
-                );
-                sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut self.connect().await).await
-            }
-            Backend::Sqlite => {
-                let held = |width: &str, micros: i64| {
-                    let columns = KEYS.map(|k| format!("sum(reaction = '{k}') as {k}_count")).join(", ");
-                    format!(
-                        "select '{width}' as width, article_id,
-                                updated_at - ((updated_at % {micros}) + {micros}) % {micros} as start, {columns}
-                         from reactions group by 1, 2, 3"
-                    )
-                };
-                let sql = format!(
-                    "with held as ({} union all {}), rolled as ({rolled})
-                     select coalesce(h.width, r.width), coalesce(h.article_id, r.article_id),
-                            cast(coalesce(h.start, r.bucket_start) as text),
-                            concat_ws(',', {r}), concat_ws(',', {h})
-                     from held h full join rolled r
-                       on r.width = h.width and r.article_id = h.article_id and r.bucket_start = h.start
-                     where {differ}",
-                    held("hourly", 3_600_000_000),
-                    held("daily", 86_400_000_000),
-                    r = list("r"),
-                    h = list("h"),
-                );
-                sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut self.sqlite().await).await
-            }
+            Backend::Postgres => sqlx::query_as(sql).fetch_all(&mut self.connect().await).await,
+            Backend::Sqlite => sqlx::query_as(sql).fetch_all(&mut self.sqlite().await).await,
         }
         .unwrap()
     }
@@ -705,4 +634,72 @@ pub fn counts(nonzero: &[(&str, i64)]) -> Value {
         counts[*key] = json!(n);
     }
     counts
+}
+
+/// Every (article, reaction) whose count differs from its rows, as (article, reaction, count,
+/// rows); counts rows with no reaction rows behind them included. Both backends.
+pub const COUNT_MISMATCHES: &str = "
+    select coalesce(c.article_id, r.article_id), cast(coalesce(c.reaction, r.reaction) as text),
+           coalesce(c.count, 0), coalesce(r.n, 0)
+    from article_reaction_counts c
+    full join (select article_id, reaction, count(*) as n from reactions group by 1, 2) r
+      on r.article_id = c.article_id and r.reaction = c.reaction
+    where coalesce(c.count, 0) <> coalesce(r.n, 0)";
+
+/// The query behind [`TestDatabase::rollup_mismatches`] on `backend`.
+pub fn rollup_mismatches_sql(backend: Backend) -> String {
+    const KEYS: [&str; 7] = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
+    let list = |side: &str| KEYS.map(|k| format!("coalesce({side}.{k}_count, 0)")).join(", ");
+    let differ = KEYS.map(|k| format!("coalesce(h.{k}_count, 0) <> coalesce(r.{k}_count, 0)")).join(" or ");
+    let rolled = "select 'hourly' as width, * from reaction_counts_hourly
+                  union all select 'daily', * from reaction_counts_daily";
+    match backend {
+        Backend::Postgres => {
+            let held_columns =
+                KEYS.map(|k| format!("count(*) filter (where reaction = '{k}') as {k}_count")).join(", ");
+            let sql = format!(
+                "with held as (
+                     select b.width, article_id, b.start, {held_columns}
+                     from reactions
+                     cross join lateral (values
+                         ('hourly', date_bin('1 hour', updated_at, timestamptz '1970-01-01 00:00:00+00')),
+                         ('daily', date_bin('1 day', updated_at, timestamptz '1970-01-01 00:00:00+00'))) as b(width, start)
+                     group by 1, 2, 3
+                 ), rolled as ({rolled})
+                 select coalesce(h.width, r.width), coalesce(h.article_id, r.article_id),
+                        coalesce(h.start, r.bucket_start)::text,
+                        concat_ws(',', {r}), concat_ws(',', {h})
+                 from held h full join rolled r
+                   on r.width = h.width and r.article_id = h.article_id and r.bucket_start = h.start
+                 where {differ}",
+                r = list("r"),
+                h = list("h"),
+            );
+            sql
+        }
+        Backend::Sqlite => {
+            let held = |width: &str, micros: i64| {
+                let columns = KEYS.map(|k| format!("sum(reaction = '{k}') as {k}_count")).join(", ");
+                format!(
+                    "select '{width}' as width, article_id,
+                            updated_at - ((updated_at % {micros}) + {micros}) % {micros} as start, {columns}
+                     from reactions group by 1, 2, 3"
+                )
+            };
+            let sql = format!(
+                "with held as ({} union all {}), rolled as ({rolled})
+                 select coalesce(h.width, r.width), coalesce(h.article_id, r.article_id),
+                        cast(coalesce(h.start, r.bucket_start) as text),
+                        concat_ws(',', {r}), concat_ws(',', {h})
+                 from held h full join rolled r
+                   on r.width = h.width and r.article_id = h.article_id and r.bucket_start = h.start
+                 where {differ}",
+                held("hourly", 3_600_000_000),
+                held("daily", 86_400_000_000),
+                r = list("r"),
+                h = list("h"),
+            );
+            sql
+        }
+    }
 }
