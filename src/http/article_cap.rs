@@ -20,15 +20,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, RawPathParams, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
-use super::rate_limit::{Decision, RATELIMIT, RATELIMIT_POLICY, limiter_key};
-use super::{ApiError, Problem};
+use super::rate_limit::{Decision, fields, limiter_key, refusal};
 use crate::domain::ArticleId;
 
 /// The policy name in the `RateLimit` fields and in metrics.
@@ -100,11 +99,6 @@ impl<C: Clock> ArticleCap<C> {
     pub fn tracked(&self) -> usize {
         self.limiter.len()
     }
-
-    fn headers(&self, remaining: u32, reset: Duration) -> [(HeaderName, HeaderValue); 2] {
-        let value = format!("\"{POLICY}\";r={remaining};t={}", ceil_secs(reset));
-        [(RATELIMIT, HeaderValue::try_from(value).expect("ASCII")), (RATELIMIT_POLICY, self.policy.clone())]
-    }
 }
 
 impl ArticleCap<DefaultClock> {
@@ -121,10 +115,6 @@ impl ArticleCap<DefaultClock> {
             }
         })
     }
-}
-
-fn ceil_secs(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 impl ArticleCap {
@@ -158,27 +148,16 @@ impl ArticleCap {
             return Ok((request, None));
         };
         match self.check(client, &article) {
-            Decision::Allow { remaining, reset } => Ok((request, Some(self.headers(remaining, reset)))),
-            Decision::Deny { retry_after } => {
-                tracing::debug!(policy = POLICY, "article write cap reached");
-                crate::telemetry::metrics::rate_limited(POLICY);
-                let seconds = ceil_secs(retry_after).max(1);
-                let problem = Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate-limited",
-                    "Too many requests",
-                    format!(
-                        "this client has made the most writes allowed on this article ({} an hour); \
-                         retry in {seconds} s",
-                        self.per_hour
-                    ),
-                );
-                let mut response = ApiError::Client(problem).into_response();
-                let headers = response.headers_mut();
-                headers.extend(self.headers(0, Duration::from_secs(seconds)));
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-                Err(response)
+            Decision::Allow { remaining, reset } => {
+                Ok((request, Some(fields(POLICY, &self.policy, remaining, reset))))
             }
+            Decision::Deny { retry_after } => Err(refusal(POLICY, &self.policy, retry_after, |seconds| {
+                format!(
+                    "this client has made the most writes allowed on this article ({} an hour); \
+                     retry in {seconds} s",
+                    self.per_hour
+                )
+            })),
         }
     }
 }

@@ -108,9 +108,39 @@ impl<C: Clock> ClassLimiter<C> {
 
     /// The `RateLimit` and `RateLimit-Policy` fields for a decision.
     fn headers(&self, remaining: u32, reset: Duration) -> [(HeaderName, HeaderValue); 2] {
-        let value = format!("\"{}\";r={remaining};t={}", self.name, ceil_secs(reset));
-        [(RATELIMIT, HeaderValue::try_from(value).expect("ASCII")), (RATELIMIT_POLICY, self.policy.clone())]
+        fields(self.name, &self.policy, remaining, reset)
     }
+}
+
+/// The `RateLimit` and `RateLimit-Policy` fields of the policy `name` for a decision.
+pub(crate) fn fields(
+    name: &str,
+    policy: &HeaderValue,
+    remaining: u32,
+    reset: Duration,
+) -> [(HeaderName, HeaderValue); 2] {
+    let value = format!("\"{name}\";r={remaining};t={}", ceil_secs(reset));
+    [(RATELIMIT, HeaderValue::try_from(value).expect("ASCII")), (RATELIMIT_POLICY, policy.clone())]
+}
+
+/// The 429 answer of the policy `name`: a problem whose detail `why` writes from the seconds to
+/// wait, the policy's fields at zero, and `Retry-After`. Counted in the metrics.
+pub(crate) fn refusal(
+    name: &'static str,
+    policy: &HeaderValue,
+    retry_after: Duration,
+    why: impl FnOnce(u64) -> String,
+) -> Response {
+    tracing::debug!(policy = name, "rate limited");
+    crate::telemetry::metrics::rate_limited(name);
+    let seconds = ceil_secs(retry_after).max(1);
+    let problem =
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests", why(seconds));
+    let mut response = ApiError::Client(problem).into_response();
+    let headers = response.headers_mut();
+    headers.extend(fields(name, policy, 0, Duration::from_secs(seconds)));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// IPv4 addresses as they are; IPv6 addresses cut to their /64 network.
@@ -185,22 +215,9 @@ impl ClassLimiter {
     pub fn admit(&self, client: IpAddr) -> Result<[(HeaderName, HeaderValue); 2], Response> {
         match self.check(client) {
             Decision::Allow { remaining, reset } => Ok(self.headers(remaining, reset)),
-            Decision::Deny { retry_after } => {
-                tracing::debug!(class = self.name(), "rate limited");
-                crate::telemetry::metrics::rate_limited(self.name());
-                let seconds = ceil_secs(retry_after).max(1);
-                let problem = Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate-limited",
-                    "Too many requests",
-                    format!("the {} quota of this client is used up; retry in {seconds} s", self.name()),
-                );
-                let mut response = ApiError::Client(problem).into_response();
-                let headers = response.headers_mut();
-                headers.extend(self.headers(0, Duration::from_secs(seconds)));
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-                Err(response)
-            }
+            Decision::Deny { retry_after } => Err(refusal(self.name, &self.policy, retry_after, |seconds| {
+                format!("the {} quota of this client is used up; retry in {seconds} s", self.name)
+            })),
         }
     }
 }
