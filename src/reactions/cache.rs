@@ -31,7 +31,7 @@ pub struct Rendered {
 }
 
 /// The seed of [`Rendered::tag`].
-pub const TAG_SEED: u64 = 0x7265_6163_7469_6f6e;
+const TAG_SEED: u64 = 0x7265_6163_7469_6f6e;
 
 impl Rendered {
     pub fn new(article_id: &ArticleId, counts: ReactionCounts) -> Self {

@@ -168,9 +168,4 @@ impl Reactions {
     pub fn cached_articles(&self) -> usize {
         self.cache.len()
     }
-
-    /// How stale a cached count may be.
-    pub fn cache_ttl(&self) -> std::time::Duration {
-        self.cache.ttl()
-    }
 }
