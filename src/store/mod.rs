@@ -75,6 +75,28 @@ pub struct ReactionChange {
     pub reaction: Option<Reaction>,
 }
 
+/// What a committed batch of changes left: the counts of its articles, and the batch's place in
+/// the order in which batches held their articles' rows.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// The counts of every article of the batch as the batch's commit left them: one state of
+    /// each article (read while the batch held its count rows), never a mix of two.
+    pub counts: HashMap<ArticleId, ReactionCounts>,
+    /// Increases with every batch of this process, in the order in which batches took the rows
+    /// of their articles: of two batches that touched one article, the later holds the newer
+    /// counts. The read cache orders this process's answers by it.
+    pub order: u64,
+}
+
+/// The next [`Applied::order`], taken once a batch holds the rows it changes and before it
+/// commits. Two batches that change one article hold its rows one after the other, and the
+/// second can only take them once the first has committed, after the first took its number, so
+/// the numbers follow the order of their commits.
+fn next_lock_order() -> u64 {
+    static ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    ORDER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
 /// A storage failure, split by what the client should be told.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -201,11 +223,8 @@ impl Store {
 
     /// Applies changes atomically: after it returns `Ok`, every change is committed and counts
     /// equal rows. Changes to the same (article, visitor) apply in slice order (the last wins).
-    /// Answers the counts of the touched articles as of the commit (articles at zero are absent).
-    pub async fn apply(
-        &self,
-        changes: &[ReactionChange],
-    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
+    /// Answers the counts of the touched articles as of the commit, and the batch's order.
+    pub async fn apply(&self, changes: &[ReactionChange]) -> Result<Applied, StoreError> {
         match self {
             Self::Postgres(s) => s.apply(changes).await,
             Self::Sqlite(s) => s.apply(changes).await,

@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{
-    ReactionChange, StoreError, StoreOptions, counts_by_article, parse_reaction, stored_article_id,
+    Applied, ReactionChange, next_lock_order, StoreError, StoreOptions, counts_by_article, parse_reaction, stored_article_id,
     stored_reaction,
 };
 use crate::domain::{ArticleId, Reaction, ReactionCounts};
@@ -124,10 +124,7 @@ impl SqliteStore {
     }
 
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
-    pub async fn apply(
-        &self,
-        changes: &[ReactionChange],
-    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
+    pub async fn apply(&self, changes: &[ReactionChange]) -> Result<Applied, StoreError> {
         // The last change per (article, visitor) is the one that counts.
         let mut net: BTreeMap<(&str, &[u8]), Option<Reaction>> = BTreeMap::new();
         for change in changes {
@@ -139,9 +136,11 @@ impl SqliteStore {
     async fn apply_once(
         &self,
         net: &BTreeMap<(&str, &[u8]), Option<Reaction>>,
-    ) -> Result<HashMap<ArticleId, ReactionCounts>, sqlx::Error> {
+    ) -> Result<Applied, sqlx::Error> {
         let now = micros(Utc::now());
         let mut tx = self.pool.begin_with("begin immediate").await?;
+        // This transaction holds the file's write lock from here to its commit.
+        let order = next_lock_order();
         let mut deltas: BTreeMap<(&str, Reaction), i64> = BTreeMap::new();
         for (&(article_id, visitor), &target) in net {
             let held: Option<String> = sqlx::query_scalar(
@@ -195,7 +194,8 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        counts_by_article(rows).map_err(|e| sqlx::Error::Decode(e.into()))
+        let counts = counts_by_article(rows).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        Ok(Applied { counts, order })
     }
 
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
