@@ -22,9 +22,12 @@ macro_rules! check {
             .bind($pattern)
             .fetch_one(&mut *conn)
             .await?;
-        let counts: Vec<(String, String, i64, i64)> = sqlx::query_as(COUNT_MISMATCHES).fetch_all(&mut *conn).await?;
+        let counts: Vec<(String, String, i64, i64)> =
+            sqlx::query_as(COUNT_MISMATCHES).fetch_all(&mut *conn).await?;
         let rollups: Vec<(String, String, String, String, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(rollup_mismatches_sql($backend))).fetch_all(&mut *conn).await?;
+            sqlx::query_as(sqlx::AssertSqlSafe(rollup_mismatches_sql($backend)))
+                .fetch_all(&mut *conn)
+                .await?;
         println!("RESULT rows={rows} count_mismatches={} rollup_mismatches={}", counts.len(), rollups.len());
     }};
 }

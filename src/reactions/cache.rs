@@ -142,12 +142,8 @@ impl CountsCache {
             return counts;
         }
         self.make_room();
-        let fresh = || Entry {
-            counts,
-            rendered: Rendered::new(article_id, counts),
-            fresh_at: committed_at,
-            order,
-        };
+        let fresh =
+            || Entry { counts, rendered: Rendered::new(article_id, counts), fresh_at: committed_at, order };
         if let Some(mut current) = self.entries.get_mut(article_id) {
             if order > current.order {
                 if current.fresh_at > committed_at {

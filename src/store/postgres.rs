@@ -36,16 +36,15 @@ const MAX_ATTEMPTS: u32 = 6;
 // A batch is one transaction of four statements, whatever its size: the set-based work is done
 // by PostgreSQL over `unnest`ed arrays, and the folding (which move lands in which count and
 // rollup row) by the service, from the rows the statements return. Locks are taken in one order
-// by every writer: reaction rows in (article, visitor) order, then every count row of the
-// batch's articles in (article, reaction) order, then the rollup rows in (article, bucket)
-// order, so concurrent writers, in this process or another, do not deadlock.
+// by every writer: reaction rows in (article, visitor) order, then one row per article (its
+// `like` count row, the article's lock) in article order; the count and rollup rows are then
+// changed by adding deltas, under the articles' locks.
 
 /// Statement 1: inserts the reactions of visitors who hold none yet on the article, and makes
-/// sure that the seven count rows of every article of the batch (`$4`) and its rollup rows of
-/// the current hour and day exist, at zero if new, so that statement 3 finds and locks all the
-/// rows the batch may change. Inputs: `$1`, `$2`, `$3` article ids, visitor keys and reactions
-/// of the sets, sorted by (article, visitor), so that inserts take their index entries in one
-/// order; `$4` the batch's articles, sorted.
+/// sure that every article of the batch (`$4`) has its `like` count row, the row statement 3
+/// locks. Inputs: `$1`, `$2`, `$3` article ids, visitor keys and reactions of the sets, sorted
+/// by (article, visitor), so that inserts take their index entries in one order; `$4` the
+/// batch's articles, sorted.
 ///
 /// Answers the inserted keys and, in one last row, the transaction's `now()` (the `updated_at`
 /// of every row it writes). That row also marks the transaction for the rollup triggers, which
@@ -58,30 +57,27 @@ with inserted as (
     order by n
     on conflict (article_id, visitor_key) do nothing
     returning article_id, visitor_key
-), count_rows as (
+), article_rows as (
     insert into article_reaction_counts (article_id, reaction, count)
-    select a.article_id, r.reaction, 0
+    select article_id, 'like', 0
     from unnest($4::text[]) with ordinality as a(article_id, n)
-    cross join unnest(enum_range(null::reaction)) as r(reaction)
-    order by a.n, r.reaction
+    order by n
     on conflict (article_id, reaction) do nothing
-), hour_rows as (
-    insert into reaction_counts_hourly (article_id, bucket_start)
-    select article_id, date_bin('1 hour', now(), timestamptz '1970-01-01 00:00:00+00')
-    from unnest($4::text[]) with ordinality as a(article_id, n)
-    order by n
-    on conflict (article_id, bucket_start) do nothing
-), day_rows as (
-    insert into reaction_counts_daily (article_id, bucket_start)
-    select article_id, date_bin('1 day', now(), timestamptz '1970-01-01 00:00:00+00')
-    from unnest($4::text[]) with ordinality as a(article_id, n)
-    order by n
-    on conflict (article_id, bucket_start) do nothing
 )
 select article_id, visitor_key, now() from inserted
 union all
 select null, null, now()
 from (select set_config('reader_reactions.rollups_applied_by', 'transaction', true)) as marked
+"#;
+
+/// Makes sure that every article of `$1` (sorted) has the row [`LOCK_ARTICLES_SQL`] locks, for
+/// writers other than the batch (whose statement 1 does the same).
+const ENSURE_ARTICLE_ROWS_SQL: &str = r#"
+insert into article_reaction_counts (article_id, reaction, count)
+select article_id, 'like', 0
+from unnest($1::text[]) with ordinality as a(article_id, n)
+order by n
+on conflict (article_id, reaction) do nothing
 "#;
 
 /// Statement 2, for the keys whose row exists (a set whose insert found a row, or a removal):
@@ -109,75 +105,90 @@ with locked as (
 select article_id, visitor_key, reaction::text, updated_at from locked
 "#;
 
-/// Statement 3: locks every count row of the batch's articles (`$1`, sorted) in (article,
-/// reaction) order, then the rollup rows the batch changes (`$2`/`$3` hourly and `$4`/`$5`
-/// daily keys, sorted) in (article, bucket) order, and answers them. Statement 1 made sure they
-/// exist, and a statement that starts after it sees them; while they are locked no other writer
-/// changes them, so the answer plus this batch's moves is the articles' state at commit: one
-/// state of each article, whatever other instances do.
-const LOCK_SQL: &str = r#"
-with counts as (
-    select article_id, reaction, count
-    from article_reaction_counts
-    where article_id = any($1::text[])
-    order by article_id, reaction
-    for update
-), hourly as (
-    select h.article_id, h.bucket_start, h.like_count, h.dislike_count, h.love_count, h.funny_count,
-           h.angry_count, h.sad_count, h.wow_count
-    from unnest($2::text[], $3::timestamptz[]) as k(article_id, bucket_start)
-    join reaction_counts_hourly h on h.article_id = k.article_id and h.bucket_start = k.bucket_start
-    order by h.article_id, h.bucket_start
-    for update of h
-), daily as (
-    select d.article_id, d.bucket_start, d.like_count, d.dislike_count, d.love_count, d.funny_count,
-           d.angry_count, d.sad_count, d.wow_count
-    from unnest($4::text[], $5::timestamptz[]) as k(article_id, bucket_start)
-    join reaction_counts_daily d on d.article_id = k.article_id and d.bucket_start = k.bucket_start
-    order by d.article_id, d.bucket_start
-    for update of d
-)
-select 0::int2, article_id, reaction::text, count, null::timestamptz,
-       null::int4, null::int4, null::int4, null::int4, null::int4, null::int4, null::int4
-from counts
-union all
-select 1::int2, article_id, null, null, bucket_start, like_count, dislike_count, love_count,
-       funny_count, angry_count, sad_count, wow_count
-from hourly
-union all
-select 2::int2, article_id, null, null, bucket_start, like_count, dislike_count, love_count,
-       funny_count, angry_count, sad_count, wow_count
-from daily
+/// Statement 3: takes the articles' locks (`$1`, sorted): their `like` count rows, in article
+/// order. Every writer of the service takes them before it changes an article's counts, so the
+/// batches that change one article follow one another, and the next statement, which starts
+/// once this one has them, sees every earlier batch committed and no later one.
+const LOCK_ARTICLES_SQL: &str = r#"
+select article_id from article_reaction_counts
+where article_id = any($1::text[]) and reaction = 'like'
+order by article_id
+for update
 "#;
 
-/// Statement 4: writes the new values of the locked rows that changed: counts (`$1`–`$3`),
-/// hourly (`$4`–`$12`) and daily (`$13`–`$21`) rollups. Every row is locked by this transaction
-/// already, so the order of the three updates does not matter. Answers how many rows each
-/// update found, which must be all of them.
+/// Statement 4: adds the deltas to the count rows (`$1`–`$3`) and to the hourly (`$4`–`$12`)
+/// and daily (`$13`–`$21`) rollup rows, and answers every count row of the batch's articles
+/// (`$22`): the changed ones as changed (kind 0), all of them as they were before (kind 1).
+///
+/// A CHECK is evaluated on the row an INSERT proposes before ON CONFLICT applies, so only rows
+/// whose deltas are all positive are upserted; a row with a negative delta exists (a reaction was
+/// counted in it) and is updated. The two sets are disjoint, so no row is changed twice. The
+/// last row (kind 2) says how many rollup rows were changed, which must be all of them.
 const WRITE_SQL: &str = r#"
-with counts as (
-    update article_reaction_counts c set count = u.count
-    from unnest($1::text[], $2::text[], $3::int8[]) as u(article_id, reaction, count)
-    where c.article_id = u.article_id and c.reaction = u.reaction::reaction
+with count_deltas as (
+    select * from unnest($1::text[], $2::text[], $3::int8[]) as u(article_id, reaction, delta)
+), counts_added as (
+    insert into article_reaction_counts as c (article_id, reaction, count)
+    select article_id, reaction::reaction, delta from count_deltas where delta > 0
+    on conflict (article_id, reaction) do update set count = c.count + excluded.count
+    returning c.article_id, c.reaction, c.count
+), counts_removed as (
+    update article_reaction_counts c set count = c.count + d.delta
+    from count_deltas d
+    where d.delta < 0 and c.article_id = d.article_id and c.reaction = d.reaction::reaction
+    returning c.article_id, c.reaction, c.count
+), hourly_deltas as (
+    select * from unnest($4::text[], $5::timestamptz[], $6::int4[], $7::int4[], $8::int4[], $9::int4[],
+                         $10::int4[], $11::int4[], $12::int4[]) as u(article_id, bucket_start, l, d, lo, f, a, s, w)
+), hourly_added as (
+    insert into reaction_counts_hourly as h
+    select * from hourly_deltas where least(l, d, lo, f, a, s, w) >= 0
+    on conflict (article_id, bucket_start) do update
+    set like_count = h.like_count + excluded.like_count, dislike_count = h.dislike_count + excluded.dislike_count,
+        love_count = h.love_count + excluded.love_count, funny_count = h.funny_count + excluded.funny_count,
+        angry_count = h.angry_count + excluded.angry_count, sad_count = h.sad_count + excluded.sad_count,
+        wow_count = h.wow_count + excluded.wow_count
     returning 1
-), hourly as (
+), hourly_changed as (
     update reaction_counts_hourly h
-    set like_count = u.l, dislike_count = u.d, love_count = u.lo, funny_count = u.f,
-        angry_count = u.a, sad_count = u.s, wow_count = u.w
-    from unnest($4::text[], $5::timestamptz[], $6::int4[], $7::int4[], $8::int4[], $9::int4[],
-                $10::int4[], $11::int4[], $12::int4[]) as u(article_id, bucket_start, l, d, lo, f, a, s, w)
-    where h.article_id = u.article_id and h.bucket_start = u.bucket_start
+    set like_count = h.like_count + u.l, dislike_count = h.dislike_count + u.d, love_count = h.love_count + u.lo,
+        funny_count = h.funny_count + u.f, angry_count = h.angry_count + u.a, sad_count = h.sad_count + u.s,
+        wow_count = h.wow_count + u.w
+    from hourly_deltas u
+    where least(u.l, u.d, u.lo, u.f, u.a, u.s, u.w) < 0
+      and h.article_id = u.article_id and h.bucket_start = u.bucket_start
     returning 1
-), daily as (
+), daily_deltas as (
+    select * from unnest($13::text[], $14::timestamptz[], $15::int4[], $16::int4[], $17::int4[], $18::int4[],
+                         $19::int4[], $20::int4[], $21::int4[]) as u(article_id, bucket_start, l, d, lo, f, a, s, w)
+), daily_added as (
+    insert into reaction_counts_daily as h
+    select * from daily_deltas where least(l, d, lo, f, a, s, w) >= 0
+    on conflict (article_id, bucket_start) do update
+    set like_count = h.like_count + excluded.like_count, dislike_count = h.dislike_count + excluded.dislike_count,
+        love_count = h.love_count + excluded.love_count, funny_count = h.funny_count + excluded.funny_count,
+        angry_count = h.angry_count + excluded.angry_count, sad_count = h.sad_count + excluded.sad_count,
+        wow_count = h.wow_count + excluded.wow_count
+    returning 1
+), daily_changed as (
     update reaction_counts_daily h
-    set like_count = u.l, dislike_count = u.d, love_count = u.lo, funny_count = u.f,
-        angry_count = u.a, sad_count = u.s, wow_count = u.w
-    from unnest($13::text[], $14::timestamptz[], $15::int4[], $16::int4[], $17::int4[], $18::int4[],
-                $19::int4[], $20::int4[], $21::int4[]) as u(article_id, bucket_start, l, d, lo, f, a, s, w)
-    where h.article_id = u.article_id and h.bucket_start = u.bucket_start
+    set like_count = h.like_count + u.l, dislike_count = h.dislike_count + u.d, love_count = h.love_count + u.lo,
+        funny_count = h.funny_count + u.f, angry_count = h.angry_count + u.a, sad_count = h.sad_count + u.s,
+        wow_count = h.wow_count + u.w
+    from daily_deltas u
+    where least(u.l, u.d, u.lo, u.f, u.a, u.s, u.w) < 0
+      and h.article_id = u.article_id and h.bucket_start = u.bucket_start
     returning 1
 )
-select (select count(*) from counts), (select count(*) from hourly), (select count(*) from daily)
+select 0::int2, article_id, reaction::text, count from counts_added
+union all
+select 0::int2, article_id, reaction::text, count from counts_removed
+union all
+select 1::int2, article_id, reaction::text, count from article_reaction_counts where article_id = any($22::text[])
+union all
+select 2::int2, null, null,
+       (select count(*) from hourly_added) + (select count(*) from hourly_changed)
+       + (select count(*) from daily_added) + (select count(*) from daily_changed)
 "#;
 
 /// A row of [`INSERT_SQL`]: an inserted (article, visitor), or (null, null) and the
@@ -187,22 +198,8 @@ type InsertedRow = (Option<String>, Option<Vec<u8>>, DateTime<Utc>);
 /// A reaction row's key: (article, visitor key).
 type RowKey<'a> = (&'a str, &'a [u8]);
 
-/// A row of [`LOCK_SQL`]: kind (0 count, 1 hourly, 2 daily), article, reaction and count (count
-/// rows), bucket start and the seven rollup counts (rollup rows).
-type LockedRow = (
-    i16,
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<DateTime<Utc>>,
-    Option<i32>,
-    Option<i32>,
-    Option<i32>,
-    Option<i32>,
-    Option<i32>,
-    Option<i32>,
-    Option<i32>,
-);
+/// A row of [`WRITE_SQL`]: kind, article, reaction, count.
+type WrittenRow = (i16, Option<String>, Option<String>, i64);
 
 /// PostgreSQL through a sqlx connection pool.
 #[derive(Debug, Clone)]
@@ -356,82 +353,61 @@ impl PgStore {
         hourly.retain(|_, deltas| deltas.iter().any(|d| *d != 0));
         daily.retain(|_, deltas| deltas.iter().any(|d| *d != 0));
 
-        let locked: Vec<LockedRow> = sqlx::query_as(LOCK_SQL)
-            .bind(&articles)
-            .bind(hourly.keys().map(|(a, _)| *a).collect::<Vec<_>>())
-            .bind(hourly.keys().map(|(_, b)| *b).collect::<Vec<_>>())
-            .bind(daily.keys().map(|(a, _)| *a).collect::<Vec<_>>())
-            .bind(daily.keys().map(|(_, b)| *b).collect::<Vec<_>>())
-            .fetch_all(&mut *tx)
-            .await?;
-        // Every row this batch changes is locked from here to the commit: see `Applied::order`.
+        sqlx::query(LOCK_ARTICLES_SQL).bind(&articles).execute(&mut *tx).await?;
+        // The batch holds its articles from here to the commit: see `Applied::order`.
         let order = next_lock_order();
 
-        let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::with_capacity(articles.len());
-        let mut new_counts: Vec<(&str, Reaction, i64)> = Vec::new();
-        let mut new_hourly: Vec<(&str, DateTime<Utc>, RollupCounts)> = Vec::with_capacity(hourly.len());
-        let mut new_daily: Vec<(&str, DateTime<Utc>, RollupCounts)> = Vec::with_capacity(daily.len());
-        for (kind, article_id, reaction, count, bucket, l, d, lo, f, a, s, w) in &locked {
-            match (kind, reaction, count, bucket) {
-                (0, Some(reaction), Some(count), _) => {
-                    let reaction = parse_reaction(reaction)?;
-                    let key = (article_id.as_str(), reaction);
-                    let after = count + count_deltas.get(&key).copied().unwrap_or(0);
-                    if after != *count {
-                        new_counts.push((key.0, reaction, after));
-                    }
-                    let stored = ArticleId::parse(article_id.as_str()).map_err(|e| sqlx::Error::Decode(e.into()))?;
-                    counts.entry(stored).or_default().add(reaction, after);
-                }
-                (1 | 2, _, _, Some(bucket)) => {
-                    let (deltas, new_rows) =
-                        if *kind == 1 { (&hourly, &mut new_hourly) } else { (&daily, &mut new_daily) };
-                    let Some((key, delta)) = deltas.get_key_value(&(article_id.as_str(), *bucket)) else {
-                        continue;
-                    };
-                    let mut after = [0i64; 7];
-                    for (slot, held) in [l, d, lo, f, a, s, w].into_iter().enumerate() {
-                        after[slot] = i64::from(held.unwrap_or(0)) + delta[slot];
-                    }
-                    new_rows.push((key.0, key.1, after));
-                }
-                _ => return Err(sqlx::Error::Protocol("an unexpected row from the lock statement".into())),
+        let count_deltas: Vec<(&str, Reaction, i64)> =
+            count_deltas.into_iter().filter(|(_, d)| *d != 0).map(|((a, r), d)| (a, r, d)).collect();
+        let mut query = sqlx::query_as::<_, WrittenRow>(WRITE_SQL)
+            .bind(count_deltas.iter().map(|c| c.0).collect::<Vec<_>>())
+            .bind(count_deltas.iter().map(|c| c.1.key()).collect::<Vec<_>>())
+            .bind(count_deltas.iter().map(|c| c.2).collect::<Vec<_>>());
+        for rows in [&hourly, &daily] {
+            query = query
+                .bind(rows.keys().map(|k| k.0).collect::<Vec<_>>())
+                .bind(rows.keys().map(|k| k.1).collect::<Vec<_>>());
+            for slot in 0..7 {
+                let column: Vec<i32> =
+                    rows.values().map(|d| i32::try_from(d[slot]).unwrap_or(i32::MAX)).collect();
+                query = query.bind(column);
             }
         }
-        for (article_id, reaction, after) in &new_counts {
-            if *after < 0 {
-                return Err(invariant(format!("the count of {reaction} on {article_id:?} would be {after}")));
-            }
-        }
-        if new_hourly.len() != hourly.len() || new_daily.len() != daily.len() {
-            return Err(invariant("a rollup row the batch changes is missing".to_owned()));
-        }
-        if new_hourly.iter().chain(&new_daily).any(|(_, _, after)| after.iter().any(|c| *c < 0)) {
-            return Err(invariant("a rollup count would go below zero".to_owned()));
-        }
+        let rows = query.bind(&articles).fetch_all(&mut *tx).await?;
 
-        if !new_counts.is_empty() || !new_hourly.is_empty() || !new_daily.is_empty() {
-            let mut query = sqlx::query_as::<_, (i64, i64, i64)>(WRITE_SQL)
-                .bind(new_counts.iter().map(|c| c.0).collect::<Vec<_>>())
-                .bind(new_counts.iter().map(|c| c.1.key()).collect::<Vec<_>>())
-                .bind(new_counts.iter().map(|c| c.2).collect::<Vec<_>>());
-            for rows in [&new_hourly, &new_daily] {
-                query = query
-                    .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
-                    .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>());
-                for slot in 0..7 {
-                    let column: Vec<i32> = rows
-                        .iter()
-                        .map(|r| i32::try_from(r.2[slot]).unwrap_or(i32::MAX))
-                        .collect();
-                    query = query.bind(column);
+        // Every count row of the batch's articles as it was, then the changed ones as they are.
+        let mut before: Vec<(&str, Reaction, i64)> = Vec::with_capacity(rows.len());
+        let mut changed: Vec<(&str, Reaction, i64)> = Vec::with_capacity(count_deltas.len());
+        let mut rollup_rows = -1;
+        for (kind, article_id, reaction, count) in &rows {
+            match (kind, article_id, reaction) {
+                (0 | 1, Some(article_id), Some(reaction)) => {
+                    let side = if *kind == 0 { &mut changed } else { &mut before };
+                    side.push((article_id.as_str(), parse_reaction(reaction)?, *count));
                 }
+                (2, None, None) => rollup_rows = *count,
+                _ => return Err(sqlx::Error::Protocol("an unexpected row from the write statement".into())),
             }
-            let written = query.fetch_one(&mut *tx).await?;
-            let expected = (new_counts.len() as i64, new_hourly.len() as i64, new_daily.len() as i64);
-            if written != expected {
-                return Err(invariant(format!("wrote {written:?} count and rollup rows, expected {expected:?}")));
-            }
+        }
+        if changed.len() != count_deltas.len() {
+            return Err(invariant(format!(
+                "changed {} count rows, expected {}",
+                changed.len(),
+                count_deltas.len()
+            )));
+        }
+        if rollup_rows != (hourly.len() + daily.len()) as i64 {
+            return Err(invariant(format!(
+                "changed {rollup_rows} rollup rows, expected {}",
+                hourly.len() + daily.len()
+            )));
+        }
+        let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::with_capacity(articles.len());
+        let changed_keys: HashSet<(&str, Reaction)> = changed.iter().map(|(a, r, _)| (*a, *r)).collect();
+        let unchanged = before.into_iter().filter(|(a, r, _)| !changed_keys.contains(&(*a, *r)));
+        for (article_id, reaction, count) in unchanged.chain(changed) {
+            let article_id = ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
+            counts.entry(article_id).or_default().add(reaction, count);
         }
         tx.commit().await?;
         Ok(Applied { counts, order })
@@ -504,6 +480,12 @@ impl PgStore {
         .bind(visitor.as_bytes().as_slice())
         .fetch_all(&mut *tx)
         .await?;
+        // Then the articles' locks, as a write batch takes them, so that a batch's answer never
+        // mixes counts from before and after an erasure.
+        let mut articles: Vec<&str> = removed.iter().map(|(article_id, _)| article_id.as_str()).collect();
+        articles.dedup(); // sorted by article
+        sqlx::query(ENSURE_ARTICLE_ROWS_SQL).bind(&articles).execute(&mut *tx).await?;
+        sqlx::query(LOCK_ARTICLES_SQL).bind(&articles).execute(&mut *tx).await?;
         let mut deltas: HashMap<(&str, Reaction), i64> = HashMap::new();
         for (article_id, reaction) in &removed {
             *deltas.entry((article_id.as_str(), parse_reaction(reaction)?)).or_default() -= 1;
@@ -561,7 +543,8 @@ async fn change_rows<'a>(
                     inserted.insert((article_id.as_str(), visitor.as_slice()));
                 }
             }
-            let now = now.ok_or_else(|| sqlx::Error::Protocol("the insert statement answered no row".into()))?;
+            let now =
+                now.ok_or_else(|| sqlx::Error::Protocol("the insert statement answered no row".into()))?;
             for change in to_insert.drain(..) {
                 match inserted.get(&(change.article_id, change.visitor)) {
                     Some(_) => moves.push(Move {

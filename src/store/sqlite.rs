@@ -17,8 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{
-    Applied, ReactionChange, next_lock_order, StoreError, StoreOptions, counts_by_article, parse_reaction, stored_article_id,
-    stored_reaction,
+    Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, next_lock_order, parse_reaction,
+    stored_article_id, stored_reaction,
 };
 use crate::domain::{ArticleId, Reaction, ReactionCounts};
 use crate::identity::{VisitorKey, VisitorSecret};
