@@ -282,7 +282,11 @@ async fn editor_session(browser: &Client, app: &TestApp, driver: &ChromeDriver) 
         "the article is in the URL: {}",
         state.url
     );
-    browser.execute("window.scrollTo(0, 0);", vec![]).await?;
+    // The whole page in one picture (docs/dashboard.png is a copy).
+    let height = browser
+        .execute("window.scrollTo(0, 0); return document.documentElement.scrollHeight;", vec![])
+        .await?;
+    browser.set_window_size(1280, height.as_u64().context("the page's height")? as u32).await?;
     save_png(&browser.screenshot().await?, "dashboard.png")?;
 
     // Keyboard: the article buttons are reached and pressed with the keyboard.
