@@ -23,7 +23,7 @@ mod chromium;
 #[allow(dead_code)]
 mod helpers;
 
-use chromium::{ChromeDriver, TempDir, eventually, save_png};
+use chromium::{ChromeDriver, TempDir, eventually, eventually_within, save_png};
 use helpers::{Backend, TestApp, TestDatabase, segment, spawn_with, test_config};
 
 const KEYS: [&str; 7] = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
@@ -101,7 +101,7 @@ async fn with_a_stats_token_the_page_asks_for_it_once_per_browser_session() {
     let browser = driver.connect(&chromium, profile.path()).await;
 
     let outcome = async {
-        token_session(&browser, &app).await?;
+        token_session(&browser, &app, &driver).await?;
         // The one wrong token was answered 401, which the console reports; nothing else.
         let console = driver.console(&browser).await?;
         let errors: Vec<_> = console
@@ -331,6 +331,42 @@ async fn editor_session(browser: &Client, app: &TestApp, driver: &ChromeDriver) 
     let window: Value = browser.execute("return document.querySelector('#window').value;", vec![]).await?;
     ensure!(window == json!("30d"), "the window is selected again: {window}");
 
+    // Every 30 seconds the page reads again, keeping the window, the article and the focus.
+    let before = state;
+    browser
+        .execute(
+            "document.querySelector(`#top-list button[data-article='${arguments[0]}']`).focus();",
+            vec![json!(second)],
+        )
+        .await?;
+    let now = Utc::now();
+    app.db
+        .insert_reactions(&[
+            (second.as_str(), "wow", now),
+            (second.as_str(), "wow", now),
+            (second.as_str(), "like", now),
+        ])
+        .await;
+    let after =
+        eventually_within("the page refreshes by itself", std::time::Duration::from_secs(40), || async {
+            let state = page_state(browser).await?;
+            Ok((state.series_sum == before.series_sum + 3).then_some(state))
+        })
+        .await?;
+    ensure!(
+        as_numbers(&after.totals)["wow"] == as_numbers(&before.totals)["wow"] + 2,
+        "totals: {:?}",
+        after.totals
+    );
+    ensure!(
+        after.article.as_deref() == Some(second.as_str()) && after.buckets == 30,
+        "the article stays open"
+    );
+    ensure!(after.url == before.url, "the view is unchanged: {} then {}", before.url, after.url);
+    let focused: Value =
+        browser.execute("return document.activeElement.dataset.article ?? null;", vec![]).await?;
+    ensure!(focused == json!(second), "the focus stays on the article's button: {focused}");
+
     // A phone: one column, nothing wider than the screen, the charts redrawn at its width.
     browser.set_window_size(390, 844).await?;
     eventually("the charts are redrawn at the phone's width", || async {
@@ -371,15 +407,19 @@ async fn api_series(app: &TestApp, article: &str, query: &str) -> anyhow::Result
     Ok(app.client.get(url).send().await?.error_for_status()?.json().await?)
 }
 
-async fn token_session(browser: &Client, app: &TestApp) -> anyhow::Result<()> {
+async fn token_session(browser: &Client, app: &TestApp, driver: &ChromeDriver) -> anyhow::Result<()> {
     browser.set_window_size(1280, 900).await?;
     browser.goto(&app.url("/dashboard")).await?;
 
-    // The page asks before it reads anything.
+    // The page asks before it reads anything: no read has been refused yet.
     eventually("the token dialog opens", || async {
         Ok(page_state(browser).await?.dialog_open.then_some(()))
     })
     .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let refused: Vec<_> =
+        driver.console(browser).await?.into_iter().filter(|(_, m)| m.contains("401")).collect();
+    ensure!(refused.is_empty(), "nothing is read before the token is given: {refused:?}");
     let reads: Value = browser
         .execute(
             "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/v1/'));",

@@ -156,6 +156,7 @@ async function stats(path) {
     const headers = token ? { Authorization: `Bearer ${token}` } : {};
     const response = await fetch(path, { headers, cache: 'no-store' });
     if (response.status === 401) {
+      response.body?.cancel();
       // Another read may have stored a better token meanwhile; only a refused one is dropped.
       if (storedStatsToken() === token) storeStatsToken(null);
       refused = true;
@@ -477,6 +478,7 @@ async function downloadCsv() {
       cache: 'no-store',
     });
     if (response.status === 401) {
+      response.body?.cancel();
       refused = true;
       continue;
     }
