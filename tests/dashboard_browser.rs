@@ -28,6 +28,7 @@ use helpers::{Backend, TestApp, TestDatabase, segment, spawn_with, test_config};
 
 const KEYS: [&str; 7] = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
 const STATS_TOKEN: &str = "dashboard-browser-stats-token-0123456789";
+const ADMIN_TOKEN: &str = "dashboard-browser-admin-token-0123456789";
 
 /// Reactions already there: (article, reaction, hours ago, how many). Everything but the last
 /// rows is within the last 20 hours; the last rows are 10 days old, so that the 30-day window
@@ -60,7 +61,8 @@ async fn an_editor_reads_totals_top_articles_and_an_articles_time_series() {
     let (chromedriver, chromium) = chromium::programs();
     let db = TestDatabase::create(Backend::Postgres).await;
     seed(&db).await;
-    let config = test_config(&db.url);
+    let mut config = test_config(&db.url);
+    config.admin_token = Some(ADMIN_TOKEN.to_owned());
     let app = spawn_with(db, config).await;
 
     let driver = ChromeDriver::start(&chromedriver).await;
@@ -235,6 +237,31 @@ async fn editor_session(browser: &Client, app: &TestApp, driver: &ChromeDriver) 
     ensure!(state.trending == trending, "trending: {:?}, the API says {trending:?}", state.trending);
     ensure!(state.article.is_none() && !state.dialog_open, "no article open, no token asked: {state:?}");
     ensure!(state.url.contains("window=24h"), "the window is in the URL: {}", state.url);
+
+    // The CSV export asks for the admin token when used, and downloads the window.
+    browser.find(Locator::Css("#export")).await?.click().await?;
+    let title: Value = eventually("the export asks for the admin token", || async {
+        let title = browser
+            .execute("const d = document.querySelector('#token-dialog'); return d.open ? d.querySelector('h2').textContent : null;", vec![])
+            .await?;
+        Ok((!title.is_null()).then_some(title))
+    })
+    .await?;
+    ensure!(title == json!("Admin token"), "the dialog names the admin token: {title}");
+    submit_token(browser, ADMIN_TOKEN).await?;
+    let exported = eventually("the export is downloaded", || async {
+        let statuses = browser
+            .execute(
+                "return performance.getEntriesByType('resource').filter(e => e.name.includes('/export.csv')).map(e => e.responseStatus);",
+                vec![],
+            )
+            .await?;
+        Ok(statuses.as_array().filter(|s| !s.is_empty()).cloned())
+    })
+    .await?;
+    ensure!(exported == [json!(200)], "one export, answered 200: {exported:?}");
+    let state = page_state(browser).await?;
+    ensure!(!state.dialog_open, "the dialog is closed");
 
     // By one reaction.
     browser.find(Locator::Css("#reaction")).await?.select_by_value("love").await?;
