@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Bearer token (at least 32 bytes) the stats reads and so the dashboard need; when unset
+    /// they are public.
+    #[arg(long, env = "STATS_TOKEN", hide_env_values = true)]
+    pub stats_token: Option<String>,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -156,7 +161,15 @@ impl Config {
                 );
                 std::process::exit(2);
             }
-            Ok(config) => config,
+            Ok(config) => {
+                if let Err(line) =
+                    check_token_length("--stats-token (STATS_TOKEN)", config.stats_token.as_deref())
+                {
+                    eprintln!("reader-reactions: {line}");
+                    std::process::exit(2);
+                }
+                config
+            }
             Err(error) if !error.use_stderr() => error.exit(), // --help, --version
             Err(error) => {
                 let rendered = error.to_string();
@@ -173,6 +186,23 @@ impl Config {
             Self::try_parse_from(["reader-reactions"]).unwrap_or_else(|e| panic!("defaults must parse: {e}"));
         config.database_url = database_url.into();
         config
+    }
+}
+
+/// Fewest bytes a bearer-token setting may have: a shorter token can be guessed.
+pub const MIN_TOKEN_BYTES: usize = 32;
+
+/// A bearer-token setting is unset or at least [`MIN_TOKEN_BYTES`] long. Set but empty is refused
+/// too: `STATS_TOKEN=$(cat missing-file)` must not open what the operator meant to close. The
+/// error is the line to print, naming the setting and never repeating the token; checked after
+/// parsing rather than by a clap value parser, whose message would repeat the value.
+fn check_token_length(setting: &str, token: Option<&str>) -> Result<(), String> {
+    match token {
+        Some(token) if token.len() < MIN_TOKEN_BYTES => Err(format!(
+            "{setting} is {} bytes; a bearer token needs at least {MIN_TOKEN_BYTES} (e.g. `openssl rand -base64 32`)",
+            token.len()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -193,5 +223,23 @@ fn parse_millis(raw: &str) -> Result<Duration, String> {
     match raw.parse::<u64>() {
         Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
         _ => Err(format!("{raw:?} is not a positive number of milliseconds")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_token_under_32_bytes_is_refused_without_repeating_it() {
+        let short = "x".repeat(MIN_TOKEN_BYTES - 1);
+        let line = check_token_length("--stats-token (STATS_TOKEN)", Some(&short)).unwrap_err();
+        assert!(line.contains("STATS_TOKEN") && line.contains("31 bytes"), "{line}");
+        assert!(!line.contains(&short), "the token is not repeated: {line}");
+        assert!(
+            check_token_length("--stats-token (STATS_TOKEN)", Some(&"x".repeat(MIN_TOKEN_BYTES))).is_ok()
+        );
+        assert!(check_token_length("--stats-token (STATS_TOKEN)", None).is_ok(), "unset: stats public");
+        assert!(check_token_length("--stats-token (STATS_TOKEN)", Some("")).is_err(), "set but empty");
     }
 }

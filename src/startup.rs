@@ -93,12 +93,14 @@ impl Application {
                 max_delay: config.write_batch_delay,
             },
         );
-        let admin_token = http::AdminToken::from_setting(config.admin_token.as_deref());
+        let admin_token = http::BearerToken::from_setting(config.admin_token.as_deref());
+        let stats_token = http::BearerToken::from_setting(config.stats_token.as_deref());
         let state = AppState::new(http::Shared {
             public_cache_control: http::public_cache_control(cache.ttl()),
             reactions: Reactions::new(store.clone(), cache, writer),
             store,
             admin_token,
+            stats_token,
         });
         let options = HttpOptions {
             request_timeout: config.request_timeout,

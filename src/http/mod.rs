@@ -6,6 +6,7 @@
 mod admin;
 pub mod article_cap;
 pub mod client_ip;
+mod dashboard;
 mod error;
 mod extract;
 mod health;
@@ -32,7 +33,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use admin::AdminToken;
+pub use admin::BearerToken;
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use extract::AppJson;
 pub use openapi::openapi_document;
@@ -64,7 +65,9 @@ pub struct Shared {
     pub reactions: Reactions,
     pub store: Store,
     /// Guards the CSV export; `None` switches it off.
-    pub admin_token: Option<AdminToken>,
+    pub admin_token: Option<BearerToken>,
+    /// Guards the stats reads (not the export); `None` leaves them public.
+    pub stats_token: Option<BearerToken>,
     /// `Cache-Control` of anonymous reads ([`public_cache_control`]).
     pub public_cache_control: HeaderValue,
 }
@@ -126,6 +129,7 @@ pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
         .merge(visitor_routes)
         .merge(health::router())
         .merge(widget::router())
+        .merge(dashboard::router())
         .merge(stats_routes)
 }
 

@@ -64,6 +64,8 @@ fn describe() {
     describe_gauge!("db_pool_connections", "Database connections of this instance, by state (idle, in_use)");
     describe_gauge!("db_pool_max_connections", "Largest number of database connections this instance opens");
     describe_gauge!("read_cache_articles", "Articles whose counts are cached");
+    // Exported from the start, so that a failure rate is 0 rather than absent until the first one.
+    counter!("write_batches_failed_total").absolute(0);
 }
 
 /// Middleware: counts and times every request by method, route template and status.
