@@ -54,6 +54,10 @@ fn describe() {
         "Reaction changes committed, by the reaction set (`none` for a removal)"
     );
     describe_counter!("rate_limited_total", "Requests refused by the rate limiter, by class");
+    describe_counter!(
+        "connections_over_capacity_total",
+        "Connections accepted past MAX_CONNECTIONS (served only for the probes, or answered 503)"
+    );
     describe_histogram!("write_batch_size", "Changes committed per write transaction");
     describe_histogram!("write_commit_seconds", Unit::Seconds, "Time to commit one write batch");
     describe_counter!(
@@ -135,6 +139,11 @@ pub fn write_batch_failed(seconds: f64) {
 /// A request refused by the rate limiter.
 pub fn rate_limited(class: &'static str) {
     counter!("rate_limited_total", "class" => class).increment(1);
+}
+
+/// A connection accepted past the connection cap.
+pub fn connection_refused() {
+    counter!("connections_over_capacity_total").increment(1);
 }
 
 /// State sampled at scrape time.

@@ -35,6 +35,8 @@ macro_rules! backend_suite {
         mod concurrency;
         #[path = "cors.rs"]
         mod cors;
+        #[path = "hardening.rs"]
+        mod hardening;
         #[path = "health.rs"]
         mod health;
         #[path = "hostile.rs"]
