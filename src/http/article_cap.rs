@@ -213,6 +213,12 @@ struct ArticleWrite {
 /// The `RateLimit` fields of the cap for a write's answer.
 pub type CapFields = [(HeaderName, HeaderValue); 2];
 
+/// The cap's fields, left by the handler in its answer's extensions for the visitor middleware,
+/// which adds them after the per-IP limiter's (the order clients see: `writes`, then
+/// `article-writes`).
+#[derive(Clone)]
+pub struct SpentCap(pub CapFields);
+
 impl ArticleCap {
     /// Looks at the cap for a write by `client` on the request's article: the request back, with
     /// the claim its handler spends ([`WriteAllowance`]), or the 429 answer when the cap is

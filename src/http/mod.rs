@@ -160,6 +160,9 @@ async fn visitor_edge(
                 }
             };
             response.headers_mut().extend(limit_fields);
+            if let Some(article_cap::SpentCap(cap_fields)) = response.extensions_mut().remove() {
+                response.headers_mut().extend(cap_fields);
+            }
             response
         }
     }

@@ -8,7 +8,7 @@ use serde::Deserialize as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::article_cap::WriteAllowance;
+use super::article_cap::{SpentCap, WriteAllowance};
 use super::extract::{AppJson, ArticlePath, query_pairs};
 use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Reaction, ReactionSummary};
@@ -168,7 +168,9 @@ async fn change(
     let cap_fields = allowance.spend()?;
     let changed = state.reactions.change(article_id, visitor, reaction).await;
     let mut response = changed.map(AppJson).map_err(ApiError::from).into_response();
-    response.headers_mut().extend(cap_fields.into_iter().flatten());
+    if let Some(fields) = cap_fields {
+        response.extensions_mut().insert(SpentCap(fields));
+    }
     Ok(response)
 }
 
