@@ -25,6 +25,9 @@ use super::{Backend, StoreError};
 /// one probe) of its return.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The gauge that is 1 while the breaker is open (described with the other metrics).
+pub const DOWN_GAUGE: &str = "db_known_down";
+
 /// The longest one probe may take; a database that does not answer within it is down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -85,6 +88,7 @@ async fn probe_until_up(breaker: Weak<Breaker>) {
         match outcome {
             Ok(Ok(())) => {
                 if this.down.swap(false, Ordering::AcqRel) {
+                    metrics::gauge!(DOWN_GAUGE).set(0.0);
                     tracing::warn!("the database answers again: serving requests");
                 }
                 this.probing.store(false, Ordering::Release);
@@ -99,6 +103,7 @@ async fn probe_until_up(breaker: Weak<Breaker>) {
             }
             failure => {
                 if !this.down.swap(true, Ordering::AcqRel) {
+                    metrics::gauge!(DOWN_GAUGE).set(1.0);
                     let why = match failure {
                         Ok(Err(error)) => error.to_string(),
                         _ => format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()),

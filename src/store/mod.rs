@@ -57,6 +57,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+pub use breaker::DOWN_GAUGE as DB_KNOWN_DOWN_GAUGE;
 pub use postgres::{MIGRATOR, PgStore};
 pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore};
 /// The PostgreSQL stats statements, for `scripts/stats-explain.sh` (through
@@ -178,11 +179,6 @@ impl Store {
             )));
         };
         Ok(Self { breaker: breaker::Breaker::new(backend.clone()), backend })
-    }
-
-    /// Whether the database is known to be down: calls then answer unavailable at once.
-    pub fn is_known_down(&self) -> bool {
-        self.breaker.is_open()
     }
 
     /// Creates the database if it does not exist, then applies pending migrations.

@@ -54,6 +54,10 @@ fn describe() {
         "Reaction changes committed, by the reaction set (`none` for a removal)"
     );
     describe_counter!("rate_limited_total", "Requests refused by the rate limiter, by class");
+    describe_gauge!(
+        crate::store::DB_KNOWN_DOWN_GAUGE,
+        "1 while the database is known to be down and requests needing it get 503 at once"
+    );
     describe_counter!(
         "connections_over_capacity_total",
         "Connections accepted past MAX_CONNECTIONS (served only for the probes, or answered 503)"
