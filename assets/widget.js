@@ -57,8 +57,7 @@ try {
 }
 
 // A random id in the site's own localStorage, sent as X-Visitor-Id: no third-party cookie is
-// needed. If storage is blocked, the service's `rr_vid` cookie, set at the first write,
-// identifies the reader.
+// needed. If storage is blocked, the service's cookie or fingerprint identifies the reader.
 function visitorId() {
   try {
     let id = localStorage.getItem(STORAGE_KEY);
