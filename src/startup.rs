@@ -12,7 +12,7 @@ use crate::http::article_cap::ArticleCap;
 use crate::http::client_ip::TrustedProxies;
 use crate::http::rate_limit::{ClassLimiter, Limit, RateLimits};
 use crate::http::{self, AppState, EdgeLayers, HttpOptions};
-use crate::identity::IdentityResolver;
+use crate::identity::{IdentityResolver, SaltCache};
 use crate::reactions::Reactions;
 use crate::reactions::cache::CountsCache;
 use crate::reactions::writer::{BatchWriter, WriterOptions, WriterTasks};
@@ -79,7 +79,8 @@ impl Application {
             store.migrate().await.context("while migrating the database at start-up")?;
         }
         let secret = crate::identity::resolve_secret(config.visitor_secret.clone(), &store).await?;
-        let identity = Arc::new(IdentityResolver::new(secret, config.cookie_secure));
+        let identity =
+            Arc::new(IdentityResolver::new(secret, SaltCache::new(store.clone()), config.cookie_secure));
         let rate_limits = Arc::new(RateLimits {
             writes: ClassLimiter::new(
                 "writes",

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 
 use super::ApiError;
 
-/// The resolved client address of a request, for rate limiting.
+/// The resolved client address of a request, for rate limiting and fingerprints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 

@@ -134,8 +134,8 @@ pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
 /// The middleware of the visitor routes, in this order: a look at the per-article write cap
 /// (spent later by the handler, once the write is valid), the client's rate limit, the
 /// visitor's identity. Each refuses with its own answer; the answer gets the limit's rate-limit
-/// fields (the handler adds the cap's), and the identity cookie after a successful write by a
-/// new visitor. One layer rather than three (as the stats routes have one, `rate_limit`),
+/// fields (the handler adds the cap's), and the identity cookie after a successful write by
+/// fingerprint. One layer rather than three (as the stats routes have one, `rate_limit`),
 /// because every `from_fn` layer clones the route's boxed service and boxes its future on
 /// every request: in a CPU profile of anonymous reads those clones were among the largest costs.
 async fn visitor_edge(
@@ -151,7 +151,7 @@ async fn visitor_edge(
     match edge.rate_limits.class(ClassOf::Method, request.method()).admit(client.0) {
         Err(refusal) => refusal,
         Ok(limit_fields) => {
-            let mut response = match edge.identity.admit(&mut request) {
+            let mut response = match edge.identity.admit(client, &mut request).await {
                 Err(refusal) => refusal,
                 Ok(cookie) => {
                     let mut response = next.run(request).await;

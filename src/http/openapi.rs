@@ -42,7 +42,7 @@ pub fn openapi_document() -> String {
 
 /// Adds what the middleware layers do to every `/v1/` operation, in one place rather than on
 /// each handler: the `rr_vid` cookie, the rate-limit fields on every answer, the 429, and the
-/// cookie a write without identity receives.
+/// cookie a fingerprinted write receives.
 pub(super) fn describe_layers(document: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
     use utoipa::openapi::{
@@ -105,13 +105,13 @@ pub(super) fn describe_layers(document: &mut utoipa::openapi::OpenApi) {
         .required(Required::False)
         .description(Some(
             "The service's signed visitor cookie, used when no X-Visitor-Id header is sent. \
-             A cookie that fails verification is ignored. A write with neither is a new visitor \
-             and receives a cookie; a read with neither is anonymous.",
+             A cookie that fails verification is ignored. Without either, the visitor is an \
+             anonymous fingerprint (a keyed hash of a daily salt, the client IP and User-Agent).",
         ))
         .schema(Some(Object::with_type(Type::String)))
         .build();
     let set_cookie = string_header(
-        "Sent after a write without X-Visitor-Id or a valid cookie: the signed `rr_vid` cookie of a new, random identity (HttpOnly, one \
+        "Sent after a write identified by fingerprint: the signed `rr_vid` cookie (HttpOnly, one \
          year; `Secure; SameSite=None` when COOKIE_SECURE is on) so the browser keeps its identity.",
         "rr_vid=v1.…; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
     );

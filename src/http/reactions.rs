@@ -301,9 +301,9 @@ fn content_type_json() -> (header::HeaderName, HeaderValue) {
 /// Erases every reaction of the caller, on every article (privacy).
 ///
 /// The caller must name itself with `X-Visitor-Id` or a valid `rr_vid` cookie. A request with
-/// neither is a 400 that erases nothing and sets no cookie (it would otherwise be a new visitor
-/// with nothing to erase, and address and browser, shared by everyone behind one address with
-/// the same browser build, never identify anybody).
+/// neither is a 400 that erases nothing and sets no cookie: the anonymous fingerprint (address
+/// and User-Agent) is shared by everyone behind one address with the same browser build, so it
+/// never erases.
 #[utoipa::path(
     delete,
     path = "/v1/visitors/me",
@@ -318,7 +318,8 @@ fn content_type_json() -> (header::HeaderName, HeaderValue) {
 async fn erase_me(State(state): State<AppState>, visitor: Visitor) -> Result<AppJson<Erased>, ApiError> {
     if !matches!(visitor.source(), IdentitySource::Header | IdentitySource::Cookie) {
         return Err(ApiError::visitor_required(
-            "erasing needs the X-Visitor-Id header or the rr_vid cookie of the visitor to erase",
+            "erasing needs the X-Visitor-Id header or the rr_vid cookie of the visitor to erase; \
+             an address and browser are shared by others and never erase",
         ));
     }
     let visitor = visitor.require()?;
@@ -349,8 +350,8 @@ struct QueryArticleId(String);
 #[allow(dead_code)] // Exists for the OpenAPI document only.
 struct VisitorHeader {
     /// A random id the client keeps per visitor: 8–128 characters of `[A-Za-z0-9_-]`. Only a
-    /// keyed hash of it is stored. Takes precedence over the `rr_vid` cookie; a malformed value is
-    /// a 400.
+    /// keyed hash of it is stored. Takes precedence over the `rr_vid` cookie and the anonymous
+    /// fingerprint; a malformed value is a 400.
     #[param(rename = "X-Visitor-Id", pattern = "^[A-Za-z0-9_-]{8,128}$", nullable = false)]
     x_visitor_id: Option<String>,
 }

@@ -1,5 +1,5 @@
-//! The signed `rr_vid` cookie: carries the random identity token of a visitor who wrote without
-//! `X-Visitor-Id`, so that the browser keeps its identity.
+//! The signed `rr_vid` cookie: carries a visitor's identity token so that a browser keeps its
+//! identity after the fingerprint salt rotates.
 //!
 //! Hand-written rather than the `cookie` crate's signed jar: the value is 32 raw bytes plus an
 //! HMAC we already compute for visitor keys, and the jar's key derivation would add crates for

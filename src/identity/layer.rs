@@ -5,14 +5,18 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 
-use super::cookie;
-use super::{IdentityToken, VISITOR_ID_HEADER, VisitorId, VisitorIdError, VisitorKey, VisitorSecret};
+use super::{
+    IdentityToken, SaltCache, VISITOR_ID_HEADER, VisitorId, VisitorIdError, VisitorKey, VisitorSecret,
+};
+use super::{cookie, fingerprint};
 use crate::http::ApiError;
+use crate::http::client_ip::ClientIp;
 
 /// What the identity layer needs to resolve visitors; shared by all requests.
 #[derive(Debug)]
 pub struct IdentityResolver {
     secret: VisitorSecret,
+    salts: SaltCache,
     cookie_secure: bool,
 }
 
@@ -21,9 +25,8 @@ pub struct IdentityResolver {
 pub enum IdentitySource {
     Header,
     Cookie,
-    /// A write that carried no identity: a new visitor, handed the cookie of a fresh random token.
-    New,
-    /// No identity: an anonymous read.
+    Fingerprint,
+    /// No identity: an anonymous read, or a write while the salt was unavailable.
     None,
 }
 
@@ -32,27 +35,27 @@ pub enum IdentitySource {
 pub struct Visitor {
     key: Option<VisitorKey>,
     source: IdentitySource,
-    /// The identity token, to hand to the browser as a cookie after a write by a new visitor.
+    /// The fingerprint token, to hand to the browser as a cookie after a write.
     token: Option<IdentityToken>,
 }
 
 impl IdentityResolver {
-    pub fn new(secret: VisitorSecret, cookie_secure: bool) -> Self {
-        Self { secret, cookie_secure }
+    pub fn new(secret: VisitorSecret, salts: SaltCache, cookie_secure: bool) -> Self {
+        Self { secret, salts, cookie_secure }
     }
 
     /// Resolves the visitor: `X-Visitor-Id`, else a valid `rr_vid` cookie, else (for writes) a
-    /// new visitor with a fresh random token. A malformed or repeated header is a client error; a
-    /// bad cookie is ignored.
+    /// fingerprint. A malformed or repeated header is a client error; a bad cookie is ignored.
     ///
-    /// No request is ever identified by its address and User-Agent (a fingerprint): everyone
-    /// behind one address with the same browser build shares those, so a fingerprint would let
-    /// one reader switch, undo, erase or read another's reactions, and the cookie it led to would
-    /// hand out the other's identity. A write without identity is a new visitor instead, whose
-    /// cookie keeps it; a client that keeps no cookie is a new visitor at every write (bounded,
-    /// like visitor ids a client invents, by the per-article cap). Reads without identity are
-    /// anonymous: the same for everyone, so browsers and CDNs may share them.
-    pub fn resolve(&self, headers: &HeaderMap, is_write: bool) -> Result<Visitor, ApiError> {
+    /// Reads never fingerprint: an answer to a request that carried no identity is the same for
+    /// everyone, so browsers and CDNs may share it, and a reader behind the same NAT and browser
+    /// build does not see another's choice highlighted.
+    pub async fn resolve(
+        &self,
+        headers: &HeaderMap,
+        client: ClientIp,
+        fingerprint: bool,
+    ) -> Result<Visitor, ApiError> {
         let mut ids = headers.get_all(VISITOR_ID_HEADER).iter();
         if let Some(first) = ids.next() {
             if ids.next().is_some() {
@@ -66,12 +69,21 @@ impl IdentityResolver {
             let key = VisitorKey::from_token(&self.secret, &token);
             return Ok(Visitor { key: Some(key), source: IdentitySource::Cookie, token: Some(token) });
         }
-        if !is_write {
+        if !fingerprint {
             return Ok(Visitor { key: None, source: IdentitySource::None, token: None });
         }
-        let token = IdentityToken::generate();
-        let key = VisitorKey::from_token(&self.secret, &token);
-        Ok(Visitor { key: Some(key), source: IdentitySource::New, token: Some(token) })
+        match self.salts.current().await {
+            Ok(salt) => {
+                let user_agent = headers.get(header::USER_AGENT).map(|v| v.as_bytes()).unwrap_or_default();
+                let token = fingerprint::token(&self.secret, &salt, client.0, user_agent);
+                let key = VisitorKey::from_token(&self.secret, &token);
+                Ok(Visitor { key: Some(key), source: IdentitySource::Fingerprint, token: Some(token) })
+            }
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "no fingerprint salt: visitor unidentified");
+                Ok(Visitor { key: None, source: IdentitySource::None, token: None })
+            }
+        }
     }
 }
 
@@ -86,27 +98,33 @@ impl Visitor {
         self.source
     }
 
-    /// The visitor's key; writes need one, and the identity layer gives every write one.
+    /// The visitor's key; writes need one. Without it the database was unreachable for the
+    /// fingerprint salt, so the answer is a 503.
     pub fn require(&self) -> Result<&VisitorKey, ApiError> {
         self.key.as_ref().ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("the identity layer left a write without a visitor"))
+            ApiError::Unavailable(anyhow::anyhow!("cannot identify the visitor without the fingerprint salt"))
         })
     }
 }
 
-/// The cookie to set once a write by a new visitor has succeeded.
+/// The cookie to set once a write by fingerprint has succeeded.
 pub struct PendingCookie(IdentityToken);
 
 impl IdentityResolver {
     /// Resolves the request's visitor into its extensions, for handlers. Answers the cookie to
-    /// set if the request is a write by a new visitor, or the error answer.
-    // The refusal is the answer itself, returned at once by the caller, never propagated.
-    #[allow(clippy::result_large_err)]
-    pub fn admit(&self, request: &mut Request) -> Result<Option<PendingCookie>, Response> {
+    /// set if the request is a write by fingerprint, or the error answer.
+    pub async fn admit(
+        &self,
+        client: ClientIp,
+        request: &mut Request,
+    ) -> Result<Option<PendingCookie>, Response> {
         let is_write = !matches!(*request.method(), Method::GET | Method::HEAD);
-        let visitor = self.resolve(request.headers(), is_write).map_err(IntoResponse::into_response)?;
-        let cookie =
-            (visitor.source == IdentitySource::New).then_some(visitor.token).flatten().map(PendingCookie);
+        let visitor =
+            self.resolve(request.headers(), client, is_write).await.map_err(IntoResponse::into_response)?;
+        let cookie = (is_write && visitor.source == IdentitySource::Fingerprint)
+            .then_some(visitor.token)
+            .flatten()
+            .map(PendingCookie);
         request.extensions_mut().insert(visitor);
         Ok(cookie)
     }

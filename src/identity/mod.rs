@@ -1,14 +1,14 @@
 //! Who is reacting: turning a request into a [`VisitorKey`] without storing anything that
 //! identifies a person.
 //!
-//! In order of precedence a visitor is identified by the `X-Visitor-Id` header or the signed
-//! `rr_vid` cookie; a write with neither is a new visitor, handed a cookie with a fresh random
-//! token. Never by address and User-Agent: those are shared by everyone behind one address with
-//! one browser build. Every identity is reduced to a keyed hash under the service's
+//! In order of precedence a visitor is identified by the `X-Visitor-Id` header, the signed
+//! `rr_vid` cookie, or an anonymous fingerprint (a keyed hash of a daily salt, the client IP and
+//! the User-Agent). Every identity is reduced to a keyed hash under the service's
 //! [`VisitorSecret`] before anything else sees it. Handlers receive the resolved [`Visitor`] from
-//! the [`layer`] middleware; they never see raw ids or cookies.
+//! the [`layer`] middleware; they never see raw ids, cookies, IPs or User-Agents.
 
 pub mod cookie;
+pub mod fingerprint;
 pub mod layer;
 mod secret;
 
@@ -16,6 +16,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
 
+pub use fingerprint::SaltCache;
 pub use layer::{IdentityResolver, IdentitySource, PendingCookie, Visitor};
 pub use secret::{SecretError, VisitorSecret, key_file_for, resolve_secret};
 
@@ -34,7 +35,8 @@ impl VisitorKey {
         Self::derive(secret, b"header", id.0.as_bytes())
     }
 
-    /// The key of a visitor identified by the token its cookie carries.
+    /// The key of a visitor identified by a cookie's or a fingerprint's token. Both use the same
+    /// derivation, so a fingerprinted write and the cookie it sets name the same visitor.
     pub fn from_token(secret: &VisitorSecret, token: &IdentityToken) -> Self {
         Self::derive(secret, b"token", &token.0)
     }
@@ -63,19 +65,10 @@ impl fmt::Debug for VisitorKey {
     }
 }
 
-/// An anonymous identity: 256 random bits minted for a write without identity and carried by
-/// the signed cookie. Storage sees only a keyed hash of it.
+/// An anonymous identity minted from a fingerprint and carried by the signed cookie. It is
+/// itself a keyed hash; storage sees only a further keyed hash of it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct IdentityToken(pub(crate) [u8; 32]);
-
-impl IdentityToken {
-    /// A fresh random token: a new visitor, unlinkable to any other.
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-        Self(bytes)
-    }
-}
 
 impl fmt::Debug for IdentityToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -9,7 +9,7 @@
 //! [`PROBE_INTERVAL`] and closes the breaker as soon as one gets through.
 //!
 //! Hand-written rather than a tower layer: it guards the store, below the HTTP edge, so that
-//! every caller (handlers, the writer tasks, readiness) shares one view of the
+//! every caller (handlers, the writer tasks, the salt cache, readiness) shares one view of the
 //! database.
 
 use std::future::Future;

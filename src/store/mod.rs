@@ -232,6 +232,11 @@ impl Store {
         }
     }
 
+    /// Today's fingerprint salt, shared by all instances; expired salts are deleted on the way.
+    pub async fn current_salt(&self) -> Result<(chrono::NaiveDate, Vec<u8>), StoreError> {
+        self.breaker.guard(async { on_backend!(self, s => s.current_salt().await) }).await
+    }
+
     /// Applies changes atomically: after it returns `Ok`, every change is committed and counts
     /// equal rows. Changes to the same (article, visitor) apply in slice order (the last wins).
     /// Answers the counts of the touched articles as of the commit (articles at zero are absent).

@@ -202,6 +202,37 @@ impl PgStore {
         Ok(VisitorSecret::from_bytes(secret))
     }
 
+    /// Today's fingerprint salt (UTC, by the database's clock so that instances agree), created
+    /// by whichever instance asks first. Deletes salts older than 48 hours on the way.
+    pub async fn current_salt(&self) -> Result<(chrono::NaiveDate, Vec<u8>), StoreError> {
+        for _ in 0..3 {
+            let mut fresh = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut fresh);
+            let row: Option<(chrono::NaiveDate, Vec<u8>)> = sqlx::query_as(
+                "with expired as (
+                     delete from visitor_salts where created_at < now() - interval '48 hours'
+                 ), created as (
+                     insert into visitor_salts (day, salt) values ((now() at time zone 'utc')::date, $1)
+                     on conflict (day) do nothing
+                     returning day, salt
+                 )
+                 select day, salt from created
+                 union all
+                 select day, salt from visitor_salts
+                 where day = (now() at time zone 'utc')::date and not exists (select 1 from created)",
+            )
+            .bind(fresh.as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(e, "while reading the fingerprint salt"))?;
+            // None: another instance created today's salt after this statement's snapshot.
+            if let Some(row) = row {
+                return Ok(row);
+            }
+        }
+        Err(StoreError::Other(anyhow::anyhow!("today's fingerprint salt could not be read")))
+    }
+
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
     pub async fn apply(
         &self,

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
@@ -26,6 +26,9 @@ use crate::identity::{VisitorKey, VisitorSecret};
 /// The schema migrations in `migrations/sqlite/`, embedded at compile time. `sqlx migrate run
 /// --source migrations/sqlite` applies the same folder.
 pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// How long a fingerprint salt is kept after it was created.
+const SALT_LIFETIME: TimeDelta = TimeDelta::hours(48);
 
 /// SQLite through a sqlx connection pool.
 #[derive(Debug, Clone)]
@@ -113,6 +116,40 @@ impl SqliteStore {
                 .await
                 .map_err(|e| classify(e, "while loading the visitor secret"))?;
         Ok(VisitorSecret::from_bytes(secret))
+    }
+
+    /// Today's fingerprint salt (UTC), created by whichever instance asks first. Deletes salts
+    /// older than 48 hours on the way.
+    pub async fn current_salt(&self) -> Result<(chrono::NaiveDate, Vec<u8>), StoreError> {
+        self.current_salt_once().await.map_err(|e| classify(e, "while reading the fingerprint salt"))
+    }
+
+    async fn current_salt_once(&self) -> Result<(chrono::NaiveDate, Vec<u8>), sqlx::Error> {
+        let now = Utc::now();
+        let today = now.date_naive();
+        let mut fresh = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut fresh);
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        sqlx::query("delete from visitor_salts where created_at < $1")
+            .bind(micros(now - SALT_LIFETIME))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "insert into visitor_salts (day, salt, created_at) values ($1, $2, $3)
+             on conflict (day) do nothing",
+        )
+        .bind(today)
+        .bind(fresh.as_slice())
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await?;
+        let row: (chrono::NaiveDate, Vec<u8>) =
+            sqlx::query_as("select day, salt from visitor_salts where day = $1")
+                .bind(today)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(row)
     }
 
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]

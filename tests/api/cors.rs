@@ -125,7 +125,7 @@ async fn a_listed_origin_is_echoed_with_credentials_and_others_get_no_grant() {
 async fn the_cookie_path_works_cross_site_with_credentials() {
     let app = spawn_with_origins(&[SITE], true).await;
 
-    // A credentialed write without X-Visitor-Id: a new visitor, whose cookie is set.
+    // A credentialed write without X-Visitor-Id: the fingerprint identifies it and a cookie is set.
     let write = app
         .client
         .put(app.url(ARTICLE_PATH))
@@ -138,7 +138,7 @@ async fn the_cookie_path_works_cross_site_with_credentials() {
     let headers = write.headers();
     assert_eq!(header(headers, "access-control-allow-origin"), Some(SITE));
     assert_eq!(header(headers, "access-control-allow-credentials"), Some("true"), "the page sees the answer");
-    let cookie = header(headers, "set-cookie").expect("a write without identity gets the cookie").to_owned();
+    let cookie = header(headers, "set-cookie").expect("a fingerprinted write gets the cookie").to_owned();
     assert!(cookie.contains("SameSite=None") && cookie.contains("Secure"), "sent cross-site: {cookie}");
 
     // The browser sends the cookie back from another network and browser: still the same reader.

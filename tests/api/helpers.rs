@@ -180,6 +180,71 @@ impl TestDatabase {
         .unwrap()
     }
 
+    /// Replaces today's fingerprint salt with another, behind the service's back; answers how
+    /// many salts were replaced.
+    pub async fn rotate_todays_salt(&self) -> u64 {
+        let mut salt = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+        let today = Utc::now().date_naive();
+        const SQL: &str = "update visitor_salts set salt = $1 where day = $2";
+        match self.backend {
+            Backend::Postgres => sqlx::query(SQL)
+                .bind(salt.as_slice())
+                .bind(today)
+                .execute(&mut self.connect().await)
+                .await
+                .map(|done| done.rows_affected()),
+            Backend::Sqlite => sqlx::query(SQL)
+                .bind(salt.as_slice())
+                .bind(today)
+                .execute(&mut self.sqlite().await)
+                .await
+                .map(|done| done.rows_affected()),
+        }
+        .unwrap()
+    }
+
+    /// Stores a fingerprint salt for the day `days_ago` days before today, created `age` ago.
+    pub async fn insert_salt(&self, days_ago: i64, age: chrono::TimeDelta) {
+        let mut salt = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+        let day = Utc::now().date_naive() - chrono::TimeDelta::days(days_ago);
+        let created_at = Utc::now() - age;
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::query("insert into visitor_salts (day, salt, created_at) values ($1, $2, $3)")
+                    .bind(day)
+                    .bind(salt.as_slice())
+                    .bind(created_at)
+                    .execute(&mut self.connect().await)
+                    .await
+                    .map(drop)
+            }
+            Backend::Sqlite => {
+                sqlx::query("insert into visitor_salts (day, salt, created_at) values ($1, $2, $3)")
+                    .bind(day)
+                    .bind(salt.as_slice())
+                    .bind(created_at.timestamp_micros())
+                    .execute(&mut self.sqlite().await)
+                    .await
+                    .map(drop)
+            }
+        }
+        .unwrap();
+    }
+
+    /// The days of the stored salts, as days before today, oldest first.
+    pub async fn salt_days_ago(&self) -> Vec<i64> {
+        const SQL: &str = "select day from visitor_salts order by day";
+        let days: Vec<chrono::NaiveDate> = match self.backend {
+            Backend::Postgres => sqlx::query_scalar(SQL).fetch_all(&mut self.connect().await).await,
+            Backend::Sqlite => sqlx::query_scalar(SQL).fetch_all(&mut self.sqlite().await).await,
+        }
+        .unwrap();
+        let today = Utc::now().date_naive();
+        days.into_iter().map(|day| (today - day).num_days()).collect()
+    }
+
     /// Stores reactions `(article, reaction key, time of the last change)` straight into both
     /// tables, each by a visitor of its own, keeping every count equal to its rows.
     pub async fn insert_reactions(&self, rows: &[(&str, &str, DateTime<Utc>)]) {

@@ -1,6 +1,7 @@
-//! Visitor identity: header, then signed cookie; a write with neither is a new visitor with a
-//! random cookie, never a fingerprint of address and browser; nothing identifying stored.
+//! Visitor identity: header, then signed cookie, then fingerprint; salts shared and rotated
+//! through the database; nothing identifying stored.
 
+use chrono::TimeDelta;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -48,11 +49,11 @@ fn set_cookie(response: &reqwest::Response) -> Option<String> {
 }
 
 #[tokio::test]
-async fn a_write_without_identity_sets_a_cookie_and_precedence_is_header_then_cookie() {
+async fn a_fingerprinted_write_sets_a_cookie_and_precedence_is_header_cookie_fingerprint() {
     let app = spawn_app().await;
 
     let write = send(&app, Method::PUT, "story", None, None, UA).await;
-    let cookie = set_cookie(&write).expect("a write without identity gets the cookie");
+    let cookie = set_cookie(&write).expect("a write identified by fingerprint gets the cookie");
     let attributes = write.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(attributes.contains("HttpOnly") && attributes.contains("Max-Age=31536000"), "{attributes}");
     assert_eq!(json_ok(write).await["viewer_reaction"], "love");
@@ -64,19 +65,17 @@ async fn a_write_without_identity_sets_a_cookie_and_precedence_is_header_then_co
     let header_write = send(&app, Method::PUT, "story", Some("header-visitor"), None, UA).await;
     assert!(set_cookie(&header_write).is_none(), "header-identified writes get no cookie");
     let other_browser = send(&app, Method::PUT, "story", None, None, "OtherBrowser/2").await;
-    let other_cookie = set_cookie(&other_browser).expect("another new visitor, another cookie");
+    let other_cookie = set_cookie(&other_browser).expect("another fingerprint, another cookie");
     assert_ne!(other_cookie, cookie);
     assert_eq!(json_ok(other_browser).await["counts"]["love"], 3, "three different visitors");
 
-    // The same IP and User-Agent without the cookie is somebody else (a neighbour behind the
-    // same address): it cannot undo the first visitor's reaction, and gets a cookie of its own.
-    let neighbour = send(&app, Method::DELETE, "story", None, None, UA).await;
-    let neighbour_cookie = set_cookie(&neighbour).expect("a new visitor");
-    assert!(neighbour_cookie != cookie && neighbour_cookie != other_cookie, "never another's cookie");
-    assert_eq!(json_ok(neighbour).await["counts"]["love"], 3, "nothing of the first visitor removed");
+    // The same IP and User-Agent without the cookie is the same fingerprint: it undoes its own.
+    let undo = send(&app, Method::DELETE, "story", None, None, UA).await;
+    assert_eq!(set_cookie(&undo).as_deref(), Some(cookie.as_str()), "the same identity token");
+    assert_eq!(json_ok(undo).await["counts"]["love"], 2);
     let by_cookie = send(&app, Method::DELETE, "story", None, Some(&cookie), "Third/3").await;
     assert!(set_cookie(&by_cookie).is_none(), "a visitor with a valid cookie keeps it");
-    assert_eq!(json_ok(by_cookie).await["counts"]["love"], 2, "the cookie's visitor undoes its own");
+    assert_eq!(json_ok(by_cookie).await["counts"]["love"], 2, "already removed: idempotent");
     let read = send(&app, Method::GET, "story", None, None, "Reader/3").await;
     assert!(set_cookie(&read).is_none(), "reads never set cookies");
     app.assert_counts_match_rows().await;
@@ -98,20 +97,48 @@ async fn a_tampered_or_foreign_cookie_is_ignored_never_an_error() {
         assert_eq!(
             json_ok(response).await["viewer_reaction"],
             Value::Null,
-            "{why}: the read is anonymous"
+            "{why}: falls back to the fingerprint"
         );
     }
-    // A write with a bad cookie is a new visitor, with a fresh cookie.
+    // A write with a bad cookie is identified by fingerprint and gets a fresh cookie.
     let write = send(&app, Method::PUT, "story", None, Some(&tampered), UA).await;
-    let fresh = set_cookie(&write).expect("a new visitor");
-    assert_ne!(fresh, cookie, "never the cookie it imitated");
+    assert_eq!(set_cookie(&write).as_deref(), Some(cookie.as_str()), "same fingerprint, same token");
+}
+
+#[tokio::test]
+async fn fingerprints_change_when_the_salt_rotates_but_the_cookie_keeps_the_visitor() {
+    let app = spawn_app().await;
+    let cookie = set_cookie(&send(&app, Method::PUT, "story", None, None, UA).await).unwrap();
+
+    // Rotate today's salt behind the service's back; a fresh instance reads it at once.
+    let rotated = app.db.rotate_todays_salt().await;
+    assert_eq!(rotated, 1, "one salt for today");
+    let fresh = app.another_instance().await;
+
+    let after = send(&fresh, Method::PUT, "story", None, None, UA).await;
+    let new_cookie = set_cookie(&after).expect("a fingerprinted write");
+    assert_ne!(new_cookie, cookie, "a new salt makes a new fingerprint");
+    assert_eq!(json_ok(after).await["counts"]["love"], 2, "so the same browser without its cookie is new");
+    assert_eq!(viewer(&fresh, None, Some(&cookie), UA).await, "love", "the cookie survives the rotation");
+}
+
+#[tokio::test]
+async fn salts_older_than_48_hours_are_deleted() {
+    let app = spawn_app().await;
+    app.db.insert_salt(3, TimeDelta::hours(49)).await;
+    app.db.insert_salt(1, TimeDelta::hours(47)).await;
+
+    send(&app, Method::PUT, "story", None, None, UA).await; // a fingerprinted write needs today's salt
+
+    let days = app.db.salt_days_ago().await;
+    assert_eq!(days, [1, 0], "the 49-hour-old salt is gone, yesterday's and today's remain");
 }
 
 #[tokio::test]
 async fn two_instances_with_a_generated_secret_agree_on_every_kind_of_identity() {
     let db = TestDatabase::create().await;
     let mut config = test_config(&db.url);
-    config.visitor_secret = None; // generated once, kept beside the data
+    config.visitor_secret = None; // generated once, kept in the database
     let first = spawn_with(db, config.clone()).await;
     let second = first.another_instance_with(config).await;
 
@@ -122,8 +149,9 @@ async fn two_instances_with_a_generated_secret_agree_on_every_kind_of_identity()
     assert_eq!(viewer(&second, None, Some(&cookie), "X/1").await, "love", "cookie");
     let summary = json_ok(second.get_reactions("story", None).await).await;
     assert_eq!(summary["counts"]["love"], 2, "two visitors, counted once each");
-    let undo = send(&second, Method::DELETE, "story", None, Some(&cookie), UA).await;
-    assert_eq!(json_ok(undo).await["counts"]["love"], 1, "the cookie's reaction is removed");
+    let undo = send(&second, Method::DELETE, "story", None, None, UA).await;
+    assert_eq!(set_cookie(&undo).as_deref(), Some(cookie.as_str()), "fingerprint: the same token");
+    assert_eq!(json_ok(undo).await["counts"]["love"], 1, "the fingerprint's reaction is removed");
 }
 
 #[tokio::test]
