@@ -163,15 +163,19 @@ pub async fn serve(
     Ok(())
 }
 
-/// The overflow lane's answer to anything but a probe.
-fn over_capacity() -> axum::response::Response {
-    let problem = crate::http::Problem::new(
+/// The problem of a connection past the cap.
+fn over_capacity_problem() -> crate::http::Problem {
+    crate::http::Problem::new(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
         "over-capacity",
         "Over capacity",
         "the service holds as many connections as it may; retry in 1 s",
-    );
-    let mut response = axum::response::IntoResponse::into_response(problem);
+    )
+}
+
+/// The overflow lane's answer to anything but a probe.
+fn over_capacity() -> axum::response::Response {
+    let mut response = axum::response::IntoResponse::into_response(over_capacity_problem());
     response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(1));
     response
 }
@@ -182,4 +186,24 @@ fn is_connection_error(e: &std::io::Error) -> bool {
         e.kind(),
         ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canned_over_capacity_answer_is_a_well_formed_503_problem() {
+        let text = std::str::from_utf8(OVER_CAPACITY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .and_then(|value| value.parse().ok())
+            .unwrap();
+        assert_eq!(length, body.len(), "content-length matches the body");
+        let problem: crate::http::Problem = serde_json::from_str(body).unwrap();
+        assert_eq!(problem, over_capacity_problem(), "the same problem as the overflow lane's");
+    }
 }
