@@ -34,12 +34,17 @@ const SALT_LIFETIME: TimeDelta = TimeDelta::hours(48);
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    /// The database file; `None` for an in-memory database.
+    file: Option<std::path::PathBuf>,
 }
 
 impl SqliteStore {
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
         let connect_options: SqliteConnectOptions =
             options.database_url.parse().context("while parsing DATABASE_URL").map_err(StoreError::Other)?;
+        let in_memory =
+            options.database_url.contains(":memory:") || options.database_url.contains("mode=memory");
+        let file = (!in_memory).then(|| connect_options.get_filename().to_owned());
         let connect_options = connect_options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -52,7 +57,31 @@ impl SqliteStore {
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect_options);
-        Ok(Self { pool })
+        Ok(Self { pool, file })
+    }
+
+    /// The database file, unless the database is in memory.
+    pub fn database_file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
+    /// The generated visitor secret an earlier version kept in the database, if any.
+    pub async fn stored_visitor_secret(&self) -> Result<Option<VisitorSecret>, StoreError> {
+        let secret: Option<Vec<u8>> =
+            sqlx::query_scalar("select secret from service_secrets where name = 'visitor'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| classify(e, "while looking for a visitor secret in the database"))?;
+        Ok(secret.map(VisitorSecret::from_bytes))
+    }
+
+    /// Deletes the visitor secret from the database (once it is kept in the key file).
+    pub async fn forget_visitor_secret(&self) -> Result<(), StoreError> {
+        sqlx::query("delete from service_secrets where name = 'visitor'")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|e| classify(e, "while deleting the visitor secret from the database"))
     }
 
     /// Creates the file if it does not exist (on the first connection), then applies pending

@@ -37,6 +37,8 @@ macro_rules! backend_suite {
         mod cors;
         #[path = "dashboard.rs"]
         mod dashboard;
+        #[path = "hardening.rs"]
+        mod hardening;
         #[path = "health.rs"]
         mod health;
         #[path = "hostile.rs"]
