@@ -223,6 +223,57 @@ mod tests {
     }
 
     #[test]
+    fn of_two_batches_the_later_in_lock_order_wins_whichever_finishes_first() {
+        let cache = CountsCache::new(Duration::from_secs(60), 100);
+        let article = ArticleId::parse("a").unwrap();
+        let now = Instant::now();
+
+        // The later batch (order 8) is answered first, the earlier (order 7) after it.
+        assert_eq!(cache.insert_committed(&article, counts(5), 8, now), counts(5));
+        let answered = cache.insert_committed(&article, counts(4), 7, now + Duration::from_millis(1));
+
+        assert_eq!(answered, counts(5), "the earlier batch is answered the newer counts");
+        assert_eq!(cache.get(&article, now), Some(counts(5)));
+    }
+
+    #[test]
+    fn a_read_replaces_a_commit_only_if_it_started_after_it() {
+        let cache = CountsCache::new(Duration::from_secs(60), 100);
+        let article = ArticleId::parse("a").unwrap();
+        let t0 = Instant::now();
+        let committed = t0 + Duration::from_millis(10);
+
+        cache.insert_committed(&article, counts(3), 1, committed);
+        cache.insert(article.clone(), counts(2), t0); // started before the commit: may miss it
+        assert_eq!(cache.get(&article, committed), Some(counts(3)));
+
+        cache.insert(article.clone(), counts(4), committed + Duration::from_millis(1));
+        assert_eq!(cache.get(&article, committed), Some(counts(4)), "a read after the commit includes it");
+
+        // A batch whose commit that read already saw keeps the read's (newer) counts.
+        let answered = cache.insert_committed(&article, counts(3), 2, committed);
+        assert_eq!(answered, counts(4));
+        // And a later batch replaces them.
+        let later = committed + Duration::from_millis(5);
+        assert_eq!(cache.insert_committed(&article, counts(6), 3, later), counts(6));
+    }
+
+    #[test]
+    fn a_read_started_before_a_clear_is_not_stored() {
+        let cache = CountsCache::new(Duration::from_secs(60), 2);
+        let read_started = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        for i in 0..3 {
+            let article = ArticleId::parse(format!("article-{i}")).unwrap();
+            cache.insert_committed(&article, counts(i), i as u64 + 1, Instant::now());
+        }
+        // The third insert cleared the cache, maybe removing a commit this read did not see.
+        let article = ArticleId::parse("article-0").unwrap();
+        cache.insert(article.clone(), counts(0), read_started);
+        assert_eq!(cache.get(&article, Instant::now()), None);
+    }
+
+    #[test]
     fn entries_expire_after_the_ttl_and_size_stays_bounded() {
         let cache = CountsCache::new(Duration::from_millis(20), 10);
         let article = ArticleId::parse("a").unwrap();

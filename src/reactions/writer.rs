@@ -120,7 +120,7 @@ impl BatchWriter {
 }
 
 /// Batches of one writer committing at once. Two let a batch lock its rows and insert while the
-/// previous one waits for its commit to reach the disk.
+/// previous one holds its articles and commits.
 const PIPELINE_DEPTH: usize = 2;
 
 struct Writer {
@@ -132,6 +132,9 @@ struct Writer {
 }
 
 impl Writer {
+    /// Group commit: a batch is formed when a commit slot is free, from everything queued by
+    /// then. While both slots are busy, changes gather in the queue without waking the writer,
+    /// so batches grow with the load by themselves; an idle writer commits a change at once.
     async fn run(self, mut queue: mpsc::Receiver<Pending>) {
         let this = Arc::new(self);
         // Batches being committed, each answering the key hashes it holds.
@@ -147,31 +150,29 @@ impl Writer {
                 }
             }
         };
-        while let Some(first) = queue.recv().await {
-            let mut batch = Vec::with_capacity(this.options.max_batch);
-            batch.push(first);
-            this.take_queued(&mut queue, &mut batch);
-            let deadline = tokio::time::Instant::now() + this.options.max_delay;
-            while batch.len() < this.options.max_batch {
-                match tokio::time::timeout_at(deadline, queue.recv()).await {
-                    Ok(Some(pending)) => {
-                        batch.push(pending);
-                        this.take_queued(&mut queue, &mut batch);
-                    }
-                    // Deadline reached, or the queue closed (shutdown): commit what we have.
-                    _ => break,
+        loop {
+            while commits.len() >= PIPELINE_DEPTH {
+                if let Some(done) = commits.join_next().await {
+                    release(&mut busy, done.unwrap_or_default());
                 }
             }
+            let Some(first) = queue.recv().await else { break };
+            let mut batch = Vec::with_capacity(this.options.max_batch.min(64));
+            batch.push(first);
+            if !commits.is_empty() && !this.options.max_delay.is_zero() {
+                // Another batch is committing: give this one a moment to gather company, with
+                // one timer rather than a wake-up per change.
+                tokio::time::sleep(this.options.max_delay).await;
+            }
+            this.take_queued(&mut queue, &mut batch);
             while let Some(done) = commits.try_join_next() {
                 release(&mut busy, done.unwrap_or_default());
             }
-            // Pipelining: a batch may start while earlier ones commit, unless it changes a key
-            // one of them holds; then it waits for them, so a visitor's changes to an article
-            // apply in arrival order.
+            // A batch may start while earlier ones commit, unless it changes a key one of them
+            // holds; then it waits for them, so a visitor's changes to an article apply in
+            // arrival order.
             let keys: Vec<u64> = batch.iter().map(|p| this.key_hash(&p.change)).collect();
-            while commits.len() >= PIPELINE_DEPTH
-                || (!commits.is_empty() && keys.iter().any(|k| busy.contains_key(k)))
-            {
+            while !commits.is_empty() && keys.iter().any(|k| busy.contains_key(k)) {
                 if let Some(done) = commits.join_next().await {
                     release(&mut busy, done.unwrap_or_default());
                 }

@@ -36,15 +36,13 @@ const MAX_ATTEMPTS: u32 = 6;
 // A batch is one transaction of four statements, whatever its size: the set-based work is done
 // by PostgreSQL over `unnest`ed arrays, and the folding (which move lands in which count and
 // rollup row) by the service, from the rows the statements return. Locks are taken in one order
-// by every writer: reaction rows in (article, visitor) order, then one row per article (its
-// `like` count row, the article's lock) in article order; the count and rollup rows are then
-// changed by adding deltas, under the articles' locks.
+// by every writer: reaction rows in (article, visitor) order, then the articles' locks (see
+// `LOCK_ARTICLES_SQL`); the count and rollup rows are then changed by adding deltas, under the
+// articles' locks.
 
-/// Statement 1: inserts the reactions of visitors who hold none yet on the article, and makes
-/// sure that every article of the batch (`$4`) has its `like` count row, the row statement 3
-/// locks. Inputs: `$1`, `$2`, `$3` article ids, visitor keys and reactions of the sets, sorted
-/// by (article, visitor), so that inserts take their index entries in one order; `$4` the
-/// batch's articles, sorted.
+/// Statement 1: inserts the reactions of visitors who hold none yet on the article. Inputs:
+/// `$1`, `$2`, `$3` article ids, visitor keys and reactions of the sets, sorted by (article,
+/// visitor), so that inserts take their index entries in one order.
 ///
 /// Answers the inserted keys and, in one last row, the transaction's `now()` (the `updated_at`
 /// of every row it writes). That row also marks the transaction for the rollup triggers, which
@@ -57,27 +55,11 @@ with inserted as (
     order by n
     on conflict (article_id, visitor_key) do nothing
     returning article_id, visitor_key
-), article_rows as (
-    insert into article_reaction_counts (article_id, reaction, count)
-    select article_id, 'like', 0
-    from unnest($4::text[]) with ordinality as a(article_id, n)
-    order by n
-    on conflict (article_id, reaction) do nothing
 )
 select article_id, visitor_key, now() from inserted
 union all
 select null, null, now()
 from (select set_config('reader_reactions.rollups_applied_by', 'transaction', true)) as marked
-"#;
-
-/// Makes sure that every article of `$1` (sorted) has the row [`LOCK_ARTICLES_SQL`] locks, for
-/// writers other than the batch (whose statement 1 does the same).
-const ENSURE_ARTICLE_ROWS_SQL: &str = r#"
-insert into article_reaction_counts (article_id, reaction, count)
-select article_id, 'like', 0
-from unnest($1::text[]) with ordinality as a(article_id, n)
-order by n
-on conflict (article_id, reaction) do nothing
 "#;
 
 /// Statement 2, for the keys whose row exists (a set whose insert found a row, or a removal):
@@ -105,15 +87,20 @@ with locked as (
 select article_id, visitor_key, reaction::text, updated_at from locked
 "#;
 
-/// Statement 3: takes the articles' locks (`$1`, sorted): their `like` count rows, in article
-/// order. Every writer of the service takes them before it changes an article's counts, so the
-/// batches that change one article follow one another, and the next statement, which starts
-/// once this one has them, sees every earlier batch committed and no later one.
+/// The first key of the articles' advisory locks: the service's own, so that other users of the
+/// database's advisory locks do not meet ours ("rr").
+const ARTICLE_LOCK_CLASS: i32 = 0x7272;
+
+/// Statement 3: takes the articles' locks (`$1`, the articles): transaction-scoped advisory locks,
+/// one per article (two articles whose ids hash alike share one, which costs only some
+/// concurrency), in the order of their keys. They live in memory: no row is written to take
+/// them and nothing needs to exist first. Every writer of the service takes them before it
+/// changes an article's counts, so the batches that change one article follow one another, and
+/// the next statement, which starts once this one has them, sees every earlier batch committed
+/// and no later one.
 const LOCK_ARTICLES_SQL: &str = r#"
-select article_id from article_reaction_counts
-where article_id = any($1::text[]) and reaction = 'like'
-order by article_id
-for update
+select pg_advisory_xact_lock($2, key)
+from (select distinct hashtext(article_id) as key from unnest($1::text[]) as a(article_id) order by key) as keys
 "#;
 
 /// Statement 4: adds the deltas to the count rows (`$1`–`$3`) and to the hourly (`$4`–`$12`)
@@ -337,7 +324,7 @@ impl PgStore {
         let mut articles: Vec<&str> = net.iter().map(|c| c.article_id).collect();
         articles.dedup(); // `net` is sorted by article
         let mut tx = self.pool.begin().await?;
-        let moves = change_rows(&mut tx, net, &articles).await?;
+        let moves = change_rows(&mut tx, net).await?;
 
         // Fold the moves into count deltas per (article, reaction) and rollup deltas per
         // (article, bucket), each map in lock order.
@@ -353,7 +340,7 @@ impl PgStore {
         hourly.retain(|_, deltas| deltas.iter().any(|d| *d != 0));
         daily.retain(|_, deltas| deltas.iter().any(|d| *d != 0));
 
-        sqlx::query(LOCK_ARTICLES_SQL).bind(&articles).execute(&mut *tx).await?;
+        sqlx::query(LOCK_ARTICLES_SQL).bind(&articles).bind(ARTICLE_LOCK_CLASS).execute(&mut *tx).await?;
         // The batch holds its articles from here to the commit: see `Applied::order`.
         let order = next_lock_order();
 
@@ -484,8 +471,7 @@ impl PgStore {
         // mixes counts from before and after an erasure.
         let mut articles: Vec<&str> = removed.iter().map(|(article_id, _)| article_id.as_str()).collect();
         articles.dedup(); // sorted by article
-        sqlx::query(ENSURE_ARTICLE_ROWS_SQL).bind(&articles).execute(&mut *tx).await?;
-        sqlx::query(LOCK_ARTICLES_SQL).bind(&articles).execute(&mut *tx).await?;
+        sqlx::query(LOCK_ARTICLES_SQL).bind(&articles).bind(ARTICLE_LOCK_CLASS).execute(&mut *tx).await?;
         let mut deltas: HashMap<(&str, Reaction), i64> = HashMap::new();
         for (article_id, reaction) in &removed {
             *deltas.entry((article_id.as_str(), parse_reaction(reaction)?)).or_default() -= 1;
@@ -519,7 +505,6 @@ struct Move<'a> {
 async fn change_rows<'a>(
     tx: &mut Transaction<'_, Postgres>,
     net: &[NetChange<'a>],
-    articles: &[&str],
 ) -> Result<Vec<Move<'a>>, sqlx::Error> {
     let mut moves = Vec::with_capacity(net.len() + net.len() / 8);
     let mut to_insert: Vec<NetChange<'a>> = net.iter().filter(|c| c.target.is_some()).copied().collect();
@@ -527,13 +512,10 @@ async fn change_rows<'a>(
     let mut now: Option<DateTime<Utc>> = None;
     for round in 0..MAX_ATTEMPTS {
         if round == 0 || !to_insert.is_empty() {
-            // Only the first round makes sure the rows of statement 3 exist.
-            let ensure: &[&str] = if round == 0 { articles } else { &[] };
             let rows: Vec<InsertedRow> = sqlx::query_as(INSERT_SQL)
                 .bind(to_insert.iter().map(|c| c.article_id).collect::<Vec<_>>())
                 .bind(to_insert.iter().map(|c| c.visitor).collect::<Vec<_>>())
                 .bind(to_insert.iter().map(|c| c.target.map(Reaction::key)).collect::<Vec<_>>())
-                .bind(ensure)
                 .fetch_all(&mut **tx)
                 .await?;
             let mut inserted: HashSet<RowKey<'_>> = HashSet::with_capacity(rows.len());
