@@ -59,11 +59,11 @@ impl serde::Serialize for ReactionSet {
     }
 }
 
-/// What an editor chose for one article: whether it takes new reactions, and which it offers.
-///
-/// Can only be built by [`ArticleSettings::new`] (or as [`ArticleSettings::default`], an open
-/// article offering everything): an offered list is non-empty, has no duplicates and only known
-/// keys, and is kept in display order.
+// Built only by `ArticleSettings::new` (or as the default, an open article offering
+// everything), so an offered list is non-empty, without duplicates, of known keys, in display
+// order.
+/// An article's editorial settings: whether it takes new reactions, and which it offers. An
+/// article never configured is `{"closed": false, "reactions": null}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"closed": false, "reactions": ["like", "love", "sad"]}))]
 pub struct ArticleSettings {
