@@ -65,7 +65,7 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub reactions: Reactions,
     pub store: Store,
-    /// Guards the CSV export; `None` switches it off.
+    /// Guards the CSV export and the editorial controls; `None` switches them off.
     pub admin_token: Option<BearerToken>,
     /// Guards the stats reads (not the export); `None` leaves them public.
     pub stats_token: Option<BearerToken>,
