@@ -52,6 +52,19 @@ impl fmt::Debug for ReactionSet {
     }
 }
 
+/// The keys in display order, separated by commas: `like, love, sad`.
+impl fmt::Display for ReactionSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, reaction) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(reaction.key())?;
+        }
+        Ok(())
+    }
+}
+
 /// A JSON array of keys in display order.
 impl serde::Serialize for ReactionSet {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -72,7 +85,7 @@ pub struct ArticleSettings {
     /// The offered reactions in display order (whatever order was sent), non-empty and without
     /// duplicates; `null` offers all seven. Setting another answers 422; reactions already
     /// held stay counted.
-    #[schema(value_type = Option<Vec<Reaction>>, required = true, min_items = 1, max_items = 7)]
+    #[schema(value_type = Option<BTreeSet<Reaction>>, required = true, min_items = 1, max_items = 7)]
     reactions: Option<ReactionSet>,
 }
 
@@ -81,7 +94,7 @@ pub struct ArticleSettings {
 pub enum SettingsError {
     #[error("reactions is an empty list; list at least one reaction, or send null to offer all seven")]
     NoReactions,
-    #[error("reactions lists {0:?} twice; list each reaction once")]
+    #[error("reactions lists {0} twice; list each reaction once")]
     Duplicate(Reaction),
     #[error("reactions: {0}")]
     Unknown(#[from] UnknownReaction),

@@ -27,7 +27,7 @@ pub struct ReactionSummary {
     pub closed: bool,
     /// The reactions the article offers, in display order (all seven unless an editor chose
     /// fewer): setting another answers 422.
-    #[schema(value_type = Vec<Reaction>, min_items = 1, max_items = 7)]
+    #[schema(value_type = BTreeSet<Reaction>, min_items = 1, max_items = 7)]
     pub reactions: ReactionSet,
 }
 

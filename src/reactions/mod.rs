@@ -25,7 +25,7 @@ pub enum ChangeError {
     #[error("this article is closed to new reactions; its counts can still be read")]
     Closed,
     /// The reaction is not one the article offers.
-    #[error("this article does not offer {reaction:?}; it offers {offered:?}")]
+    #[error("this article does not offer {reaction}; it offers {offered}")]
     NotOffered { reaction: Reaction, offered: ReactionSet },
     #[error(transparent)]
     Store(#[from] StoreError),
