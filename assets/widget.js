@@ -1,24 +1,37 @@
-// <reader-reactions article="…" api="…" reactions="…">: the "What's your reaction?" row.
-// No dependencies, no build step. Attributes, parts and CSS properties: README, "Widget".
+// <reader-reactions article="…" api="…" reactions="…" lang="…" labels="…">: the "What's your
+// reaction?" row. No dependencies, no build step. Attributes, parts and CSS properties: README,
+// "Widget".
 
-const REACTIONS = {
-  like: ['👍', 'Like'],
-  dislike: ['👎', 'Dislike'],
-  love: ['❤️', 'Love'],
-  funny: ['😂', 'Funny'],
-  angry: ['😠', 'Angry'],
-  sad: ['😢', 'Sad'],
-  wow: ['😮', 'Wow'],
+const REACTIONS = { like: '👍', dislike: '👎', love: '❤️', funny: '😂', angry: '😠', sad: '😢', wow: '😮' };
+// Per language, '|'-separated: the heading, the seven labels in REACTIONS order, then the
+// messages in TEXT_KEYS order. The element's lang (or its page's) picks one; else English.
+const TEXT_KEYS = ['heading', ...Object.keys(REACTIONS), 429, 503, 'save', 'load', 'closed'];
+const TEXTS = {
+  en: "What's your reaction?|Like|Dislike|Love|Funny|Angry|Sad|Wow|Lots of reactions right now. Please try again in a moment.|Reactions are resting for a moment. Please try again shortly.|Your reaction could not be saved. Please try again.|Reactions could not be loaded.|Reactions are closed for this article.",
+  fr: "Quelle est votre réaction\u00a0?|J'aime|Je n'aime pas|J'adore|Drôle|En colère|Triste|Waouh|Beaucoup de réactions en ce moment. Réessayez bientôt.|Réactions en pause. Réessayez bientôt.|Votre réaction n'a pas pu être enregistrée. Réessayez.|Les réactions n'ont pas pu être chargées.|Les réactions sont fermées pour cet article.",
+  de: 'Wie finden Sie das?|Gefällt mir|Gefällt mir nicht|Liebe|Lustig|Wütend|Traurig|Wow|Gerade viele Reaktionen. Bitte gleich erneut versuchen.|Reaktionen pausieren kurz. Bitte gleich erneut versuchen.|Ihre Reaktion wurde nicht gespeichert. Bitte erneut versuchen.|Die Reaktionen konnten nicht geladen werden.|Reaktionen zu diesem Artikel sind geschlossen.',
+  es: '¿Cuál es tu reacción?|Me gusta|No me gusta|Me encanta|Me divierte|Me enfada|Me entristece|Me asombra|Muchas reacciones ahora. Inténtalo en un momento.|Reacciones en pausa. Inténtalo en breve.|No se pudo guardar tu reacción. Inténtalo de nuevo.|No se pudieron cargar las reacciones.|Las reacciones están cerradas para este artículo.',
+  it: 'Qual è la tua reazione?|Mi piace|Non mi piace|Lo adoro|Divertente|Mi fa arrabbiare|Triste|Wow|Molte reazioni ora. Riprova tra poco.|Reazioni in pausa. Riprova a breve.|Non è stato possibile salvare la tua reazione. Riprova.|Non è stato possibile caricare le reazioni.|Le reazioni sono chiuse per questo articolo.',
+  pt: 'Qual é a sua reação?|Gosto|Não gosto|Adoro|Engraçado|Irritante|Triste|Uau|Muitas reações agora. Tente daqui a pouco.|Reações em pausa. Tente em breve.|Não foi possível guardar a sua reação. Tente novamente.|Não foi possível carregar as reações.|As reações estão encerradas para este artigo.',
+  nl: 'Wat is je reactie?|Leuk|Niet leuk|Geweldig|Grappig|Boos|Verdrietig|Wauw|Veel reacties nu. Probeer het zo opnieuw.|Reacties pauzeren even. Probeer het straks opnieuw.|Je reactie kon niet worden opgeslagen. Probeer het opnieuw.|De reacties konden niet worden geladen.|Reageren op dit artikel is gesloten.',
+  pl: 'Jaka jest Twoja reakcja?|Lubię|Nie lubię|Kocham|Zabawne|Złości mnie|Smutne|Wow|Dużo reakcji. Spróbuj za chwilę.|Reakcje mają przerwę. Spróbuj za chwilę.|Nie udało się zapisać reakcji. Spróbuj ponownie.|Nie udało się wczytać reakcji.|Reakcje pod tym artykułem są zamknięte.',
 };
 const SCRIPT_ORIGIN = new URL(import.meta.url).origin;
 const STORAGE_KEY = 'reader-reactions.visitor';
 const BATCH_MAX = 100; // the API's limit for one batch read
-const MESSAGES = {
-  429: 'Lots of reactions right now. Please try again in a moment.',
-  503: 'Reactions are resting for a moment. Please try again shortly.',
-  save: 'Your reaction could not be saved. Please try again.',
-  load: 'Reactions could not be loaded.',
-};
+
+// The texts for a language tag ('fr-CA' takes 'fr'), then the labels attribute's overrides:
+// "key: text" pairs separated by ';', keys from TEXT_KEYS (e.g. "like: Agree; heading: Your take?").
+function texts(lang, labels) {
+  const list = (TEXTS[lang.toLowerCase().split('-')[0]] || TEXTS.en).split('|');
+  const t = Object.fromEntries(TEXT_KEYS.map((k, i) => [k, list[i]]));
+  for (const pair of (labels || '').split(';')) {
+    const at = pair.indexOf(':');
+    const key = pair.slice(0, at).trim();
+    if (at > 0 && key in t) t[key] = pair.slice(at + 1).trim();
+  }
+  return t;
+}
 
 const CSS = `
 :host{display:block;margin:var(--rr-margin,1.5rem 0);--rr-accent:#0b57d0}
@@ -123,7 +136,7 @@ function publish(base, summary, els = live) {
 }
 
 class ReaderReactions extends HTMLElement {
-  static observedAttributes = ['article', 'api', 'reactions'];
+  static observedAttributes = ['article', 'api', 'reactions', 'lang', 'labels'];
 
   constructor() {
     super();
@@ -138,7 +151,12 @@ class ReaderReactions extends HTMLElement {
     this.article = this.getAttribute('article') || '';
     this.base = (this.getAttribute('api') || SCRIPT_ORIGIN).replace(/\/+$/, '');
     this.saved = this.shown = null;
-    this.render();
+    // The element's lang, else the nearest enclosing one (the page's <html lang>), else English.
+    this.lang_ = this.closest('[lang]')?.lang || 'en';
+    this.t = texts(this.lang_, this.getAttribute('labels'));
+    const listed = (this.getAttribute('reactions') || '').split(/[\s,]+/).filter((k) => k in REACTIONS);
+    this.keys = listed.length ? [...new Set(listed)] : Object.keys(REACTIONS);
+    this.render(this.keys);
     if (this.article) enqueue(this);
     else console.warn('<reader-reactions> needs an article attribute');
   }
@@ -152,22 +170,25 @@ class ReaderReactions extends HTMLElement {
     if (this.on && old !== value) this.connectedCallback();
   }
 
-  render() {
-    const listed = (this.getAttribute('reactions') || '').split(/[\s,]+/).filter((k) => k in REACTIONS);
-    const keys = listed.length ? [...new Set(listed)] : Object.keys(REACTIONS);
+  // The row with a button for each of `keys`: those asked for, then those the article offers.
+  render(keys) {
+    this.rendered = keys.join();
     const section = document.createElement('section');
     section.setAttribute('part', 'container');
     section.innerHTML =
-      '<h2 part="heading" id="h">What\'s your reaction?</h2><div part="buttons" role="group" aria-labelledby="h">' +
+      '<h2 part="heading" id="h"></h2><div part="buttons" role="group" aria-labelledby="h">' +
       keys
         .map(
           (k) =>
             `<button type="button" part="button" data-reaction="${k}" aria-pressed="false" disabled>` +
-            `<span part="emoji" aria-hidden="true">${REACTIONS[k][0]}</span><span part="label">${REACTIONS[k][1]}</span>` +
+            `<span part="emoji" aria-hidden="true">${REACTIONS[k]}</span><span part="label"></span>` +
             '<span part="count"></span></button>',
         )
         .join('') +
       '</div><p part="message" role="status"></p>';
+    // Texts as text, never as markup: a site's labels attribute may hold anything.
+    section.querySelector('h2').textContent = this.t.heading;
+    for (const label of section.querySelectorAll('[part=label]')) label.textContent = this.t[label.parentNode.dataset.reaction];
     section.addEventListener('click', (e) => {
       const button = e.target.closest('button');
       if (button) this.choose(button.dataset.reaction);
@@ -181,11 +202,20 @@ class ReaderReactions extends HTMLElement {
   show(s) {
     this.shown = s;
     if (!s) return;
-    const format = new Intl.NumberFormat(document.documentElement.lang || undefined, { notation: 'compact' });
+    // Only the reactions the article offers; a closed article shows its counts, not buttons to press.
+    const offered = this.keys.filter((k) => !s.reactions || s.reactions.includes(k));
+    if (offered.join() !== this.rendered) this.render(offered);
+    if (s.closed) this.message.textContent = this.t.closed;
+    let format;
+    try {
+      format = new Intl.NumberFormat(this.lang_, { notation: 'compact' });
+    } catch {
+      format = new Intl.NumberFormat(undefined, { notation: 'compact' });
+    }
     for (const b of this.buttons) {
       const key = b.dataset.reaction;
       const pressed = s.viewer_reaction === key;
-      b.disabled = false;
+      b.disabled = !!s.closed;
       b.setAttribute('aria-pressed', pressed);
       b.setAttribute('part', pressed ? 'button pressed' : 'button');
       b.lastChild.textContent = format.format(s.counts[key] ?? 0);
@@ -195,13 +225,15 @@ class ReaderReactions extends HTMLElement {
   confirm(s) {
     this.saved = s;
     if (!this.busy) {
-      this.show(s);
       this.message.textContent = '';
+      this.show(s);
     }
   }
 
   failed(err, what) {
-    this.message.textContent = MESSAGES[err.status] || MESSAGES[what];
+    // Closed meanwhile (409): show the last counts as closed.
+    if (err.status === 409 && this.saved) this.show({ ...this.saved, closed: true });
+    else this.message.textContent = this.t[err.status] || this.t[what];
   }
 
   // Optimistic: the row changes at once. Only the latest choice is sent, one request at a time
@@ -209,7 +241,7 @@ class ReaderReactions extends HTMLElement {
   // the last confirmed state.
   choose(key) {
     const s = this.shown;
-    if (!s) return;
+    if (!s || s.closed) return;
     const was = s.viewer_reaction;
     const want = was === key ? null : key;
     const counts = { ...s.counts };

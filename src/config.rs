@@ -77,7 +77,8 @@ pub struct Config {
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = true, action = ArgAction::Set)]
     pub migrate_on_start: bool,
 
-    /// Bearer token for the CSV export (at least 32 bytes); the export is off when unset.
+    /// Bearer token for the CSV export and the editorial controls (at least 32 bytes); both are
+    /// off when unset.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 

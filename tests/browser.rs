@@ -78,6 +78,129 @@ async fn a_reader_loves_switches_to_wow_and_finds_it_after_a_reload() {
     }
 }
 
+/// The editor's token in the second test.
+const ADMIN_TOKEN: &str = "browser-test-admin-token-browser-test-admin-token";
+
+/// A French news site: the widget speaks the page's language (or its own `lang`, or the site's
+/// `labels`), shows only the reactions an article offers, and a closed article's counts with its
+/// buttons disabled and a note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run: cargo test --test browser -- --ignored"]
+async fn a_french_page_speaks_french_and_follows_the_editors_settings() {
+    let chromedriver = find_program("CHROMEDRIVER", &["chromedriver", "/usr/lib/chromium/chromedriver"])
+        .unwrap_or_else(|| {
+            panic!("chromedriver not found: apt-get install chromium chromium-driver, or set CHROMEDRIVER")
+        });
+    let chromium = find_program("CHROMIUM", &["chromium", "chromium-browser", "google-chrome"])
+        .unwrap_or_else(|| {
+            panic!("chromium not found: apt-get install chromium chromium-driver, or set CHROMIUM")
+        });
+    let db = TestDatabase::create().await;
+    let mut settings = config(&db.url, None);
+    settings.admin_token = Some(ADMIN_TOKEN.to_owned());
+    let service = Service::start(settings).await;
+    let driver = ChromeDriver::start(&chromedriver).await;
+    let profile = TempDir::new("rr-chromium-profile");
+    let browser = driver.connect(&chromium, profile.path()).await;
+
+    let outcome = french_session(&browser, &service).await;
+    if outcome.is_err() {
+        let _ = save_png(&browser.screenshot().await.unwrap_or_default(), "french.png");
+    }
+    let _ = browser.close().await;
+    drop(driver);
+    service.stop().await;
+    if let Err(error) = outcome {
+        panic!("{error:#}\n(the page as it was: target/artifacts/french.png)");
+    }
+}
+
+/// The articles of the French page.
+const FR_OPEN: &str = "fr/2025/11/28/le-port-garde-son-ferry";
+const FR_RESTRICTED: &str = "fr/2025/11/28/necrologie";
+const FR_CLOSED: &str = "fr/2025/11/20/archives";
+
+async fn french_session(browser: &Client, service: &Service) -> anyhow::Result<()> {
+    // An editor's choices, and readers who reacted before them.
+    service.react(FR_RESTRICTED, "reader-funny-0001", "funny").await?;
+    service.react(FR_RESTRICTED, "reader-sad-00001", "sad").await?;
+    service.react(FR_CLOSED, "reader-love-0001", "love").await?;
+    service.react(FR_CLOSED, "reader-love-0002", "love").await?;
+    service.settings(FR_RESTRICTED, json!({"closed": false, "reactions": ["sad", "like"]})).await?;
+    service.settings(FR_CLOSED, json!({"closed": true, "reactions": null})).await?;
+
+    // A page of the site, in French, with the widget under each story.
+    browser.goto(&service.url("/healthz")).await?;
+    let page = format!(
+        r#"<article><h1>Le port garde son ferry</h1></article>
+        <reader-reactions id="open" article="{FR_OPEN}"></reader-reactions>
+        <reader-reactions id="german" lang="de" article="{FR_OPEN}"></reader-reactions>
+        <reader-reactions id="own" article="{FR_OPEN}" labels="like: D'accord ; heading: Et vous ?; nope: x"></reader-reactions>
+        <reader-reactions id="restricted" article="{FR_RESTRICTED}"></reader-reactions>
+        <reader-reactions id="closed" article="{FR_CLOSED}"></reader-reactions>"#
+    );
+    let build = "const [page, api] = arguments;
+        document.documentElement.lang = 'fr-FR';
+        document.body.innerHTML = page;
+        const script = document.createElement('script');
+        script.type = 'module'; script.src = api + '/widget.js'; document.head.append(script);";
+    browser.execute(build, vec![json!(page), json!(service.address)]).await?;
+
+    let row = eventually("the French widget shows the counts", || async move {
+        Ok(state_of(browser, "#open").await?.filter(|r| r.buttons.iter().all(|b| !b.disabled)))
+    })
+    .await?;
+    ensure!(row.heading == "Quelle est votre réaction\u{a0}?", "French heading: {:?}", row.heading);
+    let labels: Vec<&str> = row.buttons.iter().map(|b| b.label.as_str()).collect();
+    let french = ["J'aime", "Je n'aime pas", "J'adore", "Drôle", "En colère", "Triste", "Waouh"];
+    ensure!(labels == french, "French labels: {labels:?}");
+
+    let german = state_of(browser, "#german").await?.context("the German widget is there")?;
+    ensure!(german.heading == "Wie finden Sie das?", "the element's own lang wins: {:?}", german.heading);
+    ensure!(german.buttons[0].label == "Gefällt mir", "{:?}", german.buttons[0].label);
+
+    let own = state_of(browser, "#own").await?.context("the widget with labels is there")?;
+    let labels: Vec<&str> = own.buttons.iter().map(|b| b.label.as_str()).collect();
+    ensure!(own.heading == "Et vous ?", "the site's heading: {:?}", own.heading);
+    ensure!(
+        labels[0] == "D'accord" && labels[1..] == french[1..],
+        "the site's label, French for the rest: {labels:?}"
+    );
+
+    let restricted = eventually("the restricted widget shows what the article offers", || async move {
+        Ok(state_of(browser, "#restricted").await?.filter(|r| r.buttons.iter().all(|b| !b.disabled)))
+    })
+    .await?;
+    let offered: Vec<&str> = restricted.buttons.iter().map(|b| b.reaction.as_str()).collect();
+    ensure!(offered == ["like", "sad"], "only the offered reactions, in display order: {offered:?}");
+    ensure!(restricted.buttons[1].count == "1" && restricted.message.is_empty(), "{restricted:?}");
+    click(browser, "#restricted", "like").await?;
+    let summary = eventually("the offered reaction is taken", || async move {
+        let summary = service.summary_of(FR_RESTRICTED).await?;
+        Ok((summary["counts"]["like"] == 1).then_some(summary))
+    })
+    .await?;
+    ensure!(summary["counts"]["funny"] == 1, "the reaction held from before stays counted: {summary}");
+
+    let closed = eventually("the closed widget shows its counts and a note", || async move {
+        Ok(state_of(browser, "#closed").await?.filter(|r| !r.message.is_empty()))
+    })
+    .await?;
+    ensure!(closed.message == "Les réactions sont fermées pour cet article.", "a note: {:?}", closed.message);
+    ensure!(
+        closed.buttons.len() == 7 && closed.buttons.iter().all(|b| b.disabled),
+        "buttons disabled: {closed:?}"
+    );
+    ensure!(closed.counts()["love"] == 2, "the counts stay visible: {closed:?}");
+    let love = button(browser, "#closed", "love").await?;
+    let _ = love.click().await; // a disabled button: nothing happens, whatever the driver says
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let summary = service.summary_of(FR_CLOSED).await?;
+    ensure!(summary["counts"]["love"] == 2 && summary["closed"] == true, "nothing written: {summary}");
+    save_png(&browser.screenshot().await?, "french.png")?;
+    Ok(())
+}
+
 /// What a reader does, step by step, checking the page and the API along the way.
 async fn reader_session(browser: &Client, service: &Service) -> anyhow::Result<()> {
     browser.set_window_size(1100, 1000).await?;
@@ -476,6 +599,38 @@ impl Service {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("the API's counts are {last}, expected {expected}")
+    }
+}
+
+impl Service {
+    /// One reader's reaction on `article`, through the API.
+    async fn react(&self, article: &str, visitor: &str, reaction: &str) -> anyhow::Result<()> {
+        self.http
+            .put(self.url(&format!("/v1/articles/{}/reaction", article.replace('/', "%2F"))))
+            .header("x-visitor-id", visitor)
+            .json(&json!({ "reaction": reaction }))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// An editor's settings for `article`.
+    async fn settings(&self, article: &str, settings: Value) -> anyhow::Result<()> {
+        self.http
+            .put(self.url(&format!("/v1/admin/articles/{}/settings", article.replace('/', "%2F"))))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&settings)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// The anonymous summary of `article`.
+    async fn summary_of(&self, article: &str) -> anyhow::Result<Value> {
+        let url = self.url(&format!("/v1/articles/{}/reactions", article.replace('/', "%2F")));
+        Ok(self.http.get(url).send().await?.error_for_status()?.json().await?)
     }
 }
 

@@ -5,10 +5,12 @@
 
 mod article_id;
 mod reaction;
+mod settings;
 mod summary;
 mod window;
 
 pub use article_id::{ArticleId, ArticleIdError};
 pub use reaction::{Reaction, ReactionCounts, UnknownReaction};
+pub use settings::{ArticleSettings, ReactionSet, SettingsError};
 pub use summary::ReactionSummary;
 pub use window::{Bucket, EmptyWindow, TimeWindow, UnknownBucket, WindowParts, rfc3339};

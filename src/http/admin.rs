@@ -1,5 +1,5 @@
-//! The bearer tokens: `ADMIN_TOKEN` guards the admin endpoints (the CSV export), `STATS_TOKEN`
-//! (when set) the stats reads behind the dashboard.
+//! The bearer tokens: `ADMIN_TOKEN` guards the admin endpoints (the CSV export, the editorial
+//! controls), `STATS_TOKEN` (when set) the stats reads behind the dashboard.
 
 use std::fmt;
 

@@ -4,6 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::fmt::Display;
 
+use crate::reactions::ChangeError;
 use crate::store::StoreError;
 
 /// Media type of every error body.
@@ -117,6 +118,21 @@ impl ApiError {
         Self::client(StatusCode::UNPROCESSABLE_ENTITY, "unknown-reaction", "Unknown reaction", detail)
     }
 
+    /// The article is closed to new reactions (editorial controls): 409.
+    pub fn article_closed(detail: impl Display) -> Self {
+        Self::client(StatusCode::CONFLICT, "article-closed", "Article closed to reactions", detail)
+    }
+
+    /// The reaction is a known one that the article does not offer (editorial controls): 422.
+    pub fn reaction_not_offered(detail: impl Display) -> Self {
+        Self::client(StatusCode::UNPROCESSABLE_ENTITY, "reaction-not-offered", "Reaction not offered", detail)
+    }
+
+    /// Well-formed article settings that are not valid (an empty or repeating list): 422.
+    pub fn invalid_settings(detail: impl Display) -> Self {
+        Self::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid-settings", "Invalid article settings", detail)
+    }
+
     pub fn body_too_large() -> Self {
         Self::client(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -165,6 +181,16 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Unavailable(e) => Self::Unavailable(e),
             StoreError::Other(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(error: ChangeError) -> Self {
+        match error {
+            ChangeError::Closed => Self::article_closed(error),
+            ChangeError::NotOffered { .. } => Self::reaction_not_offered(error),
+            ChangeError::Store(e) => e.into(),
         }
     }
 }

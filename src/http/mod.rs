@@ -7,6 +7,7 @@ mod admin;
 pub mod article_cap;
 pub mod client_ip;
 mod dashboard;
+mod editorial;
 mod error;
 mod extract;
 mod health;
@@ -64,7 +65,7 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub reactions: Reactions,
     pub store: Store,
-    /// Guards the CSV export; `None` switches it off.
+    /// Guards the CSV export and the editorial controls; `None` switches them off.
     pub admin_token: Option<BearerToken>,
     /// Guards the stats reads (not the export); `None` leaves them public.
     pub stats_token: Option<BearerToken>,
@@ -111,7 +112,8 @@ pub struct EdgeLayers {
 /// All routes with their OpenAPI descriptions, before state and the outer layers are attached.
 /// The identity layer wraps the visitor-facing routes only (the document is built without it).
 pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
-    let mut stats_routes = stats::router();
+    // The editorial controls are admin routes like the export: the same quota, no identity.
+    let mut stats_routes = stats::router().merge(editorial::router());
     if let Some(edge) = &edge {
         // Dashboard reads are heavier and not per visitor: their own quota, no identity layer.
         stats_routes = stats_routes.route_layer(middleware::from_fn_with_state(

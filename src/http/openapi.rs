@@ -123,8 +123,10 @@ pub(super) fn describe_layers(document: &mut utoipa::openapi::OpenApi) {
         let writes = [&mut item.put, &mut item.delete].into_iter().flatten().map(|op| (op, true));
         let reads = [&mut item.get].into_iter().flatten().map(|op| (op, false));
         for (operation, is_write) in writes.chain(reads) {
-            // The dashboard reads do not depend on who asks: no visitor cookie there.
-            let per_visitor = !operation.tags.iter().flatten().any(|tag| tag == "stats");
+            // The dashboard reads and the admin routes do not depend on who asks: no visitor
+            // cookie there, and their writes are in the `stats` class.
+            let per_visitor = !operation.tags.iter().flatten().any(|tag| tag == "stats" || tag == "admin");
+            let is_write = is_write && per_visitor;
             if per_visitor {
                 operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(cookie.clone()));
             }
@@ -144,14 +146,17 @@ pub(super) fn describe_layers(document: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// The PUT body takes no members besides `reaction` (others are a 400). Set here because
-/// `SetReaction` deserializes by hand, without the serde attribute utoipa reads this from.
+/// The PUT bodies take no members besides theirs (others are a 400). Set here because
+/// `SetReaction` and the settings body deserialize by hand, without the serde attribute utoipa
+/// reads this from.
 fn close_request_body(document: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     use utoipa::openapi::schema::{AdditionalProperties, Schema};
-    let schemas = document.components.as_mut().map(|c| &mut c.schemas);
-    if let Some(RefOr::T(Schema::Object(body))) = schemas.and_then(|s| s.get_mut("SetReaction")) {
-        body.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+    let Some(schemas) = document.components.as_mut().map(|c| &mut c.schemas) else { return };
+    for name in ["SetReaction", "ArticleSettings"] {
+        if let Some(RefOr::T(Schema::Object(body))) = schemas.get_mut(name) {
+            body.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        }
     }
 }
 

@@ -117,7 +117,8 @@ async fn get_article_reactions(
         (status = 408, description = "The body did not arrive within half the request timeout (REQUEST_TIMEOUT_MS); the connection is closed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 4 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown reaction key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The article is closed to new reactions (`urn:reader-reactions:problem:article-closed`); nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown reaction key (`unknown-reaction`), or one the article does not offer (`urn:reader-reactions:problem:reaction-not-offered`); nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -143,6 +144,7 @@ async fn put_reaction(
     responses(
         (status = 200, description = "The summary after the change", body = ReactionSummary),
         (status = 400, description = "Malformed article id or visitor header", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The article is closed to new reactions (`urn:reader-reactions:problem:article-closed`); the reaction stays. `DELETE /v1/visitors/me` still erases it.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -156,8 +158,9 @@ async fn delete_reaction(
     change(&state, allowance, article_id, visitor, None).await
 }
 
-/// A valid write: spends the article cap (only now, so invalid writes never do), then makes
-/// the change. The answer carries the cap's rate-limit fields.
+/// A valid write: checked against the article's settings, then spends the article cap (only
+/// now, so invalid or refused writes never do), then makes the change. The answer carries the
+/// cap's rate-limit fields.
 async fn change(
     state: &AppState,
     allowance: WriteAllowance,
@@ -165,8 +168,13 @@ async fn change(
     visitor: crate::identity::VisitorKey,
     reaction: Option<Reaction>,
 ) -> Result<Response, Response> {
+    let allowed = state
+        .reactions
+        .allow(article_id, visitor, reaction)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
     let cap_fields = allowance.spend()?;
-    let changed = state.reactions.change(article_id, visitor, reaction).await;
+    let changed = state.reactions.change(allowed).await;
     let mut response = changed.map(AppJson).map_err(ApiError::from).into_response();
     if let Some(fields) = cap_fields {
         response.extensions_mut().insert(SpentCap(fields));
@@ -331,7 +339,7 @@ async fn erase_me(State(state): State<AppState>, visitor: Visitor) -> Result<App
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // Exists for the OpenAPI document only.
-struct ArticleParam {
+pub(super) struct ArticleParam {
     /// The news site's article id as one percent-encoded path segment (encode `/` as `%2F`).
     /// After decoding: 1–256 bytes of UTF-8 without control characters.
     #[param(min_length = 1, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")]
@@ -367,16 +375,18 @@ mod tests {
         counts.add(Reaction::Love, 3);
         let articles: Vec<ArticleId> =
             ["a", "b \"quoted\"", "a"].into_iter().map(|id| ArticleId::parse(id).unwrap()).collect();
-        let rendered: Vec<Rendered> = articles.iter().map(|id| Rendered::new(id, counts)).collect();
+        let settings = crate::domain::ArticleSettings::default();
+        let rendered: Vec<Rendered> = articles.iter().map(|id| Rendered::new(id, counts, settings)).collect();
 
         let (json, tag) = join_batch(&rendered);
 
-        let summaries = articles.iter().map(|id| ReactionSummary::new(id.clone(), counts, None)).collect();
+        let summaries =
+            articles.iter().map(|id| ReactionSummary::new(id.clone(), counts, None, settings)).collect();
         assert_eq!(json, serde_json::to_vec(&BatchSummaries { articles: summaries }).unwrap());
         assert_eq!(join_batch(&[]).0, serde_json::to_vec(&BatchSummaries { articles: vec![] }).unwrap());
         let mut more = counts;
         more.add(Reaction::Wow, 1);
-        let changed = [rendered[0].clone(), Rendered::new(&articles[1], more), rendered[2].clone()];
+        let changed = [rendered[0].clone(), Rendered::new(&articles[1], more, settings), rendered[2].clone()];
         assert_ne!(join_batch(&changed).1, tag, "one changed article changes the tag");
         let reordered = [rendered[1].clone(), rendered[0].clone(), rendered[2].clone()];
         assert_ne!(join_batch(&reordered).1, tag, "and so does another order");

@@ -8,7 +8,9 @@
 //!
 //! Each entry also holds the anonymous answer for its article, rendered when the entry is
 //! stored: an anonymous read (the same for every reader) then costs no serialisation, and a
-//! batch read joins the rendered answers.
+//! batch read joins the rendered answers. The answer shows the article's settings too (kept in
+//! the [`SettingsCache`] beside the counts): an entry is served only while the settings it was
+//! rendered with are the fresh ones, so a change of settings changes the answer and its `ETag`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +20,8 @@ use axum::body::Bytes;
 use axum::http::HeaderValue;
 use dashmap::DashMap;
 
-use crate::domain::{ArticleId, ReactionCounts, ReactionSummary};
+use super::settings::SettingsCache;
+use crate::domain::{ArticleId, ArticleSettings, ReactionCounts, ReactionSummary};
 
 /// An article's anonymous answer: its summary without a viewer, as JSON, and a hash of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +38,8 @@ pub struct Rendered {
 const TAG_SEED: u64 = 0x7265_6163_7469_6f6e;
 
 impl Rendered {
-    pub fn new(article_id: &ArticleId, counts: ReactionCounts) -> Self {
-        let json = serde_json::to_vec(&ReactionSummary::new(article_id.clone(), counts, None))
+    pub fn new(article_id: &ArticleId, counts: ReactionCounts, settings: ArticleSettings) -> Self {
+        let json = serde_json::to_vec(&ReactionSummary::new(article_id.clone(), counts, None, settings))
             .expect("a summary serialises");
         let tag = tag_of(&json);
         Self { json: Bytes::from(json), tag, etag: etag(tag) }
@@ -57,6 +60,8 @@ pub fn tag_of(bytes: &[u8]) -> u64 {
 #[derive(Debug, Clone)]
 struct Entry {
     counts: ReactionCounts,
+    /// The settings `rendered` shows.
+    settings: ArticleSettings,
     rendered: Rendered,
     /// An instant at which these counts were the database's: when the read that produced them
     /// started, or when the batch that produced them had committed. A read replaces an entry only
@@ -79,6 +84,8 @@ pub struct CountsCache {
     /// started before it may miss a commit whose entry the clear removed, so it is not stored.
     cleared_at: Arc<AtomicU64>,
     epoch: Instant,
+    /// The articles' settings, fresh for the same TTL.
+    settings: SettingsCache,
 }
 
 impl CountsCache {
@@ -91,31 +98,44 @@ impl CountsCache {
             capacity,
             cleared_at: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
+            settings: SettingsCache::new(ttl, capacity),
         }
     }
 
-    /// The counts of `article_id` if cached and fresh at `now`.
-    pub fn get(&self, article_id: &ArticleId, now: Instant) -> Option<ReactionCounts> {
+    /// The counts and settings of `article_id` if cached and fresh at `now`.
+    pub fn get(&self, article_id: &ArticleId, now: Instant) -> Option<(ReactionCounts, ArticleSettings)> {
         let entry = self.entries.get(article_id)?;
-        (now.saturating_duration_since(entry.fresh_at) < self.ttl).then_some(entry.counts)
+        self.is_fresh(article_id, &entry, now).then_some((entry.counts, entry.settings))
     }
 
     /// The anonymous answer of `article_id` if cached and fresh at `now`.
     pub fn get_rendered(&self, article_id: &ArticleId, now: Instant) -> Option<Rendered> {
         let entry = self.entries.get(article_id)?;
-        (now.saturating_duration_since(entry.fresh_at) < self.ttl).then(|| entry.rendered.clone())
+        self.is_fresh(article_id, &entry, now).then(|| entry.rendered.clone())
+    }
+
+    /// Whether an entry's counts are fresh and it shows the article's fresh settings.
+    fn is_fresh(&self, article_id: &ArticleId, entry: &Entry, now: Instant) -> bool {
+        now.saturating_duration_since(entry.fresh_at) < self.ttl
+            && self.settings.get(article_id, now) == Some(entry.settings)
+    }
+
+    /// The articles' settings, kept beside the counts.
+    pub fn settings(&self) -> &SettingsCache {
+        &self.settings
     }
 
     /// Stores counts read from the database by a read that started at `read_at`, unless the
     /// entry holds counts known current at a later instant, and answers the article's anonymous
     /// answer for the counts read.
     pub fn insert(&self, article_id: ArticleId, counts: ReactionCounts, read_at: Instant) -> Rendered {
-        let rendered = Rendered::new(&article_id, counts);
+        let settings = self.settings.latest(&article_id);
+        let rendered = Rendered::new(&article_id, counts, settings);
         if self.ttl.is_zero() || read_at < self.cleared_at() {
             return rendered;
         }
         self.make_room();
-        let entry = Entry { counts, rendered: rendered.clone(), fresh_at: read_at, order: 0 };
+        let entry = Entry { counts, settings, rendered: rendered.clone(), fresh_at: read_at, order: 0 };
         self.entries
             .entry(article_id)
             .and_modify(|current| {
@@ -142,8 +162,14 @@ impl CountsCache {
             return counts;
         }
         self.make_room();
-        let fresh =
-            || Entry { counts, rendered: Rendered::new(article_id, counts), fresh_at: committed_at, order };
+        let settings = self.settings.latest(article_id);
+        let fresh = || Entry {
+            counts,
+            settings,
+            rendered: Rendered::new(article_id, counts, settings),
+            fresh_at: committed_at,
+            order,
+        };
         if let Some(mut current) = self.entries.get_mut(article_id) {
             if order > current.order {
                 if current.fresh_at > committed_at {
@@ -216,10 +242,33 @@ mod tests {
         let early = Instant::now();
         let late = early + Duration::from_millis(1);
 
+        cache.settings().insert(article.clone(), ArticleSettings::default(), early);
         cache.insert(article.clone(), counts(2), late);
         cache.insert(article.clone(), counts(1), early); // a slow reader arriving after the writer
 
-        assert_eq!(cache.get(&article, Instant::now()), Some(counts(2)));
+        assert_eq!(cache.get(&article, Instant::now()), Some((counts(2), ArticleSettings::default())));
+    }
+
+    #[test]
+    fn an_answer_is_served_only_with_the_fresh_settings_and_they_change_its_tag() {
+        let cache = CountsCache::new(Duration::from_secs(60), 100);
+        let article = ArticleId::parse("a").unwrap();
+        let t0 = Instant::now();
+        let (t1, t2) = (t0 + Duration::from_millis(1), t0 + Duration::from_millis(2));
+        cache.insert(article.clone(), counts(1), t0);
+        assert_eq!(cache.get_rendered(&article, t0), None, "settings unknown: a miss");
+
+        cache.settings().insert(article.clone(), ArticleSettings::default(), t0);
+        let open = cache.insert(article.clone(), counts(1), t1);
+        assert_eq!(cache.get_rendered(&article, t1), Some(open.clone()));
+
+        let closed = ArticleSettings::new::<&str>(true, None).unwrap();
+        cache.settings().insert(article.clone(), closed, t1);
+        assert_eq!(cache.get_rendered(&article, t1), None, "rendered with other settings");
+        let reread = cache.insert(article.clone(), counts(1), t2);
+        assert_eq!(cache.get_rendered(&article, t2), Some(reread.clone()));
+        assert_ne!(reread.etag, open.etag, "the same counts, other settings, another ETag");
+        assert!(std::str::from_utf8(&reread.json).unwrap().contains(r#""closed":true"#));
     }
 
     #[test]
@@ -277,6 +326,7 @@ mod tests {
     fn entries_expire_after_the_ttl_and_size_stays_bounded() {
         let cache = CountsCache::new(Duration::from_millis(20), 10);
         let article = ArticleId::parse("a").unwrap();
+        cache.settings().insert(article.clone(), ArticleSettings::default(), Instant::now());
         cache.insert(article.clone(), counts(1), Instant::now());
         assert!(cache.get(&article, Instant::now()).is_some());
         std::thread::sleep(Duration::from_millis(30));

@@ -2,9 +2,11 @@
 //!
 //! Handlers call [`Reactions`]. Writes go through the group-commit [`writer`]; counts are read
 //! through the [`cache`], which the writer refreshes after every commit; both sit in front of the
-//! [`Store`].
+//! [`Store`]. Every write is first checked against its article's [`settings`] (editorial
+//! controls), before it is queued.
 
 pub mod cache;
+pub mod settings;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -12,9 +14,29 @@ use std::time::Instant;
 
 use self::cache::{CountsCache, Rendered};
 use self::writer::BatchWriter;
-use crate::domain::{ArticleId, Reaction, ReactionCounts, ReactionSummary};
+use crate::domain::{ArticleId, ArticleSettings, Reaction, ReactionCounts, ReactionSet, ReactionSummary};
 use crate::identity::VisitorKey;
 use crate::store::{ReactionChange, Store, StoreError};
+
+/// Why a change was refused by its article's settings, or could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// An editor closed the article to new reactions.
+    #[error("this article is closed to new reactions; its counts can still be read")]
+    Closed,
+    /// The reaction is not one the article offers.
+    #[error("this article does not offer {reaction}; it offers {offered}")]
+    NotOffered { reaction: Reaction, offered: ReactionSet },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A change its article's settings allow, ready for [`Reactions::change`].
+#[derive(Debug)]
+pub struct AllowedChange {
+    change: ReactionChange,
+    settings: ArticleSettings,
+}
 
 /// Reads and changes reactions.
 #[derive(Debug, Clone)]
@@ -37,7 +59,8 @@ impl Reactions {
         articles: &[ArticleId],
         viewer: Option<&VisitorKey>,
     ) -> Result<Vec<ReactionSummary>, StoreError> {
-        let mut counts: HashMap<&ArticleId, ReactionCounts> = HashMap::with_capacity(articles.len());
+        let mut counts: HashMap<&ArticleId, (ReactionCounts, ArticleSettings)> =
+            HashMap::with_capacity(articles.len());
         let mut misses: Vec<&ArticleId> = Vec::new();
         let now = Instant::now();
         for article_id in articles {
@@ -53,11 +76,14 @@ impl Reactions {
         }
         if !misses.is_empty() {
             let read_at = Instant::now();
-            let mut fetched = self.store.counts(&misses).await?;
+            let (mut fetched, mut settings) = self.store.counts_and_settings(&misses).await?;
             for article_id in misses {
                 let article_counts = fetched.remove(article_id).unwrap_or_default();
+                let article_settings = settings.remove(article_id).unwrap_or_default();
+                self.cache.settings().insert(article_id.clone(), article_settings, read_at);
                 self.cache.insert(article_id.clone(), article_counts, read_at);
-                counts.insert(article_id, article_counts);
+                // The newest settings this instance knows: those read, or a later change's.
+                counts.insert(article_id, (article_counts, self.cache.settings().latest(article_id)));
             }
         }
         let viewer_reactions = match viewer {
@@ -70,10 +96,12 @@ impl Reactions {
         Ok(articles
             .iter()
             .map(|article_id| {
+                let (counts, settings) = counts.get(article_id).copied().unwrap_or_default();
                 ReactionSummary::new(
                     article_id.clone(),
-                    counts.get(article_id).copied().unwrap_or_default(),
+                    counts,
                     viewer_reactions.get(article_id).copied(),
+                    settings,
                 )
             })
             .collect())
@@ -93,11 +121,13 @@ impl Reactions {
             misses.sort_unstable();
             misses.dedup();
             let read_at = Instant::now();
-            let mut fetched = self.store.counts(&misses).await?;
+            let (mut fetched, mut settings) = self.store.counts_and_settings(&misses).await?;
             let rendered: HashMap<&ArticleId, Rendered> = misses
                 .into_iter()
                 .map(|article_id| {
                     let counts = fetched.remove(article_id).unwrap_or_default();
+                    let article_settings = settings.remove(article_id).unwrap_or_default();
+                    self.cache.settings().insert(article_id.clone(), article_settings, read_at);
                     (article_id, self.cache.insert(article_id.clone(), counts, read_at))
                 })
                 .collect();
@@ -130,19 +160,69 @@ impl Reactions {
         Ok(summaries.pop().expect("one summary per article asked"))
     }
 
-    /// Sets, switches (`Some`) or removes (`None`) a visitor's reaction and answers the summary
-    /// after the change, once it is committed. Idempotent.
+    /// Checks a change to set or switch (`Some`) or remove (`None`) a visitor's reaction
+    /// against its article's settings: refused when the article is closed, or when the reaction
+    /// is not one it offers (removing one is always allowed on an open article, so that a
+    /// reaction held from before a restriction can be taken back).
+    ///
+    /// The settings come from the cache: a write on an article whose settings are cached costs
+    /// no query here; otherwise one, whose answer is cached for the counts' TTL.
     #[tracing::instrument(skip_all, fields(article_id = %article_id, reaction = ?reaction))]
-    pub async fn change(
+    pub async fn allow(
         &self,
         article_id: ArticleId,
         visitor: VisitorKey,
         reaction: Option<Reaction>,
-    ) -> Result<ReactionSummary, StoreError> {
-        let counts =
-            self.writer.submit(ReactionChange { article_id: article_id.clone(), visitor, reaction }).await?;
+    ) -> Result<AllowedChange, ChangeError> {
+        let settings = self.settings_of(&article_id).await?;
+        if settings.closed() {
+            return Err(ChangeError::Closed);
+        }
+        if let Some(reaction) = reaction.filter(|r| !settings.offers(*r)) {
+            return Err(ChangeError::NotOffered { reaction, offered: settings.offered() });
+        }
+        Ok(AllowedChange { change: ReactionChange { article_id, visitor, reaction }, settings })
+    }
+
+    /// Makes an allowed change and answers the summary after it, once it is committed.
+    /// Idempotent.
+    #[tracing::instrument(skip_all, fields(article_id = %allowed.change.article_id, reaction = ?allowed.change.reaction))]
+    pub async fn change(&self, allowed: AllowedChange) -> Result<ReactionSummary, StoreError> {
+        let AllowedChange { change, settings } = allowed;
+        let (article_id, reaction) = (change.article_id.clone(), change.reaction);
+        let counts = self.writer.submit(change).await?;
         // The visitor's reaction after the change is the one they just asked for.
-        Ok(ReactionSummary::new(article_id, counts, reaction))
+        Ok(ReactionSummary::new(article_id, counts, reaction, settings))
+    }
+
+    /// An article's settings as this instance knows them: cached, else read (and cached).
+    async fn settings_of(&self, article_id: &ArticleId) -> Result<ArticleSettings, StoreError> {
+        if let Some(settings) = self.cache.settings().get(article_id, Instant::now()) {
+            return Ok(settings);
+        }
+        let read_at = Instant::now();
+        let settings = self.store.settings(article_id).await?;
+        self.cache.settings().insert(article_id.clone(), settings, read_at);
+        Ok(settings)
+    }
+
+    /// An article's settings as stored (not cached: what an editor set is what they read back).
+    pub async fn article_settings(&self, article_id: &ArticleId) -> Result<ArticleSettings, StoreError> {
+        self.store.settings(article_id).await
+    }
+
+    /// Replaces an article's settings. This instance's answers show them at once; other
+    /// instances' within the cache TTL.
+    #[tracing::instrument(skip_all, fields(article_id = %article_id))]
+    pub async fn replace_settings(
+        &self,
+        article_id: ArticleId,
+        settings: ArticleSettings,
+    ) -> Result<ArticleSettings, StoreError> {
+        self.store.put_settings(&article_id, &settings).await?;
+        // Committed by now: a read that started earlier cannot put back the old settings.
+        self.cache.settings().insert(article_id, settings, Instant::now());
+        Ok(settings)
     }
 
     /// Erases every reaction of a visitor; answers how many were removed.

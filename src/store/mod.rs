@@ -47,6 +47,7 @@ macro_rules! window_union {
 
 mod breaker;
 mod postgres;
+mod settings;
 mod sqlite;
 mod sqlite_stats;
 mod stats;
@@ -59,6 +60,7 @@ use anyhow::Context as _;
 
 pub use breaker::DOWN_GAUGE as DB_KNOWN_DOWN_GAUGE;
 pub use postgres::{MIGRATOR, PgStore};
+pub use settings::CountsAndSettings;
 pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore};
 /// The PostgreSQL stats statements, for `scripts/stats-explain.sh` (through
 /// `examples/stats_sql.rs`); not an interface.
@@ -66,7 +68,7 @@ pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore};
 pub use stats::sql as stats_sql;
 pub use stats::{ArticleCount, EXPORT_BATCH_ROWS, ExportRow, ExportStream, TrendingArticle};
 
-use crate::domain::{ArticleId, Reaction, ReactionCounts};
+use crate::domain::{ArticleId, ArticleSettings, Reaction, ReactionCounts};
 use crate::domain::{Bucket, TimeWindow};
 use crate::identity::{VisitorKey, VisitorSecret};
 
@@ -272,6 +274,29 @@ impl Store {
         articles: &[&ArticleId],
     ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
         self.breaker.guard(async { on_backend!(self, s => s.counts(articles).await) }).await
+    }
+
+    /// Current counts and settings of the given articles, in one query: articles nobody
+    /// reacted to, or never configured, are absent from their map.
+    pub async fn counts_and_settings(
+        &self,
+        articles: &[&ArticleId],
+    ) -> Result<CountsAndSettings, StoreError> {
+        self.breaker.guard(async { on_backend!(self, s => s.counts_and_settings(articles).await) }).await
+    }
+
+    /// One article's settings (those of an open article offering everything when it has none).
+    pub async fn settings(&self, article_id: &ArticleId) -> Result<ArticleSettings, StoreError> {
+        self.breaker.guard(async { on_backend!(self, s => s.settings(article_id).await) }).await
+    }
+
+    /// Replaces one article's settings.
+    pub async fn put_settings(
+        &self,
+        article_id: &ArticleId,
+        settings: &ArticleSettings,
+    ) -> Result<(), StoreError> {
+        self.breaker.guard(async { on_backend!(self, s => s.put_settings(article_id, settings).await) }).await
     }
 
     /// The reactions one visitor holds on the given articles.

@@ -39,6 +39,8 @@ macro_rules! backend_suite {
         mod cors;
         #[path = "dashboard.rs"]
         mod dashboard;
+        #[path = "editorial.rs"]
+        mod editorial;
         #[path = "hardening.rs"]
         mod hardening;
         #[path = "health.rs"]

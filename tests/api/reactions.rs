@@ -24,7 +24,8 @@ async fn an_article_nobody_reacted_to_answers_all_zeros() {
     let summary = json_ok(response).await;
     assert_eq!(
         summary,
-        json!({"article_id": "never-seen", "counts": counts(&[]), "total": 0, "viewer_reaction": null})
+        json!({"article_id": "never-seen", "counts": counts(&[]), "total": 0, "viewer_reaction": null,
+               "closed": false, "reactions": ["like", "dislike", "love", "funny", "angry", "sad", "wow"]})
     );
 }
 
