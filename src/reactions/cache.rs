@@ -276,13 +276,14 @@ mod tests {
         let cache = CountsCache::new(Duration::from_secs(60), 100);
         let article = ArticleId::parse("a").unwrap();
         let now = Instant::now();
+        cache.settings().insert(article.clone(), ArticleSettings::default(), now);
 
         // The later batch (order 8) is answered first, the earlier (order 7) after it.
         assert_eq!(cache.insert_committed(&article, counts(5), 8, now), counts(5));
         let answered = cache.insert_committed(&article, counts(4), 7, now + Duration::from_millis(1));
 
         assert_eq!(answered, counts(5), "the earlier batch is answered the newer counts");
-        assert_eq!(cache.get(&article, now), Some(counts(5)));
+        assert_eq!(cache.get(&article, now), Some((counts(5), ArticleSettings::default())));
     }
 
     #[test]
@@ -291,13 +292,18 @@ mod tests {
         let article = ArticleId::parse("a").unwrap();
         let t0 = Instant::now();
         let committed = t0 + Duration::from_millis(10);
+        cache.settings().insert(article.clone(), ArticleSettings::default(), t0);
 
         cache.insert_committed(&article, counts(3), 1, committed);
         cache.insert(article.clone(), counts(2), t0); // started before the commit: may miss it
-        assert_eq!(cache.get(&article, committed), Some(counts(3)));
+        assert_eq!(cache.get(&article, committed), Some((counts(3), ArticleSettings::default())));
 
         cache.insert(article.clone(), counts(4), committed + Duration::from_millis(1));
-        assert_eq!(cache.get(&article, committed), Some(counts(4)), "a read after the commit includes it");
+        assert_eq!(
+            cache.get(&article, committed),
+            Some((counts(4), ArticleSettings::default())),
+            "a read after the commit includes it"
+        );
 
         // A batch whose commit that read already saw keeps the read's (newer) counts.
         let answered = cache.insert_committed(&article, counts(3), 2, committed);

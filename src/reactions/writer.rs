@@ -132,9 +132,9 @@ struct Writer {
 }
 
 impl Writer {
-    /// Group commit: a batch is formed when a commit slot is free, from everything queued by
-    /// then. While both slots are busy, changes gather in the queue without waking the writer,
-    /// so batches grow with the load by themselves; an idle writer commits a change at once.
+    /// Group commit: a batch is formed once a commit slot is free, from everything queued by then
+    /// plus what arrives within `max_delay`. While both slots are busy, changes gather in the
+    /// queue without waking the writer, so batches grow with the load by themselves.
     async fn run(self, mut queue: mpsc::Receiver<Pending>) {
         let this = Arc::new(self);
         // Batches being committed, each answering the key hashes it holds.
@@ -159,12 +159,18 @@ impl Writer {
             let Some(first) = queue.recv().await else { break };
             let mut batch = Vec::with_capacity(this.options.max_batch.min(64));
             batch.push(first);
-            if !commits.is_empty() && !this.options.max_delay.is_zero() {
-                // Another batch is committing: give this one a moment to gather company, with
-                // one timer rather than a wake-up per change.
-                tokio::time::sleep(this.options.max_delay).await;
-            }
             this.take_queued(&mut queue, &mut batch);
+            let deadline = tokio::time::Instant::now() + this.options.max_delay;
+            while batch.len() < this.options.max_batch {
+                match tokio::time::timeout_at(deadline, queue.recv()).await {
+                    Ok(Some(pending)) => {
+                        batch.push(pending);
+                        this.take_queued(&mut queue, &mut batch);
+                    }
+                    // Deadline reached, or the queue closed (shutdown): commit what we have.
+                    _ => break,
+                }
+            }
             while let Some(done) = commits.try_join_next() {
                 release(&mut busy, done.unwrap_or_default());
             }
