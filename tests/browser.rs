@@ -152,8 +152,6 @@ async fn reader_session(browser: &Client, service: &Service) -> anyhow::Result<(
     let summary = service.summary(Some(&visitor)).await?;
     ensure!(summary["counts"] == json!(expected_counts(&[("wow", 1)])), "API counts: {summary}");
     ensure!(summary["viewer_reaction"] == "wow", "the API knows the reader's choice: {summary}");
-    let anonymous = service.summary(None).await?;
-    ensure!(anonymous["viewer_reaction"].is_null(), "nobody else holds the choice: {anonymous}");
 
     // Undo with the keyboard: Enter on the focused Wow button.
     button(browser, MAIN_WIDGET, "wow").await?.send_keys(&Key::Enter).await?;

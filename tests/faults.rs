@@ -554,36 +554,126 @@ async fn sigkill_under_load_then_restart_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_drains_and_answers_every_queued_write_then_exits_0() {
     let db = TestDatabase::create(Backend::Postgres).await;
-    // Writes wait 500 ms in the queue for company, so SIGTERM finds them queued.
-    let mut service = spawn_service(&db.url, &[("WRITE_BATCH_DELAY_MS", "500")]).await;
-    let client = reqwest::Client::new();
-    let writes: Vec<_> = (0..20)
-        .map(|i| {
-            let request = client
-                .put(format!("{}/v1/articles/drain/reaction", service.base))
-                .header("x-visitor-id", format!("drain-visitor-{i:03}"))
-                .json(&json!({"reaction": "wow"}));
-            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Writes wait 3 s in the queue for company, far longer than they take to arrive, so SIGTERM
+    // finds them queued.
+    let mut service = spawn_service(&db.url, &[("WRITE_BATCH_DELAY_MS", "3000")]).await;
+    let mut writes = Vec::new();
+    for i in 0..20 {
+        // Returns once the service has the request (its `100 Continue`).
+        writes.push(helpers::write_in_flight(&service.base, "drain", &format!("drain-visitor-{i:03}")).await);
+    }
     assert_eq!(stored_rows(&db).await, 0, "queued, not yet committed");
 
     let pid = service.child.id().expect("running").to_string();
     let kill = Command::new("kill").args(["-TERM", &pid]).status().expect("the kill command runs");
     assert!(kill.success());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let late = reqwest::Client::new().get(format!("{}/healthz", service.base)).send().await;
+    // The listener closes at once, while the queued writes still wait for their commit.
+    let address = service.base.trim_start_matches("http://").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while tokio::net::TcpStream::connect(&address).await.is_ok() {
+        assert!(Instant::now() < deadline, "new connections are still accepted 2 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(service.child.try_wait().unwrap().is_none(), "refused while still draining, not after exit");
 
     for write in writes {
-        assert_eq!(write.await.unwrap().expect("answered"), 200, "every queued write is answered");
+        assert_eq!(helpers::final_status(write).await, 200, "every queued write is answered");
     }
     let status = tokio::time::timeout(Duration::from_secs(10), service.child.wait())
         .await
         .expect("the service exits within 10 s of SIGTERM")
         .unwrap();
-    assert!(late.is_err(), "no new connections once shutting down: {late:?}");
     assert_eq!(status.code(), Some(0), "a clean exit: {status:?}");
     assert_eq!(stored_rows(&db).await, 20, "and every one committed");
     assert_counts_match_rows(&mut db.connect().await).await;
+}
+
+/// The service process's resident memory, from `/proc`.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the service is running");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "stores 500,000 reactions (about 30 s); run: cargo test --test faults -- --ignored"]
+async fn a_large_export_streams_in_flat_memory_and_a_database_failure_mid_stream_cuts_it() {
+    const ROWS: usize = 500_000;
+    const TOKEN: &str = "export-test-token-0123456789";
+    let db = TestDatabase::create(Backend::Postgres).await;
+    db.migrate_to(None).await;
+    // One (article, reaction) row of the export per reaction: long ids make a large CSV.
+    let at: chrono::DateTime<chrono::Utc> = "2025-11-20T10:00:00Z".parse().unwrap();
+    let articles: Vec<String> =
+        (0..ROWS).map(|i| format!("https://news.example/2025/11/20/a-rather-long-slug-{i:07}")).collect();
+    for chunk in articles.chunks(100_000) {
+        let rows: Vec<(&str, &str, _)> = chunk.iter().map(|a| (a.as_str(), "love", at)).collect();
+        db.insert_reactions(&rows).await;
+    }
+    let service = spawn_service(&db.url, &[("ADMIN_TOKEN", TOKEN)]).await;
+    let pid = service.child.id().expect("running");
+    let client = reqwest::Client::new();
+    let export = |window: &'static str| {
+        client.get(format!("{}/v1/stats/export.csv?{window}", service.base)).bearer_auth(TOKEN).send()
+    };
+    const ALL: &str = "since=2025-11-20T00:00:00Z&until=2025-11-21T00:00:00Z";
+
+    // Baseline: the service warmed up by an export of an empty window.
+    let empty = export("since=2025-11-19T00:00:00Z&until=2025-11-19T01:00:00Z").await.unwrap();
+    assert_eq!(empty.text().await.unwrap(), "article_id,reaction,count\r\n");
+    let baseline = resident_bytes(pid);
+
+    // The whole export, sampling the service's memory as it arrives.
+    let mut response = export(ALL).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let (mut received, mut lines, mut peak) = (0usize, 0usize, baseline);
+    while let Some(chunk) = response.chunk().await.expect("the export completes") {
+        received += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+        peak = peak.max(resident_bytes(pid));
+    }
+    let growth = peak.saturating_sub(baseline);
+    eprintln!(
+        "export of {ROWS} rows: {} MiB of CSV; service RSS {} MiB before, peak {} MiB (+{} KiB)",
+        received >> 20,
+        baseline >> 20,
+        peak >> 20,
+        growth >> 10
+    );
+    assert_eq!(lines, ROWS + 1, "every row and the header");
+    assert!(
+        growth < received as u64 / 4,
+        "memory grows with the export: +{growth} bytes for {received} bytes of CSV"
+    );
+
+    // A database failure mid-stream: the connection is cut, never ended as if complete.
+    let mut response = export(ALL).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut received = 0usize;
+    while received < 1 << 20 {
+        received += response.chunk().await.unwrap().expect("more than 1 MiB of CSV").len();
+    }
+    let mut admin = db.connect().await;
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "select pg_terminate_backend(pid) from pg_stat_activity
+         where datname = current_database() and pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(terminated.contains(&true), "the export's connection is terminated");
+    let outcome = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => break Ok(received),
+            Err(error) => break Err(error),
+        }
+    };
+    assert!(outcome.is_err(), "the body must not end cleanly after {received} bytes: {outcome:?}");
+    let health = client.get(format!("{}/readyz", service.base)).send().await.unwrap();
+    assert_eq!(health.status(), 200, "and the service recovers by itself");
 }
