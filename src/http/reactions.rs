@@ -392,8 +392,8 @@ mod properties {
         ]
     }
 
-    /// Bytes made of JSON fragments (so that some parse, and some of those as a body) and stray
-    /// bytes.
+    /// JSON values (as [`json`] makes them), the same with one byte changed, and bytes made of
+    /// JSON fragments and stray bytes.
     fn json_like_bytes() -> impl Strategy<Value = Vec<u8>> {
         let fragment = prop_oneof![
             4 => prop::sample::select(vec![
@@ -403,8 +403,15 @@ mod properties {
             .prop_map(|s| s.as_bytes().to_vec()),
             1 => any::<u8>().prop_map(|b| vec![b]),
         ];
+        let mutated = (json(), any::<prop::sample::Index>(), any::<u8>()).prop_map(|(value, at, byte)| {
+            let mut bytes = value.to_string().into_bytes();
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+            bytes
+        });
         prop_oneof![
-            Just(br#"{"reaction":"love"}"#.to_vec()),
+            json().prop_map(|value| value.to_string().into_bytes()),
+            mutated,
             prop::collection::vec(fragment, 0..12).prop_map(|parts| parts.concat()),
         ]
     }
