@@ -162,6 +162,11 @@ async fn audit(conn: &mut PgConnection, attempts: &[Attempt]) -> Audit {
             .fetch_all(&mut *conn)
             .await
             .unwrap();
+    audit_rows(rows, attempts)
+}
+
+/// Matches the stored rows (article, visitor key, reaction) with the attempts.
+fn audit_rows(rows: Vec<(String, Vec<u8>, String)>, attempts: &[Attempt]) -> Audit {
     let mut stored: HashMap<(String, Vec<u8>), String> =
         rows.into_iter().map(|(article, key, reaction)| ((article, key), reaction)).collect();
     let mut audit = Audit { attempted: attempts.len(), ..Audit::default() };
@@ -347,7 +352,9 @@ fn postgres_bin() -> PathBuf {
 struct Service {
     child: tokio::process::Child,
     base: String,
-    _logs: JoinHandle<()>,
+    /// Every JSON log line after "serving", as the service wrote it; complete once it exited.
+    logs: Arc<std::sync::Mutex<Vec<Value>>>,
+    _log_reader: JoinHandle<()>,
 }
 
 /// Starts the service binary on `database_url` and waits until it serves.
@@ -380,8 +387,15 @@ async fn spawn_service(database_url: &str, settings: &[(&str, &str)]) -> Service
         .expect("the service serves within 60 s")
         .expect("the service logs its address before it exits");
     // Keep reading, so the service never blocks on a full pipe.
-    let logs = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Service { child, base: format!("http://{address}"), _logs: logs }
+    let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = logs.clone();
+    let log_reader = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let entry = serde_json::from_str(&line).unwrap_or_else(|_| json!({ "not json": line }));
+            kept.lock().unwrap().push(entry);
+        }
+    });
+    Service { child, base: format!("http://{address}"), logs, _log_reader: log_reader }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -501,7 +515,18 @@ async fn a_database_outage_gets_quick_503s_recovers_by_itself_and_loses_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_then_restart_loses_no_acknowledged_write() {
-    let db = TestDatabase::create(Backend::Postgres).await;
+    sigkill_under_load_then_restart(Backend::Postgres).await;
+}
+
+/// SQLite: a write is acknowledged once its transaction is in the write-ahead log, which a killed
+/// process leaves behind for the next one to recover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_sigkill_under_load_then_restart_loses_no_acknowledged_write() {
+    sigkill_under_load_then_restart(Backend::Sqlite).await;
+}
+
+async fn sigkill_under_load_then_restart(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
     let mut service = spawn_service(&db.url, &[]).await;
 
     let load = Load::start(&service.base, 8, Duration::from_millis(2));
@@ -514,13 +539,13 @@ async fn sigkill_under_load_then_restart_loses_no_acknowledged_write() {
     let restarted = spawn_service(&db.url, &[]).await;
 
     assert_eq!(status.signal(), Some(9), "killed by SIGKILL: {status:?}");
-    let mut conn = db.connect().await;
-    let audit = audit(&mut conn, &attempts).await;
-    assert_counts_match_rows(&mut conn).await;
+    let audit = audit_rows(db.reaction_rows().await, &attempts);
+    let mismatches = (db.count_mismatches().await, db.rollup_mismatches().await);
+    assert_eq!(mismatches, (vec![], vec![]), "counts and rollups equal the rows (counts, rollups)");
     let before_kill = attempts.iter().filter(|a| a.started < killed_at).count();
     let cut = attempts.iter().filter(|a| a.started < killed_at && !a.acknowledged()).count();
     eprintln!(
-        "SIGKILL: {before_kill} writes sent before the kill ({} acknowledged, {cut} cut off by \
+        "SIGKILL on {backend:?}: {before_kill} writes sent before the kill ({} acknowledged, {cut} cut off by \
          it); acknowledged writes lost: {}; unacknowledged writes applied: {}",
         audit.acknowledged, audit.lost, audit.unacknowledged_but_applied
     );
@@ -676,4 +701,61 @@ async fn a_large_export_streams_in_flat_memory_and_a_database_failure_mid_stream
     assert!(outcome.is_err(), "the body must not end cleanly after {received} bytes: {outcome:?}");
     let health = client.get(format!("{}/readyz", service.base)).send().await.unwrap();
     assert_eq!(health.status(), 200, "and the service recovers by itself");
+}
+
+/// Every line the service logs while it answers requests carries the request id of the request it
+/// is about (the one `X-Request-Id` names), whatever the outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_log_line_about_a_request_carries_its_request_id() {
+    let db = TestDatabase::create(Backend::Sqlite).await;
+    let mut service = spawn_service(&db.url, &[("RUST_LOG", "debug,sqlx=warn,hyper=info,h2=info")]).await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", service.base);
+    let requests = [
+        client
+            .put(url("/v1/articles/a/reaction"))
+            .header("x-visitor-id", "visitor-0001")
+            .json(&json!({"reaction": "wow"})),
+        client.get(url("/v1/articles/a/reactions")),
+        client.put(url("/v1/articles/a/reaction")).header("x-visitor-id", "visitor-0001").body("{not json"),
+        client
+            .put(url("/v1/articles/a/reaction"))
+            .header("x-visitor-id", "bad id")
+            .json(&json!({"reaction": "wow"})),
+        client
+            .put(url("/v1/articles/a/reaction"))
+            .header("x-visitor-id", "visitor-0001")
+            .json(&json!({"reaction": "meh"})),
+        client.get(url("/no/such/route")),
+        client.get(url("/v1/stats/export.csv")),
+        client.delete(url("/v1/visitors/me")).header("x-visitor-id", "visitor-0001"),
+    ];
+    let mut ids = Vec::new();
+    for request in requests {
+        let response = request.send().await.unwrap();
+        let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        ids.push((id, response.status().as_u16()));
+    }
+    let statuses: Vec<u16> = ids.iter().map(|(_, status)| *status).collect();
+    assert_eq!(statuses, [200, 200, 415, 400, 422, 404, 404, 200], "the outcomes this test means to log");
+
+    let pid = service.child.id().expect("running").to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    tokio::time::timeout(Duration::from_secs(10), service.child.wait()).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await; // the reader drains the closed pipe
+    let logs = service.logs.lock().unwrap().clone();
+
+    // From the first request's line to the signal, every line is about a request.
+    let first = logs.iter().position(|l| l["span"]["name"] == "request").expect("requests are logged");
+    let last = logs.iter().rposition(|l| l["span"]["name"] == "request").unwrap();
+    let mut per_request: HashMap<String, usize> = HashMap::new();
+    for line in &logs[first..=last] {
+        let id = line["span"]["request_id"].as_str().unwrap_or_else(|| panic!("no request id: {line}"));
+        *per_request.entry(id.to_owned()).or_default() += 1;
+    }
+    for (id, status) in &ids {
+        let lines = per_request.get(id).copied().unwrap_or(0);
+        assert!(lines >= 2, "the {status} answer {id} is logged as it starts and ends: {lines} lines");
+    }
+    assert_eq!(per_request.len(), ids.len(), "no line names a request that was not made: {per_request:?}");
 }

@@ -172,6 +172,17 @@ impl TestDatabase {
         .expect("the migrations apply");
     }
 
+    /// Every reaction row: (article, visitor key, reaction key).
+    #[allow(dead_code)] // The fault tests' audit; the API tests compare counts instead.
+    pub async fn reaction_rows(&self) -> Vec<(String, Vec<u8>, String)> {
+        const SQL: &str = "select article_id, visitor_key, cast(reaction as text) from reactions";
+        match self.backend {
+            Backend::Postgres => sqlx::query_as(SQL).fetch_all(&mut self.connect().await).await,
+            Backend::Sqlite => sqlx::query_as(SQL).fetch_all(&mut self.sqlite().await).await,
+        }
+        .unwrap()
+    }
+
     /// Every visitor key stored, as bytes.
     pub async fn visitor_keys(&self) -> Vec<Vec<u8>> {
         const SQL: &str = "select visitor_key from reactions";
