@@ -163,7 +163,11 @@ async fn the_migrate_image_command_migrates_a_real_database_the_service_then_acc
     let copy = stage.lines().find_map(|l| l.strip_prefix("COPY migrations/")).expect("COPY migrations/");
     let (pattern, target) = copy.split_once(' ').unwrap();
     assert_eq!(pattern, "*.sql", "the image copies the PostgreSQL migrations");
-    let folder = std::env::temp_dir().join(format!("rr-migrate-image-{}", std::process::id()));
+    // The image's file system in a temporary root: the migrations where COPY puts them, and the
+    // root as the working directory (distroless images start in `/`).
+    let target = target.trim().trim_end_matches('/');
+    let root = std::env::temp_dir().join(format!("rr-migrate-image-{}", std::process::id()));
+    let folder = root.join(target.trim_start_matches('/'));
     std::fs::create_dir_all(&folder).unwrap();
     let mut expected = Vec::new();
     for entry in std::fs::read_dir(format!("{ROOT}/migrations")).unwrap() {
@@ -177,15 +181,16 @@ async fn the_migrate_image_command_migrates_a_real_database_the_service_then_acc
     expected.sort();
     let entrypoint = exec_form(&stage, "ENTRYPOINT");
     assert!(entrypoint[0].ends_with("/sqlx"), "{entrypoint:?}");
-    let target = target.trim().trim_end_matches('/');
     let args: Vec<String> = entrypoint[1..]
         .iter()
         .map(|arg| if arg == target { folder.display().to_string() } else { arg.clone() })
         .collect();
 
     let db = helpers::TestDatabase::create(helpers::Backend::Postgres).await;
-    let output = Command::new("sqlx").args(&args).env("DATABASE_URL", &db.url).output().unwrap();
-    let _ = std::fs::remove_dir_all(&folder);
+    // In the image's root, not the repository, whose own migrations/ must not stand in.
+    let output =
+        Command::new("sqlx").args(&args).current_dir(&root).env("DATABASE_URL", &db.url).output().unwrap();
+    let _ = std::fs::remove_dir_all(&root);
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
 
     let mut conn = db.connect().await;
