@@ -77,9 +77,24 @@ pub struct Config {
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = true, action = ArgAction::Set)]
     pub migrate_on_start: bool,
 
-    /// Bearer token for the CSV export; the export is off when unset.
+    /// Bearer token for the CSV export (at least 32 bytes); the export is off when unset.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// Bearer token (at least 32 bytes) the stats reads and so the dashboard need; when unset
+    /// they are public.
+    #[arg(long, env = "STATS_TOKEN", hide_env_values = true)]
+    pub stats_token: Option<String>,
+
+    /// A second address to serve `/metrics` on, alone; `/metrics` then answers 404 on
+    /// LISTEN_ADDR. Unset: `/metrics` is served on LISTEN_ADDR.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Most client connections served at once; a few more are kept for `/healthz` and
+    /// `/readyz`, and anything beyond gets a quick 503. Lowered to fit the open-file limit.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value = "10000")]
+    pub max_connections: NonZeroU32,
 
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -156,7 +171,13 @@ impl Config {
                 );
                 std::process::exit(2);
             }
-            Ok(config) => config,
+            Ok(config) => match config.refuse_unsafe() {
+                Ok(()) => config,
+                Err(line) => {
+                    eprintln!("reader-reactions: {line}");
+                    std::process::exit(2);
+                }
+            },
             Err(error) if !error.use_stderr() => error.exit(), // --help, --version
             Err(error) => {
                 let rendered = error.to_string();
@@ -167,12 +188,61 @@ impl Config {
         }
     }
 
+    /// Settings that parse but are unsafe, as the one line that names the first of them:
+    /// `null` among the allowed origins (a sandboxed iframe or a `file:` page sends
+    /// `Origin: null`, which would then be allowed with credentials), a short admin or stats
+    /// token (or an empty stats token), and a
+    /// trusted proxy network that covers every address (any client could then choose its
+    /// address through `X-Forwarded-For`).
+    pub fn refuse_unsafe(&self) -> Result<(), String> {
+        if self.allowed_origins.iter().any(|origin| origin.trim().eq_ignore_ascii_case("null")) {
+            return Err(
+                "--allowed-origins (ALLOWED_ORIGINS) must not contain null: any sandboxed iframe or \
+                        local file sends Origin: null"
+                    .to_owned(),
+            );
+        }
+        check_token_length("--admin-token (ADMIN_TOKEN)", self.admin_token.as_deref())?;
+        // An empty admin token turns the export off (closed), but an empty stats token would turn
+        // the stats public (open): `STATS_TOKEN=$(cat missing-file)` must not open what the
+        // operator meant to close.
+        if self.stats_token.as_deref() == Some("") {
+            return Err("--stats-token (STATS_TOKEN) is set but empty: unset it to keep the stats public,                         or give a token of at least 32 bytes"
+                .to_owned());
+        }
+        check_token_length("--stats-token (STATS_TOKEN)", self.stats_token.as_deref())?;
+        if let Some(everything) = self.trusted_proxies.iter().find(|net| net.prefix_len() == 0) {
+            return Err(format!(
+                "--trusted-proxies (TRUSTED_PROXIES) must not contain {everything}: it covers every address, \
+                 so any client could choose its own through X-Forwarded-For; list the proxies' networks"
+            ));
+        }
+        Ok(())
+    }
+
     /// The defaults, for `database_url`, with nothing read from the environment (for tests).
     pub fn for_database(database_url: impl Into<String>) -> Self {
         let mut config =
             Self::try_parse_from(["reader-reactions"]).unwrap_or_else(|e| panic!("defaults must parse: {e}"));
         config.database_url = database_url.into();
         config
+    }
+}
+
+/// Shortest bearer token accepted: as long as the visitor secret, so that guessing one is out of
+/// reach.
+pub const MIN_TOKEN_BYTES: usize = 32;
+
+/// Checks a bearer-token setting (`setting` names it, e.g. `--admin-token (ADMIN_TOKEN)`): unset
+/// or empty (the endpoints it guards are off) or at least [`MIN_TOKEN_BYTES`] long. The message
+/// names the setting and the length, never the value.
+pub fn check_token_length(setting: &str, token: Option<&str>) -> Result<(), String> {
+    match token.map(str::len) {
+        Some(length) if length > 0 && length < MIN_TOKEN_BYTES => Err(format!(
+            "{setting} must be at least {MIN_TOKEN_BYTES} bytes long (got {length}); generate one with \
+             `openssl rand -base64 48`"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -193,5 +263,25 @@ fn parse_millis(raw: &str) -> Result<Duration, String> {
     match raw.parse::<u64>() {
         Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
         _ => Err(format!("{raw:?} is not a positive number of milliseconds")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_token_under_32_bytes_is_refused_without_repeating_it() {
+        let short = "x".repeat(MIN_TOKEN_BYTES - 1);
+        let line = check_token_length("--stats-token (STATS_TOKEN)", Some(&short)).unwrap_err();
+        assert!(line.contains("STATS_TOKEN") && line.contains("got 31"), "{line}");
+        assert!(!line.contains(&short), "the token is not repeated: {line}");
+        assert!(
+            check_token_length("--stats-token (STATS_TOKEN)", Some(&"x".repeat(MIN_TOKEN_BYTES))).is_ok()
+        );
+        assert!(check_token_length("--stats-token (STATS_TOKEN)", None).is_ok(), "unset: stats public");
+        let mut config = Config::for_database("sqlite://unused.db");
+        config.stats_token = Some(String::new());
+        assert!(config.refuse_unsafe().is_err(), "a stats token set but empty is refused");
     }
 }

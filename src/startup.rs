@@ -16,14 +16,17 @@ use crate::identity::{IdentityResolver, SaltCache};
 use crate::reactions::Reactions;
 use crate::reactions::cache::CountsCache;
 use crate::reactions::writer::{BatchWriter, WriterOptions, WriterTasks};
+use crate::serve::ServeOptions;
 use crate::store::{Store, StoreOptions};
 
 /// A built service, bound to its port but not yet serving.
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
-    /// How long a request head may take to arrive: the request timeout.
-    head_timeout: std::time::Duration,
+    /// The `METRICS_ADDR` listener and its router, when `/metrics` is served apart.
+    metrics: Option<(TcpListener, axum::Router)>,
+    /// The request-head deadline (the request timeout) and the connection cap.
+    serve: ServeOptions,
     purger: tokio::task::JoinHandle<()>,
     writers: WriterTasks,
 }
@@ -33,6 +36,32 @@ const WRITE_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30
 
 /// How often idle clients are dropped from the rate limiters.
 const RATE_LIMIT_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// File descriptors kept free of client connections: listeners, log output, the SQLite file
+/// and its journal, and the like (database connections are counted on top).
+const RESERVED_FILES: u64 = 64;
+
+/// Connections the `METRICS_ADDR` listener serves at once: it is for a scraper or two.
+const METRICS_CONNECTIONS: usize = 16;
+
+/// The connection cap in force: `MAX_CONNECTIONS`, lowered if the open-file limit (raised to its
+/// hard limit first) could not hold that many besides the database pool and the overflow lane.
+fn connection_cap(config: &Config) -> usize {
+    let wanted = config.max_connections.get() as usize;
+    let Some(files) = crate::serve::raise_open_file_limit() else { return wanted };
+    let spare = files
+        .saturating_sub(RESERVED_FILES + u64::from(config.database_max_connections.get()))
+        .saturating_sub(crate::serve::OVERFLOW_CONNECTIONS as u64);
+    let cap = wanted.min(usize::try_from(spare).unwrap_or(usize::MAX)).max(1);
+    if cap < wanted {
+        tracing::warn!(
+            open_file_limit = files,
+            max_connections = cap,
+            "the open-file limit holds fewer connections than MAX_CONNECTIONS; serving at most {cap}"
+        );
+    }
+    cap
+}
 
 impl Application {
     /// Connects the store, applies migrations (unless told not to), resolves the visitor secret
@@ -49,13 +78,7 @@ impl Application {
         if config.migrate_on_start {
             store.migrate().await.context("while migrating the database at start-up")?;
         }
-        let secret = match config.visitor_secret.clone() {
-            Some(secret) => secret,
-            None => store
-                .visitor_secret()
-                .await
-                .context("while loading the visitor secret from the database (or set VISITOR_SECRET)")?,
-        };
+        let secret = crate::identity::resolve_secret(config.visitor_secret.clone(), &store).await?;
         let identity =
             Arc::new(IdentityResolver::new(secret, SaltCache::new(store.clone()), config.cookie_secure));
         let rate_limits = Arc::new(RateLimits {
@@ -93,24 +116,39 @@ impl Application {
                 max_delay: config.write_batch_delay,
             },
         );
-        let admin_token = http::AdminToken::from_setting(config.admin_token.as_deref());
+        let admin_token = http::BearerToken::from_setting(config.admin_token.as_deref());
+        let stats_token = http::BearerToken::from_setting(config.stats_token.as_deref());
         let state = AppState::new(http::Shared {
             public_cache_control: http::public_cache_control(cache.ttl()),
             reactions: Reactions::new(store.clone(), cache, writer),
             store,
             admin_token,
+            stats_token,
         });
         let options = HttpOptions {
             request_timeout: config.request_timeout,
             allowed_origins: config.allowed_origins.clone(),
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+            metrics_elsewhere: config.metrics_addr.is_some(),
         };
         let edge = EdgeLayers { identity, rate_limits, article_writes };
+        let metrics_router = http::metrics_app(state.clone());
         let router = http::app(state, edge, &options);
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("while binding {}", config.listen_addr))?;
-        Ok(Self { listener, router, head_timeout: config.request_timeout, purger, writers })
+        let metrics = match config.metrics_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("while binding METRICS_ADDR {addr}"))?;
+                Some((listener, metrics_router))
+            }
+            None => None,
+        };
+        let serve =
+            ServeOptions { head_timeout: config.request_timeout, max_connections: connection_cap(&config) };
+        Ok(Self { listener, router, metrics, serve, purger, writers })
     }
 
     /// The address actually bound.
@@ -118,10 +156,39 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The address `/metrics` is served on apart (`METRICS_ADDR`), if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .map(|(listener, _)| listener.local_addr().expect("a bound listener has an address"))
+    }
+
     /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.local_addr(), "serving");
-        let served = crate::serve::serve(self.listener, self.router, self.head_timeout, shutdown).await;
+        let addr = self.local_addr();
+        // One shutdown for both listeners.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopping.wait_for(|stopped| *stopped).await;
+        };
+        let metrics = match self.metrics {
+            Some((listener, router)) => {
+                let addr = listener.local_addr().expect("a bound listener has an address");
+                tracing::info!(%addr, "serving /metrics");
+                let options = ServeOptions { max_connections: METRICS_CONNECTIONS, ..self.serve };
+                Some(tokio::spawn(crate::serve::serve(listener, router, options, stopped(stopping.clone()))))
+            }
+            None => None,
+        };
+        tracing::info!(%addr, max_connections = self.serve.max_connections, "serving");
+        let served = crate::serve::serve(self.listener, self.router, self.serve, stopped(stopping)).await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         self.purger.abort();
         // The router (and with it every handle on the write queue) is gone: the writers commit
         // and answer what is queued, then stop.

@@ -250,3 +250,93 @@ fn the_health_check_command_tells_a_serving_binary_from_a_stopped_one() {
     assert!(up, "healthy once the binary serves");
     assert!(!after, "unhealthy once it is gone");
 }
+
+fn yaml_file(path: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"))
+}
+
+/// The bind mounts of a service, as (file in the repository, path in the container).
+fn bind_mounts(service: &Value) -> Vec<(String, String)> {
+    service["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .filter(|v| v.starts_with("./"))
+        .map(|v| {
+            let mut parts = v.split(':');
+            (parts.next().unwrap().trim_start_matches("./").to_owned(), parts.next().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_monitoring_profile_adds_prometheus_scraping_the_service_and_grafana_with_its_dashboard() {
+    let compose = compose_file();
+    let services = compose["services"].as_object().unwrap();
+    for name in ["postgres", "migrate", "reader-reactions"] {
+        assert!(services[name]["profiles"].is_null(), "{name} starts without a profile");
+    }
+    for name in ["prometheus", "grafana"] {
+        assert_eq!(services[name]["profiles"], serde_json::json!(["monitoring"]), "{name} is in the profile");
+        let image = services[name]["image"].as_str().unwrap();
+        assert!(!image.ends_with(":latest") && image.contains(':'), "{name} pins its image: {image}");
+        for (source, _) in bind_mounts(&services[name]) {
+            assert!(
+                std::path::Path::new(ROOT).join(&source).exists(),
+                "{name} mounts {source}, which exists"
+            );
+        }
+    }
+
+    // Prometheus scrapes the service's /metrics on the port it listens on.
+    let prometheus = &services["prometheus"];
+    let config_path = bind_mounts(prometheus)
+        .into_iter()
+        .find(|(_, target)| target == "/etc/prometheus/prometheus.yml")
+        .map(|(source, _)| source)
+        .expect("prometheus mounts its configuration");
+    let scrape = &yaml_file(&config_path)["scrape_configs"][0];
+    assert_eq!(scrape["metrics_path"], "/metrics");
+    let listen_port =
+        services["reader-reactions"]["environment"]["LISTEN_ADDR"].as_str().unwrap().rsplit(':').next();
+    assert_eq!(
+        scrape["static_configs"][0]["targets"][0].as_str(),
+        Some(&*format!("reader-reactions:{}", listen_port.unwrap()))
+    );
+
+    // Grafana provisions the Prometheus data source and loads the dashboard from where it is mounted.
+    let grafana = &services["grafana"];
+    let mounts = bind_mounts(grafana);
+    let provisioning = mounts
+        .iter()
+        .find(|(_, target)| target == "/etc/grafana/provisioning")
+        .map(|(source, _)| source.clone())
+        .expect("grafana mounts its provisioning");
+    let (_, dashboard_target) = mounts
+        .iter()
+        .find(|(source, _)| source == "deploy/grafana/reader-reactions.json")
+        .expect("grafana mounts the dashboard");
+    let provider = &yaml_file(&format!("{provisioning}/dashboards/reader-reactions.yml"))["providers"][0];
+    let dashboard_dir = provider["options"]["path"].as_str().unwrap();
+    assert!(
+        dashboard_target.starts_with(&format!("{dashboard_dir}/")),
+        "{dashboard_target} is under {dashboard_dir}"
+    );
+    let datasource = &yaml_file(&format!("{provisioning}/datasources/prometheus.yml"))["datasources"][0];
+    assert_eq!(datasource["type"], "prometheus");
+    assert_eq!(datasource["url"], "http://prometheus:9090", "the prometheus service");
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/deploy/grafana/reader-reactions.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let variable = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["type"] == "datasource")
+        .expect("the dashboard picks its data source by a variable");
+    assert_eq!(variable["current"]["value"], datasource["uid"], "and defaults to the provisioned one");
+}

@@ -1,4 +1,5 @@
-//! The bearer token that guards the admin endpoints (the CSV export).
+//! The bearer tokens: `ADMIN_TOKEN` guards the admin endpoints (the CSV export), `STATS_TOKEN`
+//! (when set) the stats reads behind the dashboard.
 
 use std::fmt;
 
@@ -10,28 +11,29 @@ use subtle::ConstantTimeEq as _;
 
 use super::{ApiError, AppState};
 
-/// The configured `ADMIN_TOKEN`, kept only as its SHA-256 digest: every check compares two
-/// 32-byte digests in constant time, so timing reveals neither the token's bytes nor its length.
+/// A configured bearer token (`ADMIN_TOKEN`, `STATS_TOKEN`), kept only as its SHA-256 digest:
+/// every check compares two 32-byte digests in constant time, so timing reveals neither the
+/// token's bytes nor its length.
 #[derive(Clone)]
-pub struct AdminToken {
+pub struct BearerToken {
     digest: [u8; 32],
 }
 
-impl AdminToken {
-    /// The token from the setting, or `None` (admin endpoints off) when it is unset or empty.
+impl BearerToken {
+    /// The token from the setting, or `None` when it is unset or empty.
     pub fn from_setting(token: Option<&str>) -> Option<Self> {
         token.filter(|token| !token.is_empty()).map(|token| Self { digest: digest(token) })
     }
 
-    /// Whether `presented` is the admin token.
+    /// Whether `presented` is this token.
     pub fn matches(&self, presented: &str) -> bool {
         self.digest.ct_eq(&digest(presented)).into()
     }
 }
 
-impl fmt::Debug for AdminToken {
+impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AdminToken(..)")
+        f.write_str("BearerToken(..)")
     }
 }
 
@@ -54,14 +56,40 @@ impl FromRequestParts<AppState> for Admin {
         let Some(token) = &state.admin_token else {
             return Err(ApiError::disabled("this endpoint is switched off: the server has no ADMIN_TOKEN"));
         };
-        let presented =
-            parts.headers.get(header::AUTHORIZATION).map(|value| value.to_str().ok().and_then(bearer));
-        match presented {
-            None => Err(ApiError::unauthorized("send the admin token as `Authorization: Bearer <token>`")),
-            Some(None) => Err(ApiError::unauthorized("the Authorization header is not `Bearer <token>`")),
-            Some(Some(presented)) if token.matches(presented) => Ok(Admin),
-            Some(Some(_)) => Err(ApiError::unauthorized("the bearer token is not the admin token")),
+        check_bearer(parts, token, "admin").map(|()| Admin)
+    }
+}
+
+/// Proof that a request may read the stats: the server has no `STATS_TOKEN` (the stats are
+/// public), or the request carries `Authorization: Bearer <STATS_TOKEN>`.
+///
+/// Rejects with a 401 problem (and `WWW-Authenticate: Bearer`) as [`Admin`] does.
+#[derive(Debug)]
+pub struct StatsReader;
+
+impl FromRequestParts<AppState> for StatsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match &state.stats_token {
+            None => Ok(StatsReader),
+            Some(token) => check_bearer(parts, token, "stats").map(|()| StatsReader),
         }
+    }
+}
+
+/// Whether the request's `Authorization` header carries `token`; `name` names the token in the
+/// 401's detail.
+fn check_bearer(parts: &Parts, token: &BearerToken, name: &str) -> Result<(), ApiError> {
+    let presented =
+        parts.headers.get(header::AUTHORIZATION).map(|value| value.to_str().ok().and_then(bearer));
+    match presented {
+        None => {
+            Err(ApiError::unauthorized(format!("send the {name} token as `Authorization: Bearer <token>`")))
+        }
+        Some(None) => Err(ApiError::unauthorized("the Authorization header is not `Bearer <token>`")),
+        Some(Some(presented)) if token.matches(presented) => Ok(()),
+        Some(Some(_)) => Err(ApiError::unauthorized(format!("the bearer token is not the {name} token"))),
     }
 }
 
@@ -78,14 +106,14 @@ mod tests {
 
     #[test]
     fn only_the_configured_token_matches() {
-        let token = AdminToken::from_setting(Some("s3cret-admin-token")).unwrap();
+        let token = BearerToken::from_setting(Some("s3cret-admin-token")).unwrap();
         assert!(token.matches("s3cret-admin-token"));
         assert!(!token.matches("s3cret-admin-toke"), "a prefix");
         assert!(!token.matches("s3cret-admin-token2"), "longer");
         assert!(!token.matches(""));
-        assert!(AdminToken::from_setting(None).is_none(), "unset: off");
-        assert!(AdminToken::from_setting(Some("")).is_none(), "empty: off");
-        assert_eq!(format!("{token:?}"), "AdminToken(..)", "never logged");
+        assert!(BearerToken::from_setting(None).is_none(), "unset: off");
+        assert!(BearerToken::from_setting(Some("")).is_none(), "empty: off");
+        assert_eq!(format!("{token:?}"), "BearerToken(..)", "never logged");
     }
 
     #[test]

@@ -12,7 +12,14 @@
 //! available at once and the other half refills evenly over the hour, so no one-hour window
 //! holds more than the cap. Idle keys are purged like the per-IP limiters', so memory is bounded
 //! by the (network, article) pairs written in the last hour.
+//!
+//! The cap is spent only by writes that are valid and admitted: the middleware only *looks* at
+//! the allowance before the per-IP limiter (a refused look answers 429 and spends nothing, not
+//! even the per-IP quota), and the handler spends it once the write has passed every check
+//! ([`WriteAllowance::spend`]). So malformed writes, unknown reactions and writes the per-IP
+//! limiter refused cannot lock an article for everyone behind one address.
 
+use std::convert::Infallible;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -20,11 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, RawPathParams, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
+use governor::nanos::Nanos;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::{NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
 use super::rate_limit::{Decision, fields, limiter_key, refusal};
@@ -36,13 +46,74 @@ pub const POLICY: &str = "article-writes";
 /// The window the cap is stated over.
 const HOUR: Duration = Duration::from_secs(3600);
 
+type Limiter<S, C> = RateLimiter<u64, S, C, StateInformationMiddleware>;
+
 /// Writes per (client network, article) in any hour.
 pub struct ArticleCap<C: Clock = DefaultClock> {
     per_hour: NonZeroU32,
-    limiter: RateLimiter<u64, DashMapStateStore<u64>, C, StateInformationMiddleware>,
+    /// Spends allowance.
+    limiter: Limiter<Spend, C>,
+    /// The same state, looked at without spending (governor has no read-only check).
+    looker: Limiter<Look, C>,
     /// A per-process random key: a client cannot choose article ids that share a bucket.
     hasher: RandomState,
     policy: HeaderValue,
+}
+
+/// The cap's state as the spending limiter sees it: governor's own store, shared.
+struct Spend(Arc<DashMapStateStore<u64>>);
+
+/// The cap's state as the looking limiter sees it: governor's decision on the current state,
+/// never stored.
+struct Look(Arc<DashMapStateStore<u64>>);
+
+impl StateStore for Spend {
+    type Key = u64;
+
+    fn measure_and_replace<T, F, E>(&self, key: &u64, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        self.0.measure_and_replace(key, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<u64> for Spend {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.0.retain_recent(drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        ShrinkableKeyedStateStore::shrink_to_fit(&*self.0);
+    }
+
+    fn len(&self) -> usize {
+        ShrinkableKeyedStateStore::len(&*self.0)
+    }
+
+    fn is_empty(&self) -> bool {
+        ShrinkableKeyedStateStore::is_empty(&*self.0)
+    }
+}
+
+impl StateStore for Look {
+    type Key = u64;
+
+    fn measure_and_replace<T, F, E>(&self, key: &u64, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let Some(state) = self.0.get(key) else {
+            return f(None).map(|(outcome, _)| outcome); // a key never spent: nothing to store
+        };
+        // The decision leaves as the "error", so the state is never replaced.
+        let looked: Result<Infallible, Result<T, E>> =
+            state.measure_and_replace(&NotKeyed::NonKey, |prev| Err(f(prev).map(|(outcome, _)| outcome)));
+        match looked {
+            Ok(never) => match never {},
+            Err(outcome) => outcome,
+        }
+    }
 }
 
 impl ArticleCap<DefaultClock> {
@@ -51,7 +122,7 @@ impl ArticleCap<DefaultClock> {
     }
 }
 
-impl<C: Clock> ArticleCap<C> {
+impl<C: Clock + Clone> ArticleCap<C> {
     /// A cap on a given clock (tests use a fake one).
     pub fn with_clock(per_hour: NonZeroU32, clock: C) -> Self {
         // A burst of b and r refills spread over the hour admit at most b + r - 1 writes in any
@@ -61,11 +132,14 @@ impl<C: Clock> ArticleCap<C> {
         let quota = Quota::with_period(HOUR / refills)
             .expect("an hour over at most u32::MAX refills is not zero")
             .allow_burst(NonZeroU32::new(burst).expect("half of a non-zero cap, rounded up"));
-        let limiter =
-            RateLimiter::dashmap_with_clock(quota, clock).with_middleware::<StateInformationMiddleware>();
+        let state = Arc::new(DashMapStateStore::default());
+        // Both limiters measure from (almost) the same start; a few microseconds apart at most,
+        // which only matters to a look, and the spend decides.
+        let limiter: Limiter<Spend, C> = RateLimiter::new(quota, Spend(state.clone()), clock.clone());
+        let looker: Limiter<Look, C> = RateLimiter::new(quota, Look(state), clock);
         let policy =
             HeaderValue::try_from(format!("\"{POLICY}\";q={per_hour};w={}", HOUR.as_secs())).expect("ASCII");
-        Self { per_hour, limiter, hasher: RandomState::new(), policy }
+        Self { per_hour, limiter, looker, hasher: RandomState::new(), policy }
     }
 
     /// The configured cap.
@@ -73,20 +147,18 @@ impl<C: Clock> ArticleCap<C> {
         self.per_hour
     }
 
+    fn key(&self, client: IpAddr, article: &ArticleId) -> u64 {
+        self.hasher.hash_one((limiter_key(client), article.as_str()))
+    }
+
     /// Spends one write of `client`'s allowance on `article`, if there is one.
     pub fn check(&self, client: IpAddr, article: &ArticleId) -> Decision {
-        let key = self.hasher.hash_one((limiter_key(client), article.as_str()));
-        match self.limiter.check_key(&key) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                let burst = snapshot.quota().burst_size().get();
-                let reset = snapshot.quota().replenish_interval() * (burst - remaining);
-                Decision::Allow { remaining, reset }
-            }
-            Err(not_until) => {
-                Decision::Deny { retry_after: not_until.wait_time_from(self.limiter.clock().now()) }
-            }
-        }
+        decide(&self.limiter, &self.key(client, article))
+    }
+
+    /// Whether [`ArticleCap::check`] would allow a write now, without spending anything.
+    pub fn look(&self, client: IpAddr, article: &ArticleId) -> Decision {
+        decide(&self.looker, &self.key(client, article))
     }
 
     /// Forgets (network, article) pairs whose allowance is full again.
@@ -98,6 +170,18 @@ impl<C: Clock> ArticleCap<C> {
     /// Number of (network, article) pairs currently tracked.
     pub fn tracked(&self) -> usize {
         self.limiter.len()
+    }
+}
+
+fn decide<S: StateStore<Key = u64>, C: Clock>(limiter: &Limiter<S, C>, key: &u64) -> Decision {
+    match limiter.check_key(key) {
+        Ok(snapshot) => {
+            let remaining = snapshot.remaining_burst_capacity();
+            let burst = snapshot.quota().burst_size().get();
+            let reset = snapshot.quota().replenish_interval() * (burst - remaining);
+            Decision::Allow { remaining, reset }
+        }
+        Err(not_until) => Decision::Deny { retry_after: not_until.wait_time_from(limiter.clock().now()) },
     }
 }
 
@@ -117,22 +201,37 @@ impl ArticleCap<DefaultClock> {
     }
 }
 
+/// A write's claim on the cap, put in the request by [`ArticleCap::look`] and spent by the
+/// handler once the write is valid ([`WriteAllowance::spend`]).
+#[derive(Clone)]
+struct ArticleWrite {
+    cap: Arc<ArticleCap>,
+    client: IpAddr,
+    article: ArticleId,
+}
+
+/// The `RateLimit` fields of the cap for a write's answer.
+pub type CapFields = [(HeaderName, HeaderValue); 2];
+
+/// The cap's fields, left by the handler in its answer's extensions for the visitor middleware,
+/// which adds them after the per-IP limiter's (the order clients see: `writes`, then
+/// `article-writes`).
+#[derive(Clone)]
+pub struct SpentCap(pub CapFields);
+
 impl ArticleCap {
-    /// Counts a write by `client` on the request's article: the request back with the cap's
-    /// rate-limit fields for the answer, or the 429 answer when the cap is reached. A write is any
-    /// method but GET, HEAD and OPTIONS on a route with a valid `{article_id}`; everything else
-    /// passes without fields (malformed ids get their 400 from the handler).
+    /// Looks at the cap for a write by `client` on the request's article: the request back, with
+    /// the claim its handler spends ([`WriteAllowance`]), or the 429 answer when the cap is
+    /// reached. Spends nothing. A write is any method but GET, HEAD and OPTIONS on a route with a
+    /// valid `{article_id}`; everything else passes untouched (malformed ids get their 400 from
+    /// the handler).
     ///
     /// The visitor routes' middleware asks this before the per-IP limiter: a write refused here
     /// does not spend the client's `writes` quota, so one stuffed article does not lock a shared
     /// address out of the others.
-    pub async fn admit(
-        &self,
-        client: IpAddr,
-        request: Request,
-    ) -> Result<(Request, Option<[(HeaderName, HeaderValue); 2]>), Response> {
+    pub async fn look_at(self: &Arc<Self>, client: IpAddr, request: Request) -> Result<Request, Response> {
         if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-            return Ok((request, None));
+            return Ok(request);
         }
         let (mut parts, body) = request.into_parts();
         let article = match RawPathParams::from_request_parts(&mut parts, &()).await {
@@ -143,21 +242,51 @@ impl ArticleCap {
                 .and_then(|(_, value)| ArticleId::parse(value).ok()),
             Err(_) => None,
         };
-        let request = Request::from_parts(parts, body);
         let Some(article) = article else {
-            return Ok((request, None));
+            return Ok(Request::from_parts(parts, body));
         };
-        match self.check(client, &article) {
-            Decision::Allow { remaining, reset } => {
-                Ok((request, Some(fields(POLICY, &self.policy, remaining, reset))))
+        match self.look(client, &article) {
+            Decision::Allow { .. } => {
+                parts.extensions.insert(ArticleWrite { cap: self.clone(), client, article });
+                Ok(Request::from_parts(parts, body))
             }
-            Decision::Deny { retry_after } => Err(refusal(POLICY, &self.policy, retry_after, |seconds| {
-                format!(
-                    "this client has made the most writes allowed on this article ({} an hour); \
-                     retry in {seconds} s",
-                    self.per_hour
-                )
-            })),
+            Decision::Deny { retry_after } => Err(self.refusal(retry_after)),
+        }
+    }
+
+    fn refusal(&self, retry_after: Duration) -> Response {
+        refusal(POLICY, &self.policy, retry_after, |seconds| {
+            format!(
+                "this client has made the most writes allowed on this article ({} an hour); retry in {seconds} s",
+                self.per_hour
+            )
+        })
+    }
+}
+
+/// Extractor: the request's claim on the article cap, if the route has one (writes on an
+/// article, behind the visitor middleware).
+pub struct WriteAllowance(Option<ArticleWrite>);
+
+impl<S: Send + Sync> FromRequestParts<S> for WriteAllowance {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(Self(parts.extensions.remove::<ArticleWrite>()))
+    }
+}
+
+impl WriteAllowance {
+    /// Spends one write of the cap: call it once the write is valid and about to be made. The
+    /// cap's fields for the answer, or the 429 answer (another write of the same network got
+    /// there first).
+    // The refusal is the answer itself, returned at once by the caller, never propagated.
+    #[allow(clippy::result_large_err)]
+    pub fn spend(self) -> Result<Option<CapFields>, Response> {
+        let Some(ArticleWrite { cap, client, article }) = self.0 else { return Ok(None) };
+        match cap.check(client, &article) {
+            Decision::Allow { remaining, reset } => Ok(Some(fields(POLICY, &cap.policy, remaining, reset))),
+            Decision::Deny { retry_after } => Err(cap.refusal(retry_after)),
         }
     }
 }
@@ -281,6 +410,25 @@ mod tests {
         assert!(allowed("192.0.2.2", "a"), "another address");
         assert!(allowed("2001:db8:1:2::1", "a"));
         assert!(!allowed("2001:db8:1:2::ffff", "a"), "the same /64");
+    }
+
+    #[test]
+    fn looking_spends_nothing_and_agrees_with_spending() {
+        let clock = FakeRelativeClock::default();
+        let cap = ArticleCap::with_clock(n(4), clock.clone());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let a = article("a");
+        for _ in 0..10 {
+            assert!(matches!(cap.look(ip, &a), Decision::Allow { remaining: 1, .. }), "a fresh pair");
+        }
+        assert_eq!(cap.tracked(), 0, "a look stores nothing");
+        assert!(matches!(cap.check(ip, &a), Decision::Allow { remaining: 1, .. }));
+        assert!(matches!(cap.look(ip, &a), Decision::Allow { remaining: 0, .. }), "one left, still");
+        assert!(matches!(cap.check(ip, &a), Decision::Allow { remaining: 0, .. }));
+        assert!(matches!(cap.look(ip, &a), Decision::Deny { .. }));
+        assert!(matches!(cap.check(ip, &a), Decision::Deny { .. }));
+        clock.advance(HOUR / 2);
+        assert!(matches!(cap.look(ip, &a), Decision::Allow { .. }), "refilled");
     }
 
     #[test]

@@ -99,6 +99,12 @@ impl ApiError {
         Self::client(StatusCode::BAD_REQUEST, "invalid-visitor-id", "Invalid visitor id", detail)
     }
 
+    /// A request that must name its visitor (erase-me) but carried neither `X-Visitor-Id` nor a
+    /// valid `rr_vid` cookie.
+    pub fn visitor_required(detail: impl Display) -> Self {
+        Self::client(StatusCode::BAD_REQUEST, "visitor-required", "Visitor identity required", detail)
+    }
+
     pub fn invalid_query(detail: impl Display) -> Self {
         Self::client(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query string", detail)
     }

@@ -93,11 +93,45 @@ pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiErro
 }
 
 fn decode_component(raw: &str) -> Result<String, ApiError> {
+    if let Some(at) = malformed_escape(raw) {
+        return Err(ApiError::invalid_query(format!(
+            "the query string has a '%' not followed by two hex digits (at byte {at} of {raw:?}); encode '%' as %25"
+        )));
+    }
     let spaced = raw.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
         .map(|s| s.into_owned())
         .map_err(|_| ApiError::invalid_query("the query string is not valid percent-encoded UTF-8"))
+}
+
+/// Where `raw` has a `%` that is not followed by two hex digits, if anywhere.
+///
+/// `percent_encoding` (like axum's path extractor) passes such a `%` through as a literal
+/// character, so `%ZZ` would silently name the article `%ZZ`; RFC 3986 says it is not a URI.
+pub fn malformed_escape(raw: &str) -> Option<usize> {
+    let bytes = raw.as_bytes();
+    bytes.iter().enumerate().find_map(|(at, byte)| {
+        let escape_ok = bytes.get(at + 1..at + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit));
+        (*byte == b'%' && !escape_ok).then_some(at)
+    })
+}
+
+/// Middleware: a path with a malformed percent-escape is a 400 before routing, so nothing
+/// (route, rate limit, handler) ever sees it.
+pub async fn refuse_malformed_paths(request: Request, next: Next) -> Response {
+    if let Some(at) = malformed_escape(request.uri().path()) {
+        let problem = super::Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+            "Malformed path",
+            format!(
+                "the path has a '%' not followed by two hex digits at byte {at}; percent-encode '%' as %25"
+            ),
+        );
+        return axum::response::IntoResponse::into_response(problem);
+    }
+    next.run(request).await
 }
 
 /// The JSON media type of every success body.
@@ -132,5 +166,21 @@ mod tests {
         );
         assert!(query_pairs(Some("article_id=%FF")).is_err(), "invalid UTF-8");
         assert!(query_pairs(None).unwrap().is_empty());
+        assert!(query_pairs(Some("article_id=%ZZ")).is_err(), "a malformed escape");
+    }
+
+    #[test]
+    fn malformed_escapes_are_found_and_well_formed_ones_pass() {
+        for (raw, expected) in [
+            ("/v1/articles/%ZZ/reactions", Some(13)),
+            ("ab%", Some(2)),
+            ("%G1x", Some(0)),
+            ("a%2", Some(1)),
+            ("%2F%c3%A9", None),
+            ("plain", None),
+            ("%25", None),
+        ] {
+            assert_eq!(malformed_escape(raw), expected, "{raw:?}");
+        }
     }
 }

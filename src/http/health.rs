@@ -18,6 +18,24 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
 }
 
+/// `/metrics` alone, for the `METRICS_ADDR` listener.
+pub(super) fn metrics_router() -> axum::Router<AppState> {
+    axum::Router::new().route("/metrics", axum::routing::get(metrics))
+}
+
+/// Route middleware of the main listener when `METRICS_ADDR` is set: `/metrics` is a 404 there,
+/// as an unknown route is.
+pub(super) async fn hide_metrics(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if request.uri().path() == "/metrics" {
+        let error = ApiError::not_found("no such route; see /openapi.json for the API");
+        return axum::response::IntoResponse::into_response(error);
+    }
+    next.run(request).await
+}
+
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
 async fn healthz() -> AppJson<Health> {

@@ -6,6 +6,7 @@
 mod admin;
 pub mod article_cap;
 pub mod client_ip;
+mod dashboard;
 mod error;
 mod extract;
 mod health;
@@ -32,7 +33,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use admin::AdminToken;
+pub use admin::BearerToken;
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use extract::AppJson;
 pub use openapi::openapi_document;
@@ -64,7 +65,9 @@ pub struct Shared {
     pub reactions: Reactions,
     pub store: Store,
     /// Guards the CSV export; `None` switches it off.
-    pub admin_token: Option<AdminToken>,
+    pub admin_token: Option<BearerToken>,
+    /// Guards the stats reads (not the export); `None` leaves them public.
+    pub stats_token: Option<BearerToken>,
     /// `Cache-Control` of anonymous reads ([`public_cache_control`]).
     pub public_cache_control: HeaderValue,
 }
@@ -92,6 +95,8 @@ pub struct HttpOptions {
     pub allowed_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// `/metrics` is served on a listener of its own (`METRICS_ADDR`), so it is a 404 here.
+    pub metrics_elsewhere: bool,
 }
 
 /// The per-request middleware state: who the client is, and how much it may do.
@@ -116,8 +121,8 @@ pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
     }
     let mut visitor_routes = reactions::router();
     if let Some(edge) = edge {
-        // The article cap runs first (so a write it refuses does not spend the IP's quota), then
-        // the rate limiter, then identity, then the handler.
+        // A look at the article cap first (so a write it refuses does not spend the IP's quota),
+        // then the rate limiter, then identity, then the handler, which spends the cap.
         // Behind one `Arc`: the state of a `from_fn` layer is cloned for every request.
         visitor_routes =
             visitor_routes.route_layer(middleware::from_fn_with_state(Arc::new(edge), visitor_edge));
@@ -126,12 +131,14 @@ pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
         .merge(visitor_routes)
         .merge(health::router())
         .merge(widget::router())
+        .merge(dashboard::router())
         .merge(stats_routes)
 }
 
-/// The middleware of the visitor routes, in this order: the per-article write cap, the client's
-/// rate limit, the visitor's identity. Each refuses with its own answer; the answer gets the
-/// cap's and the limit's rate-limit fields, and the identity cookie after a successful write by
+/// The middleware of the visitor routes, in this order: a look at the per-article write cap
+/// (spent later by the handler, once the write is valid), the client's rate limit, the
+/// visitor's identity. Each refuses with its own answer; the answer gets the limit's rate-limit
+/// fields (the handler adds the cap's), and the identity cookie after a successful write by
 /// fingerprint. One layer rather than three (as the stats routes have one, `rate_limit`),
 /// because every `from_fn` layer clones the route's boxed service and boxes its future on
 /// every request: in a CPU profile of anonymous reads those clones were among the largest costs.
@@ -141,11 +148,11 @@ async fn visitor_edge(
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    let (mut request, cap_fields) = match edge.article_writes.admit(client.0, request).await {
-        Ok(admitted) => admitted,
+    let mut request = match edge.article_writes.look_at(client.0, request).await {
+        Ok(request) => request,
         Err(refusal) => return refusal,
     };
-    let mut response = match edge.rate_limits.class(ClassOf::Method, request.method()).admit(client.0) {
+    match edge.rate_limits.class(ClassOf::Method, request.method()).admit(client.0) {
         Err(refusal) => refusal,
         Ok(limit_fields) => {
             let mut response = match edge.identity.admit(client, &mut request).await {
@@ -157,18 +164,22 @@ async fn visitor_edge(
                 }
             };
             response.headers_mut().extend(limit_fields);
+            if let Some(article_cap::SpentCap(cap_fields)) = response.extensions_mut().remove() {
+                response.headers_mut().extend(cap_fields);
+            }
             response
         }
-    };
-    response.headers_mut().extend(cap_fields.into_iter().flatten());
-    response
+    }
 }
 
 /// The complete application: routes, identity, and the layers every request passes through.
 pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
     let (routes, document) = api_routes(Some(edge)).split_for_parts();
-    let routes =
+    let mut routes =
         routes.merge(openapi::router(openapi::render(&document))).fallback(unknown_route).with_state(state);
+    if options.metrics_elsewhere {
+        routes = routes.route_layer(middleware::from_fn(health::hide_metrics));
+    }
 
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     // Listed outermost first: the request id exists before the trace span opens, and every
@@ -200,6 +211,7 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
             .layer(cors(&options.allowed_origins))
             .layer(middleware::map_response(problem::ensure_problem_body))
             .layer(middleware::from_fn(refuse_large_heads))
+            .layer(middleware::from_fn(extract::refuse_malformed_paths))
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, options.request_timeout))
             // A slow body gets its 408 in half the request timeout, before the timeout's 503.
@@ -213,6 +225,13 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
     )
+}
+
+/// The router of the `METRICS_ADDR` listener: `/metrics` and nothing else.
+pub fn metrics_app(state: AppState) -> Router {
+    health::metrics_router()
+        .fallback(|| async { ApiError::not_found("only /metrics is served on this address") })
+        .with_state(state)
 }
 
 /// Answers 431 to requests whose header fields add up to more than [`MAX_HEADER_BYTES`].

@@ -8,10 +8,11 @@ use serde::Deserialize as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::article_cap::{SpentCap, WriteAllowance};
 use super::extract::{AppJson, ArticlePath, query_pairs};
 use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Reaction, ReactionSummary};
-use crate::identity::Visitor;
+use crate::identity::{IdentitySource, Visitor};
 use crate::reactions::cache::{Rendered, etag, tag_of};
 
 /// Most articles one batch read may ask for.
@@ -124,11 +125,13 @@ async fn put_reaction(
     State(state): State<AppState>,
     visitor: Visitor,
     ArticlePath(article_id): ArticlePath,
+    allowance: WriteAllowance,
     AppJson(body): AppJson<SetReaction>,
-) -> Result<AppJson<ReactionSummary>, ApiError> {
-    let visitor = *visitor.require()?;
-    let reaction: Reaction = body.reaction.parse().map_err(ApiError::unknown_reaction)?;
-    Ok(AppJson(state.reactions.change(article_id, visitor, Some(reaction)).await?))
+) -> Result<Response, Response> {
+    let visitor = *visitor.require().map_err(IntoResponse::into_response)?;
+    let reaction: Reaction =
+        body.reaction.parse().map_err(|e| ApiError::unknown_reaction(e).into_response())?;
+    change(&state, allowance, article_id, visitor, Some(reaction)).await
 }
 
 /// Removes the caller's reaction. Idempotent: removing a reaction not held changes nothing.
@@ -147,9 +150,28 @@ async fn delete_reaction(
     State(state): State<AppState>,
     visitor: Visitor,
     ArticlePath(article_id): ArticlePath,
-) -> Result<AppJson<ReactionSummary>, ApiError> {
-    let visitor = *visitor.require()?;
-    Ok(AppJson(state.reactions.change(article_id, visitor, None).await?))
+    allowance: WriteAllowance,
+) -> Result<Response, Response> {
+    let visitor = *visitor.require().map_err(IntoResponse::into_response)?;
+    change(&state, allowance, article_id, visitor, None).await
+}
+
+/// A valid write: spends the article cap (only now, so invalid writes never do), then makes
+/// the change. The answer carries the cap's rate-limit fields.
+async fn change(
+    state: &AppState,
+    allowance: WriteAllowance,
+    article_id: ArticleId,
+    visitor: crate::identity::VisitorKey,
+    reaction: Option<Reaction>,
+) -> Result<Response, Response> {
+    let cap_fields = allowance.spend()?;
+    let changed = state.reactions.change(article_id, visitor, reaction).await;
+    let mut response = changed.map(AppJson).map_err(ApiError::from).into_response();
+    if let Some(fields) = cap_fields {
+        response.extensions_mut().insert(SpentCap(fields));
+    }
+    Ok(response)
 }
 
 /// Counts for 1–100 articles at once, for list pages.
@@ -277,6 +299,11 @@ fn content_type_json() -> (header::HeaderName, HeaderValue) {
 }
 
 /// Erases every reaction of the caller, on every article (privacy).
+///
+/// The caller must name itself with `X-Visitor-Id` or a valid `rr_vid` cookie. A request with
+/// neither is a 400 that erases nothing and sets no cookie: the anonymous fingerprint (address
+/// and User-Agent) is shared by everyone behind one address with the same browser build, so it
+/// never erases.
 #[utoipa::path(
     delete,
     path = "/v1/visitors/me",
@@ -284,11 +311,17 @@ fn content_type_json() -> (header::HeaderName, HeaderValue) {
     params(VisitorHeader),
     responses(
         (status = 200, description = "How many reactions were removed", body = Erased),
-        (status = 400, description = "Malformed visitor header", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed visitor header, or neither `X-Visitor-Id` nor a valid `rr_vid` cookie (nothing is erased)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn erase_me(State(state): State<AppState>, visitor: Visitor) -> Result<AppJson<Erased>, ApiError> {
+    if !matches!(visitor.source(), IdentitySource::Header | IdentitySource::Cookie) {
+        return Err(ApiError::visitor_required(
+            "erasing needs the X-Visitor-Id header or the rr_vid cookie of the visitor to erase; \
+             an address and browser are shared by others and never erase",
+        ));
+    }
     let visitor = visitor.require()?;
     let removed = state.reactions.erase_visitor(visitor).await?;
     Ok(AppJson(Erased { removed }))

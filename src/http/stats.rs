@@ -14,7 +14,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::admin::Admin;
+use super::admin::{Admin, StatsReader};
 use super::extract::{AppJson, ArticlePath, query_pairs};
 use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow};
@@ -40,31 +40,39 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(export))
 }
 
-/// The `stats` tag and the bearer scheme of the export, merged into the service's document.
+/// The `stats` tag and the bearer schemes (the export's, and the reads' when `STATS_TOKEN` is
+/// set), merged into the service's document.
 #[derive(OpenApi)]
 #[openapi(
     tags((name = "stats", description = "Dashboard reads over time windows. Every window is \
 half-open, `[since, until)`, over the time of each reaction's last change (set or switch); a \
 reaction removed since is not counted. Rate limited per client IP in the `stats` class \
-(`RATE_LIMIT_STATS_PER_MINUTE`, `RATE_LIMIT_STATS_BURST`).")),
-    modifiers(&AdminBearer)
+(`RATE_LIMIT_STATS_PER_MINUTE`, `RATE_LIMIT_STATS_BURST`). When the server has a `STATS_TOKEN`, \
+every read but the export (which needs `ADMIN_TOKEN`) needs it as a bearer token.")),
+    modifiers(&BearerSchemes)
 )]
 struct StatsDoc;
 
-/// Declares the `admin_token` security scheme the export requires.
-struct AdminBearer;
+/// Declares the security schemes: `admin_token`, which the export requires, and `stats_token`,
+/// which the other reads require when the server has one.
+struct BearerSchemes;
 
-impl utoipa::Modify for AdminBearer {
+impl utoipa::Modify for BearerSchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let scheme = HttpBuilder::new()
-            .scheme(HttpAuthScheme::Bearer)
-            .description(Some("The server's `ADMIN_TOKEN`, as `Authorization: Bearer <token>`."))
-            .build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("admin_token", SecurityScheme::Http(scheme));
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, description) in [
+            ("admin_token", "The server's `ADMIN_TOKEN`, as `Authorization: Bearer <token>`."),
+            (
+                "stats_token",
+                "The server's `STATS_TOKEN`, as `Authorization: Bearer <token>`; not needed when the \
+                 server has none.",
+            ),
+        ] {
+            let scheme =
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(description)).build();
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
     }
 }
 
@@ -189,13 +197,17 @@ pub struct TrendingArticles {
     path = "/v1/stats/top",
     tag = "stats",
     params(TopParams),
+    security((), ("stats_token" = [])),
     responses(
         (status = 200, description = "The top articles of the window", body = TopArticles),
         (status = 400, description = "A malformed, repeated or unknown parameter, an unknown reaction, a limit outside 1–100, or since not before until", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The server has a STATS_TOKEN and the request does not carry it", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))),
         (status = 503, description = "Database unavailable, or the query outlasted the statement timeout (a window of weeks on a large table); see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn top(
+    _reader: StatsReader,
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<AppJson<TopArticles>, ApiError> {
@@ -225,13 +237,17 @@ async fn top(
     path = "/v1/stats/totals",
     tag = "stats",
     params(WindowParams),
+    security((), ("stats_token" = [])),
     responses(
         (status = 200, description = "Counts per reaction in the window", body = WindowTotals),
         (status = 400, description = "A malformed, repeated or unknown parameter, or since not before until", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The server has a STATS_TOKEN and the request does not carry it", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))),
         (status = 503, description = "Database unavailable, or the query outlasted the statement timeout (a window of weeks on a large table); see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn totals(
+    _reader: StatsReader,
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<AppJson<WindowTotals>, ApiError> {
@@ -252,13 +268,17 @@ async fn totals(
     path = "/v1/articles/{article_id}/timeseries",
     tag = "stats",
     params(ArticleParam, TimeSeriesParams),
+    security((), ("stats_token" = [])),
     responses(
         (status = 200, description = "The article's reactions per bucket", body = TimeSeries),
         (status = 400, description = "A malformed article id; a malformed, repeated or unknown parameter; since not before until; or more than 1,000 buckets", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The server has a STATS_TOKEN and the request does not carry it", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))),
         (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn timeseries(
+    _reader: StatsReader,
     State(state): State<AppState>,
     ArticlePath(article_id): ArticlePath,
     RawQuery(query): RawQuery,
@@ -313,13 +333,17 @@ async fn timeseries(
     path = "/v1/stats/trending",
     tag = "stats",
     params(TrendingParams),
+    security((), ("stats_token" = [])),
     responses(
         (status = 200, description = "Trending articles, highest score first", body = TrendingArticles),
         (status = 400, description = "A malformed, repeated or unknown parameter, a window other than 1h or 24h, or a limit outside 1–100", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The server has a STATS_TOKEN and the request does not carry it", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))),
         (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn trending(
+    _reader: StatsReader,
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<AppJson<TrendingArticles>, ApiError> {

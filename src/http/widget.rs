@@ -34,15 +34,15 @@ const DEMO_CACHE_CONTROL: &str = "public, max-age=300";
 const DEMO_CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// A static asset with its strong validator.
-struct Asset {
-    body: &'static str,
+pub(super) struct Asset {
+    pub(super) body: &'static str,
     content_type: &'static str,
     cache_control: &'static str,
-    etag: HeaderValue,
+    pub(super) etag: HeaderValue,
 }
 
 impl Asset {
-    fn new(body: &'static str, content_type: &'static str, cache_control: &'static str) -> Self {
+    pub(super) fn new(body: &'static str, content_type: &'static str, cache_control: &'static str) -> Self {
         let digest = Sha256::digest(body.as_bytes());
         let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         let etag = HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header value");
@@ -50,7 +50,7 @@ impl Asset {
     }
 
     /// 200 with the body, or 304 when the client's copy is current.
-    fn respond(&self, request_headers: &HeaderMap) -> Response {
+    pub(super) fn respond(&self, request_headers: &HeaderMap) -> Response {
         let mut headers = HeaderMap::new();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(self.cache_control));
         headers.insert(header::ETAG, self.etag.clone());

@@ -18,7 +18,7 @@ use std::fmt;
 
 pub use fingerprint::SaltCache;
 pub use layer::{IdentityResolver, IdentitySource, PendingCookie, Visitor};
-pub use secret::{SecretError, VisitorSecret};
+pub use secret::{SecretError, VisitorSecret, key_file_for, resolve_secret};
 
 /// Name of the request header a client uses to identify its visitor.
 pub const VISITOR_ID_HEADER: &str = "x-visitor-id";

@@ -11,6 +11,7 @@
 //! batch read joins the rendered answers.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -57,10 +58,15 @@ pub fn tag_of(bytes: &[u8]) -> u64 {
 struct Entry {
     counts: ReactionCounts,
     rendered: Rendered,
-    /// When the database read that produced these counts started. A read that started earlier
-    /// never overwrites one that started later, so a slow reader cannot put back stale counts
-    /// after the writer refreshed them.
-    read_at: Instant,
+    /// An instant at which these counts were the database's: when the read that produced them
+    /// started, or when the batch that produced them had committed. A read replaces an entry only
+    /// if it started later than this, so a slow reader never puts back counts older than what a
+    /// commit or a newer read left.
+    fresh_at: Instant,
+    /// The [`Applied::order`](crate::store::Applied) of the newest batch of this process these
+    /// counts include (0 for none): of two batches' answers the later order wins, whichever
+    /// finishes first.
+    order: u64,
 }
 
 /// Per-article counts, fresh for `ttl`.
@@ -69,6 +75,10 @@ pub struct CountsCache {
     entries: Arc<DashMap<ArticleId, Entry, foldhash::fast::RandomState>>,
     ttl: Duration,
     capacity: usize,
+    /// When the cache was last cleared to make room, as nanoseconds after `epoch`: a read that
+    /// started before it may miss a commit whose entry the clear removed, so it is not stored.
+    cleared_at: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl CountsCache {
@@ -79,41 +89,73 @@ impl CountsCache {
             entries: Arc::new(DashMap::with_hasher(foldhash::fast::RandomState::default())),
             ttl,
             capacity,
+            cleared_at: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
         }
     }
 
     /// The counts of `article_id` if cached and fresh at `now`.
     pub fn get(&self, article_id: &ArticleId, now: Instant) -> Option<ReactionCounts> {
         let entry = self.entries.get(article_id)?;
-        (now.saturating_duration_since(entry.read_at) < self.ttl).then_some(entry.counts)
+        (now.saturating_duration_since(entry.fresh_at) < self.ttl).then_some(entry.counts)
     }
 
     /// The anonymous answer of `article_id` if cached and fresh at `now`.
     pub fn get_rendered(&self, article_id: &ArticleId, now: Instant) -> Option<Rendered> {
         let entry = self.entries.get(article_id)?;
-        (now.saturating_duration_since(entry.read_at) < self.ttl).then(|| entry.rendered.clone())
+        (now.saturating_duration_since(entry.fresh_at) < self.ttl).then(|| entry.rendered.clone())
     }
 
-    /// Stores counts read from the database by a read that started at `read_at`, and answers
-    /// the article's anonymous answer for them.
+    /// Stores counts read from the database by a read that started at `read_at`, unless the
+    /// entry holds counts known current at a later instant, and answers the article's anonymous
+    /// answer for the counts read.
     pub fn insert(&self, article_id: ArticleId, counts: ReactionCounts, read_at: Instant) -> Rendered {
         let rendered = Rendered::new(&article_id, counts);
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || read_at < self.cleared_at() {
             return rendered;
         }
-        if self.entries.len() >= self.capacity {
-            self.evict();
-        }
-        let entry = Entry { counts, rendered: rendered.clone(), read_at };
+        self.make_room();
+        let entry = Entry { counts, rendered: rendered.clone(), fresh_at: read_at, order: 0 };
         self.entries
             .entry(article_id)
             .and_modify(|current| {
-                if read_at >= current.read_at {
-                    *current = entry.clone();
+                if read_at > current.fresh_at {
+                    *current = Entry { order: current.order, ..entry.clone() };
                 }
             })
             .or_insert(entry);
         rendered
+    }
+
+    /// Stores the counts a write batch of this process left, committed by `committed_at`, with
+    /// the batch's order, unless the entry already holds a later batch's counts or a read that
+    /// started after this commit (and so includes it). Answers the counts the entry holds
+    /// afterwards: the newest this process knows, never older than this batch's.
+    pub fn insert_committed(
+        &self,
+        article_id: &ArticleId,
+        counts: ReactionCounts,
+        order: u64,
+        committed_at: Instant,
+    ) -> ReactionCounts {
+        if self.ttl.is_zero() {
+            return counts;
+        }
+        self.make_room();
+        let fresh =
+            || Entry { counts, rendered: Rendered::new(article_id, counts), fresh_at: committed_at, order };
+        if let Some(mut current) = self.entries.get_mut(article_id) {
+            if order > current.order {
+                if current.fresh_at > committed_at {
+                    // A read that started after this commit: its counts include this batch.
+                    current.order = order;
+                } else {
+                    *current = fresh();
+                }
+            }
+            return current.counts;
+        }
+        self.entries.entry(article_id.clone()).or_insert_with(fresh).counts
     }
 
     /// The cache's freshness bound.
@@ -130,14 +172,29 @@ impl CountsCache {
         self.entries.is_empty()
     }
 
+    /// Keeps the cache within its capacity before an insert.
+    fn make_room(&self) {
+        if self.entries.len() >= self.capacity {
+            self.evict();
+        }
+    }
+
     /// Drops expired entries; if that is not enough, everything (a full cache of fresh entries
     /// means the working set is larger than the cache, where a clear costs one re-read each).
     fn evict(&self) {
         let ttl = self.ttl;
-        self.entries.retain(|_, entry| entry.read_at.elapsed() < ttl);
+        self.entries.retain(|_, entry| entry.fresh_at.elapsed() < ttl);
         if self.entries.len() >= self.capacity {
+            let now = Instant::now();
             self.entries.clear();
+            let nanos = u64::try_from(now.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+            self.cleared_at.fetch_max(nanos, Ordering::Relaxed);
         }
+    }
+
+    /// The instant of the last clear (the cache's creation if none).
+    fn cleared_at(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.cleared_at.load(Ordering::Relaxed))
     }
 }
 

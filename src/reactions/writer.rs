@@ -216,15 +216,16 @@ impl Writer {
         let committed_at = Instant::now();
         let seconds = (committed_at - started).as_secs_f64();
         match result {
-            Ok(counts) => {
+            Ok(applied) => {
                 metrics::write_batch_committed(changes.len(), seconds, changes.iter().map(|c| c.reaction));
+                // Each article's answer is the newest counts this process knows after this
+                // commit: the batch's own, or a later batch's or read's that include them.
                 let mut answered: HashMap<&ArticleId, ReactionCounts> = HashMap::new();
                 for change in &changes {
-                    let after = counts.get(&change.article_id).copied().unwrap_or_default();
-                    answered.entry(&change.article_id).or_insert(after);
-                }
-                for (article_id, after) in &answered {
-                    self.cache.insert((*article_id).clone(), *after, committed_at);
+                    answered.entry(&change.article_id).or_insert_with(|| {
+                        let after = applied.counts.get(&change.article_id).copied().unwrap_or_default();
+                        self.cache.insert_committed(&change.article_id, after, applied.order, committed_at)
+                    });
                 }
                 for pending in batch.drain(..) {
                     let after = answered.get(&pending.change.article_id).copied().unwrap_or_default();

@@ -45,16 +45,19 @@ macro_rules! window_union {
     };
 }
 
+mod breaker;
 mod postgres;
 mod sqlite;
 mod sqlite_stats;
 mod stats;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
+pub use breaker::DOWN_GAUGE as DB_KNOWN_DOWN_GAUGE;
 pub use postgres::{MIGRATOR, PgStore};
 pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore};
 /// The PostgreSQL stats statements, for `scripts/stats-explain.sh` (through
@@ -73,6 +76,28 @@ pub struct ReactionChange {
     pub article_id: ArticleId,
     pub visitor: VisitorKey,
     pub reaction: Option<Reaction>,
+}
+
+/// What a committed batch of changes left: the counts of its articles, and the batch's place in
+/// the order in which batches held their articles' rows.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// The counts of every article of the batch as the batch's commit left them: one state of
+    /// each article (read while the batch held its count rows), never a mix of two.
+    pub counts: HashMap<ArticleId, ReactionCounts>,
+    /// Increases with every batch of this process, in the order in which batches took the rows
+    /// of their articles: of two batches that touched one article, the later holds the newer
+    /// counts. The read cache orders this process's answers by it.
+    pub order: u64,
+}
+
+/// The next [`Applied::order`], taken once a batch holds the rows it changes and before it
+/// commits. Two batches that change one article hold its rows one after the other, and the
+/// second can only take them once the first has committed, after the first took its number, so
+/// the numbers follow the order of their commits.
+fn next_lock_order() -> u64 {
+    static ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    ORDER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
 }
 
 /// A storage failure, split by what the client should be told.
@@ -132,11 +157,29 @@ fn is_postgres(url: &str) -> bool {
 
 /// The storage backend, chosen by the scheme of `DATABASE_URL`.
 #[derive(Debug, Clone)]
-pub enum Store {
+enum Backend {
     /// `postgres://…`: production, any number of instances.
     Postgres(PgStore),
     /// `sqlite://…`: one file, no server; the default.
     Sqlite(SqliteStore),
+}
+
+/// The database, through its backend and the circuit breaker that answers at once while it is
+/// known to be down (see [`breaker`]). Cheap to clone: clones share the pool and the breaker.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    breaker: Arc<breaker::Breaker>,
+}
+
+/// The same call on whichever backend `$store` has: `on_backend!(self, s => s.ping().await)`.
+macro_rules! on_backend {
+    ($store:expr, $s:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Postgres($s) => $call,
+            Backend::Sqlite($s) => $call,
+        }
+    };
 }
 
 impl Store {
@@ -148,68 +191,79 @@ impl Store {
     /// Connects lazily: the service starts (and answers `/healthz`) even while the database is down.
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
         let url = options.database_url.as_str();
-        if is_sqlite(url) {
-            Ok(Self::Sqlite(SqliteStore::connect(options)?))
+        let backend = if is_sqlite(url) {
+            Backend::Sqlite(SqliteStore::connect(options)?)
         } else if is_postgres(url) {
-            Ok(Self::Postgres(PgStore::connect(options)?))
+            Backend::Postgres(PgStore::connect(options)?)
         } else {
-            Err(StoreError::Other(anyhow::anyhow!(
+            return Err(StoreError::Other(anyhow::anyhow!(
                 "DATABASE_URL must start with sqlite:// (the embedded store) or postgres:// (PostgreSQL)"
-            )))
-        }
+            )));
+        };
+        Ok(Self { breaker: breaker::Breaker::new(backend.clone()), backend })
     }
 
     /// Creates the database if it does not exist, then applies pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.migrate().await,
-            Self::Sqlite(s) => s.migrate().await,
-        }
+        self.breaker.guard(async { on_backend!(self, s => s.migrate().await) }).await
     }
 
     /// Connections open, idle and allowed.
     pub fn pool_status(&self) -> PoolStatus {
-        match self {
-            Self::Postgres(s) => PoolStatus::of(&s.pool),
-            Self::Sqlite(s) => PoolStatus::of(&s.pool),
-        }
+        on_backend!(self, s => PoolStatus::of(&s.pool))
     }
 
     /// Answers when the database can run a query.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.ping().await,
-            Self::Sqlite(s) => s.ping().await,
+        self.breaker.guard(async { on_backend!(self, s => s.ping().await) }).await
+    }
+
+    /// The visitor secret kept in the database, generated by whichever instance asks first (on
+    /// PostgreSQL; the embedded store keeps it in a key file, see `identity::resolve_secret`).
+    pub async fn visitor_secret(&self) -> Result<VisitorSecret, StoreError> {
+        self.breaker.guard(async { on_backend!(self, s => s.visitor_secret().await) }).await
+    }
+
+    /// The embedded store's database file; `None` on PostgreSQL and for an in-memory database.
+    pub fn database_file(&self) -> Option<&std::path::Path> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.database_file(),
+            Backend::Postgres(_) => None,
         }
     }
 
-    /// The visitor secret kept in the database, generated by whichever instance asks first.
-    pub async fn visitor_secret(&self) -> Result<VisitorSecret, StoreError> {
-        match self {
-            Self::Postgres(s) => s.visitor_secret().await,
-            Self::Sqlite(s) => s.visitor_secret().await,
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The generated visitor secret kept in the embedded store's database (where earlier versions
+    /// kept it), if any; always `None` on PostgreSQL.
+    pub async fn stored_visitor_secret(&self) -> Result<Option<VisitorSecret>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => self.breaker.guard(s.stored_visitor_secret()).await,
+            Backend::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// Deletes the generated visitor secret from the embedded store's database.
+    pub async fn forget_visitor_secret(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => self.breaker.guard(s.forget_visitor_secret()).await,
+            Backend::Postgres(_) => Ok(()),
         }
     }
 
     /// Today's fingerprint salt, shared by all instances; expired salts are deleted on the way.
     pub async fn current_salt(&self) -> Result<(chrono::NaiveDate, Vec<u8>), StoreError> {
-        match self {
-            Self::Postgres(s) => s.current_salt().await,
-            Self::Sqlite(s) => s.current_salt().await,
-        }
+        self.breaker.guard(async { on_backend!(self, s => s.current_salt().await) }).await
     }
 
     /// Applies changes atomically: after it returns `Ok`, every change is committed and counts
     /// equal rows. Changes to the same (article, visitor) apply in slice order (the last wins).
-    /// Answers the counts of the touched articles as of the commit (articles at zero are absent).
-    pub async fn apply(
-        &self,
-        changes: &[ReactionChange],
-    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.apply(changes).await,
-            Self::Sqlite(s) => s.apply(changes).await,
-        }
+    /// Answers the counts of the touched articles as of the commit, and the batch's order.
+    pub async fn apply(&self, changes: &[ReactionChange]) -> Result<Applied, StoreError> {
+        self.breaker.guard(async { on_backend!(self, s => s.apply(changes).await) }).await
     }
 
     /// Current counts of the given articles; articles nobody reacted to are absent.
@@ -217,10 +271,7 @@ impl Store {
         &self,
         articles: &[&ArticleId],
     ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.counts(articles).await,
-            Self::Sqlite(s) => s.counts(articles).await,
-        }
+        self.breaker.guard(async { on_backend!(self, s => s.counts(articles).await) }).await
     }
 
     /// The reactions one visitor holds on the given articles.
@@ -229,19 +280,15 @@ impl Store {
         visitor: &VisitorKey,
         articles: &[&ArticleId],
     ) -> Result<HashMap<ArticleId, Reaction>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.viewer_reactions(visitor, articles).await,
-            Self::Sqlite(s) => s.viewer_reactions(visitor, articles).await,
-        }
+        self.breaker
+            .guard(async { on_backend!(self, s => s.viewer_reactions(visitor, articles).await) })
+            .await
     }
 
     /// Removes every reaction of a visitor, adjusting counts; returns the articles it was
     /// removed from (one reaction each).
     pub async fn erase_visitor(&self, visitor: &VisitorKey) -> Result<Vec<ArticleId>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.erase_visitor(visitor).await,
-            Self::Sqlite(s) => s.erase_visitor(visitor).await,
-        }
+        self.breaker.guard(async { on_backend!(self, s => s.erase_visitor(visitor).await) }).await
     }
 
     /// The articles with the most reactions of the given kinds (all kinds when empty) whose last
@@ -252,18 +299,14 @@ impl Store {
         reactions: &[Reaction],
         limit: u32,
     ) -> Result<Vec<ArticleCount>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.top_articles(window, reactions, limit).await,
-            Self::Sqlite(s) => s.top_articles(window, reactions, limit).await,
-        }
+        self.breaker
+            .guard(async { on_backend!(self, s => s.top_articles(window, reactions, limit).await) })
+            .await
     }
 
     /// Site-wide counts per reaction of the reactions whose last change falls in `window`.
     pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
-        match self {
-            Self::Postgres(s) => s.window_totals(window).await,
-            Self::Sqlite(s) => s.window_totals(window).await,
-        }
+        self.breaker.guard(async { on_backend!(self, s => s.window_totals(window).await) }).await
     }
 
     /// One article's counts per bucket in `window`, oldest first; buckets without reactions are
@@ -274,10 +317,9 @@ impl Store {
         window: &TimeWindow,
         bucket: Bucket,
     ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, ReactionCounts)>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.article_timeseries(article_id, window, bucket).await,
-            Self::Sqlite(s) => s.article_timeseries(article_id, window, bucket).await,
-        }
+        self.breaker
+            .guard(async { on_backend!(self, s => s.article_timeseries(article_id, window, bucket).await) })
+            .await
     }
 
     /// Articles gathering reactions faster in `recent` than in the window of the same length
@@ -287,18 +329,12 @@ impl Store {
         recent: &TimeWindow,
         limit: u32,
     ) -> Result<Vec<TrendingArticle>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.trending(recent, limit).await,
-            Self::Sqlite(s) => s.trending(recent, limit).await,
-        }
+        self.breaker.guard(async { on_backend!(self, s => s.trending(recent, limit).await) }).await
     }
 
     /// Counts per (article, reaction) in `window`, streamed in batches from the database.
     pub async fn export_counts(&self, window: &TimeWindow) -> Result<ExportStream, StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_counts(window).await,
-            Self::Sqlite(s) => s.export_counts(window).await,
-        }
+        self.breaker.guard(async { on_backend!(self, s => s.export_counts(window).await) }).await
     }
 }
 

@@ -7,7 +7,7 @@
 //! process or another, do not deadlock; the rare deadlock or serialization failure that remains
 //! is retried.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -15,122 +15,191 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::{ReactionChange, StoreError, StoreOptions, counts_by_article, parse_reaction, stored_article_id};
-use crate::domain::{ArticleId, Reaction, ReactionCounts};
+use chrono::{DateTime, Utc};
+
+use super::{
+    Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, next_lock_order, parse_reaction,
+    stored_article_id,
+};
+use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts};
 use crate::identity::{VisitorKey, VisitorSecret};
 
 /// The schema migrations in `migrations/`, embedded at compile time. `sqlx migrate run` applies
 /// the same folder.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// How often a statement that hit a deadlock or serialization failure is tried in all.
+/// How often a write transaction that hit a deadlock or serialization failure is tried in all,
+/// and how many insert/lock rounds a batch may take before giving up (each round after the first
+/// handles the rows that other transactions inserted or deleted while it ran).
 const MAX_ATTEMPTS: u32 = 6;
 
-/// Counts of the touched articles, and the (article, visitor) keys whose insert lost a race.
-type RoundOutcome = (HashMap<ArticleId, ReactionCounts>, Vec<(String, Vec<u8>)>);
+// A batch is one transaction of four statements, whatever its size: the set-based work is done
+// by PostgreSQL over `unnest`ed arrays, and the folding (which move lands in which count and
+// rollup row) by the service, from the rows the statements return. Locks are taken in one order
+// by every writer: reaction rows in (article, visitor) order, then one row per article (its
+// `like` count row, the article's lock) in article order; the count and rollup rows are then
+// changed by adding deltas, under the articles' locks.
 
-/// A row of [`APPLY_SQL`]: `(true, article, reaction, count, _)` is a count (reaction and count
-/// null for "this article was touched"); `(false, article, _, _, visitor)` a lost insert.
-type ApplyRow = (bool, String, Option<String>, Option<i64>, Option<Vec<u8>>);
-
-/// The whole write of a batch as one statement. Inputs: `$1` article ids, `$2` visitor keys,
-/// `$3` target reactions (null removes), one entry per (article, visitor), sorted.
+/// Statement 1: inserts the reactions of visitors who hold none yet on the article, and makes
+/// sure that every article of the batch (`$4`) has its `like` count row, the row statement 3
+/// locks. Inputs: `$1`, `$2`, `$3` article ids, visitor keys and reactions of the sets, sorted
+/// by (article, visitor), so that inserts take their index entries in one order; `$4` the
+/// batch's articles, sorted.
 ///
-/// Data-modifying CTEs share one snapshot and each row is changed at most once: `inserted`
-/// takes keys with no row, `switched` and `deleted` take disjoint sets of locked rows, and
-/// `changed` applies one net delta per (article, reaction), and `rolled` every move to the stats
-/// rollups in one call (see the migration `20261127000001_stats_rollups.sql`). Reaction rows are
-/// locked in (article, visitor) order, count rows in (article, reaction) order, then rollup rows
-/// in (article, bucket) order, so writers do not deadlock. Untouched count rows of the touched
-/// articles are read from the same snapshot.
-const APPLY_SQL: &str = r#"
-with input as (
-    select * from unnest($1::text[], $2::bytea[], $3::text[]) as i(article_id, visitor_key, target)
-), locked as (
-    select r.article_id, r.visitor_key, r.reaction::text as old, r.updated_at as old_at
-    from reactions r
-    join input i on r.article_id = i.article_id and r.visitor_key = i.visitor_key
-    order by r.article_id, r.visitor_key
-    for update of r
-), inserted as (
+/// Answers the inserted keys and, in one last row, the transaction's `now()` (the `updated_at`
+/// of every row it writes). That row also marks the transaction for the rollup triggers, which
+/// leave its reaction changes to the service (migration `20261130000001`).
+const INSERT_SQL: &str = r#"
+with inserted as (
     insert into reactions (article_id, visitor_key, reaction)
-    select i.article_id, i.visitor_key, i.target::reaction
-    from input i
-    where i.target is not null
-      and not exists (select 1 from locked l where l.article_id = i.article_id and l.visitor_key = i.visitor_key)
-    order by i.article_id, i.visitor_key
+    select article_id, visitor_key, reaction::reaction
+    from unnest($1::text[], $2::bytea[], $3::text[]) with ordinality as i(article_id, visitor_key, reaction, n)
+    order by n
     on conflict (article_id, visitor_key) do nothing
     returning article_id, visitor_key
+), article_rows as (
+    insert into article_reaction_counts (article_id, reaction, count)
+    select article_id, 'like', 0
+    from unnest($4::text[]) with ordinality as a(article_id, n)
+    order by n
+    on conflict (article_id, reaction) do nothing
+)
+select article_id, visitor_key, now() from inserted
+union all
+select null, null, now()
+from (select set_config('reader_reactions.rollups_applied_by', 'transaction', true)) as marked
+"#;
+
+/// Makes sure that every article of `$1` (sorted) has the row [`LOCK_ARTICLES_SQL`] locks, for
+/// writers other than the batch (whose statement 1 does the same).
+const ENSURE_ARTICLE_ROWS_SQL: &str = r#"
+insert into article_reaction_counts (article_id, reaction, count)
+select article_id, 'like', 0
+from unnest($1::text[]) with ordinality as a(article_id, n)
+order by n
+on conflict (article_id, reaction) do nothing
+"#;
+
+/// Statement 2, for the keys whose row exists (a set whose insert found a row, or a removal):
+/// locks those rows in (article, visitor) order, switches (`$3` a reaction) or deletes (`$3`
+/// null) them, and answers each locked row as it was, so that the service knows which reaction
+/// and bucket each change leaves. A key with no row (removed meanwhile by another transaction)
+/// is absent from the answer.
+const EXISTING_SQL: &str = r#"
+with locked as (
+    select r.article_id, r.visitor_key, r.reaction, r.updated_at, i.target
+    from unnest($1::text[], $2::bytea[], $3::text[]) as i(article_id, visitor_key, target)
+    join reactions r on r.article_id = i.article_id and r.visitor_key = i.visitor_key
+    order by r.article_id, r.visitor_key
+    for update of r
 ), switched as (
-    update reactions r set reaction = i.target::reaction, updated_at = now()
-    from input i
-    join locked l on l.article_id = i.article_id and l.visitor_key = i.visitor_key
-    where r.article_id = i.article_id and r.visitor_key = i.visitor_key
-      and i.target is not null and i.target <> l.old
-    returning r.article_id, r.visitor_key
+    update reactions r set reaction = l.target::reaction, updated_at = now()
+    from locked l
+    where r.article_id = l.article_id and r.visitor_key = l.visitor_key
+      and l.target is not null and l.target::reaction <> l.reaction
 ), deleted as (
     delete from reactions r
-    using input i
-    join locked l on l.article_id = i.article_id and l.visitor_key = i.visitor_key
-    where r.article_id = i.article_id and r.visitor_key = i.visitor_key and i.target is null
-    returning r.article_id, r.visitor_key
-), moves as (
-    -- a reaction set now counts +1 at now() (the updated_at it was given), a reaction switched
-    -- or removed -1 where it was.
-    select i.article_id, i.target as reaction, now() as at, 1 as delta
-    from inserted n join input i using (article_id, visitor_key)
-    union all
-    select i.article_id, i.target, now(), 1
-    from switched s join input i using (article_id, visitor_key)
-    union all
-    select l.article_id, l.old, l.old_at, -1
-    from switched s join locked l using (article_id, visitor_key)
-    union all
-    select l.article_id, l.old, l.old_at, -1
-    from deleted d join locked l using (article_id, visitor_key)
-), rolled as (
-    -- Every rollup change of the batch in one call, so that its rollup rows are locked in one
-    -- (article, bucket) pass; the rollup triggers, which would take the inserts, switches and
-    -- deletes in three passes (and so could deadlock with another batch), see the marker and
-    -- leave this statement to it. Read by the last branch below, after the counts are changed:
-    -- rollup rows are locked after count rows, as in every other writer.
-    select set_config('reader_reactions.rollups_applied_by', statement_timestamp()::text, true),
-           reaction_rollups_add(array_agg(article_id), array_agg(at), array_agg(reaction::reaction),
-                                array_agg(delta))
-    from moves
-), deltas as (
-    select article_id, reaction, sum(delta)::bigint as delta
-    from moves group by article_id, reaction having sum(delta) <> 0
-), changed as (
-    -- Every delta in one upsert, in (article, reaction) order, so concurrent writers lock count
-    -- rows in the same order. A CHECK is evaluated on the row an INSERT proposes before ON
-    -- CONFLICT applies, so the proposed row never carries a negative count (a negative delta
-    -- implies the row exists); the update takes the real delta from `deltas`.
-    insert into article_reaction_counts as c (article_id, reaction, count)
-    select article_id, reaction::reaction, greatest(delta, 0) from deltas
-    order by article_id, reaction
-    on conflict (article_id, reaction) do update
-    set count = c.count + (
-        select d.delta from deltas d
-        where d.article_id = excluded.article_id and d.reaction::reaction = excluded.reaction
-    )
-    returning c.article_id, c.reaction, c.count
+    using locked l
+    where r.article_id = l.article_id and r.visitor_key = l.visitor_key and l.target is null
 )
-select true, article_id, reaction::text, count, null::bytea from changed
-union all
-select true, c.article_id, c.reaction::text, c.count, null
-from article_reaction_counts c
-where c.article_id in (select article_id from input)
-  and not exists (select 1 from changed x where x.article_id = c.article_id and x.reaction = c.reaction)
-union all
-select true, i.article_id, null, null, null from input i cross join rolled
-union all
-select false, i.article_id, null, null, i.visitor_key
-from input i
-where i.target is not null
-  and not exists (select 1 from locked l where l.article_id = i.article_id and l.visitor_key = i.visitor_key)
-  and not exists (select 1 from inserted n where n.article_id = i.article_id and n.visitor_key = i.visitor_key)
+select article_id, visitor_key, reaction::text, updated_at from locked
 "#;
+
+/// Statement 3: takes the articles' locks (`$1`, sorted): their `like` count rows, in article
+/// order. Every writer of the service takes them before it changes an article's counts, so the
+/// batches that change one article follow one another, and the next statement, which starts
+/// once this one has them, sees every earlier batch committed and no later one.
+const LOCK_ARTICLES_SQL: &str = r#"
+select article_id from article_reaction_counts
+where article_id = any($1::text[]) and reaction = 'like'
+order by article_id
+for update
+"#;
+
+/// Statement 4: adds the deltas to the count rows (`$1`–`$3`) and to the hourly (`$4`–`$12`)
+/// and daily (`$13`–`$21`) rollup rows, and answers every count row of the batch's articles
+/// (`$22`): the changed ones as changed (kind 0), all of them as they were before (kind 1).
+///
+/// A CHECK is evaluated on the row an INSERT proposes before ON CONFLICT applies, so only rows
+/// whose deltas are all positive are upserted; a row with a negative delta exists (a reaction was
+/// counted in it) and is updated. The two sets are disjoint, so no row is changed twice. The
+/// last row (kind 2) says how many rollup rows were changed, which must be all of them.
+const WRITE_SQL: &str = r#"
+with count_deltas as (
+    select * from unnest($1::text[], $2::text[], $3::int8[]) as u(article_id, reaction, delta)
+), counts_added as (
+    insert into article_reaction_counts as c (article_id, reaction, count)
+    select article_id, reaction::reaction, delta from count_deltas where delta > 0
+    on conflict (article_id, reaction) do update set count = c.count + excluded.count
+    returning c.article_id, c.reaction, c.count
+), counts_removed as (
+    update article_reaction_counts c set count = c.count + d.delta
+    from count_deltas d
+    where d.delta < 0 and c.article_id = d.article_id and c.reaction = d.reaction::reaction
+    returning c.article_id, c.reaction, c.count
+), hourly_deltas as (
+    select * from unnest($4::text[], $5::timestamptz[], $6::int4[], $7::int4[], $8::int4[], $9::int4[],
+                         $10::int4[], $11::int4[], $12::int4[]) as u(article_id, bucket_start, l, d, lo, f, a, s, w)
+), hourly_added as (
+    insert into reaction_counts_hourly as h
+    select * from hourly_deltas where least(l, d, lo, f, a, s, w) >= 0
+    on conflict (article_id, bucket_start) do update
+    set like_count = h.like_count + excluded.like_count, dislike_count = h.dislike_count + excluded.dislike_count,
+        love_count = h.love_count + excluded.love_count, funny_count = h.funny_count + excluded.funny_count,
+        angry_count = h.angry_count + excluded.angry_count, sad_count = h.sad_count + excluded.sad_count,
+        wow_count = h.wow_count + excluded.wow_count
+    returning 1
+), hourly_changed as (
+    update reaction_counts_hourly h
+    set like_count = h.like_count + u.l, dislike_count = h.dislike_count + u.d, love_count = h.love_count + u.lo,
+        funny_count = h.funny_count + u.f, angry_count = h.angry_count + u.a, sad_count = h.sad_count + u.s,
+        wow_count = h.wow_count + u.w
+    from hourly_deltas u
+    where least(u.l, u.d, u.lo, u.f, u.a, u.s, u.w) < 0
+      and h.article_id = u.article_id and h.bucket_start = u.bucket_start
+    returning 1
+), daily_deltas as (
+    select * from unnest($13::text[], $14::timestamptz[], $15::int4[], $16::int4[], $17::int4[], $18::int4[],
+                         $19::int4[], $20::int4[], $21::int4[]) as u(article_id, bucket_start, l, d, lo, f, a, s, w)
+), daily_added as (
+    insert into reaction_counts_daily as h
+    select * from daily_deltas where least(l, d, lo, f, a, s, w) >= 0
+    on conflict (article_id, bucket_start) do update
+    set like_count = h.like_count + excluded.like_count, dislike_count = h.dislike_count + excluded.dislike_count,
+        love_count = h.love_count + excluded.love_count, funny_count = h.funny_count + excluded.funny_count,
+        angry_count = h.angry_count + excluded.angry_count, sad_count = h.sad_count + excluded.sad_count,
+        wow_count = h.wow_count + excluded.wow_count
+    returning 1
+), daily_changed as (
+    update reaction_counts_daily h
+    set like_count = h.like_count + u.l, dislike_count = h.dislike_count + u.d, love_count = h.love_count + u.lo,
+        funny_count = h.funny_count + u.f, angry_count = h.angry_count + u.a, sad_count = h.sad_count + u.s,
+        wow_count = h.wow_count + u.w
+    from daily_deltas u
+    where least(u.l, u.d, u.lo, u.f, u.a, u.s, u.w) < 0
+      and h.article_id = u.article_id and h.bucket_start = u.bucket_start
+    returning 1
+)
+select 0::int2, article_id, reaction::text, count from counts_added
+union all
+select 0::int2, article_id, reaction::text, count from counts_removed
+union all
+select 1::int2, article_id, reaction::text, count from article_reaction_counts where article_id = any($22::text[])
+union all
+select 2::int2, null, null,
+       (select count(*) from hourly_added) + (select count(*) from hourly_changed)
+       + (select count(*) from daily_added) + (select count(*) from daily_changed)
+"#;
+
+/// A row of [`INSERT_SQL`]: an inserted (article, visitor), or (null, null) and the
+/// transaction's `now()` in the last row.
+type InsertedRow = (Option<String>, Option<Vec<u8>>, DateTime<Utc>);
+
+/// A reaction row's key: (article, visitor key).
+type RowKey<'a> = (&'a str, &'a [u8]);
+
+/// A row of [`WRITE_SQL`]: kind, article, reaction, count.
+type WrittenRow = (i16, Option<String>, Option<String>, i64);
 
 /// PostgreSQL through a sqlx connection pool.
 #[derive(Debug, Clone)]
@@ -140,11 +209,15 @@ pub struct PgStore {
 }
 
 /// A change after collapsing a batch to the last intent per (article, visitor).
+#[derive(Debug, Clone, Copy)]
 struct NetChange<'a> {
     article_id: &'a str,
     visitor: &'a [u8],
     target: Option<Reaction>,
 }
+
+/// The seven counts of one rollup row, in [`Reaction::ALL`] order.
+type RollupCounts = [i64; 7];
 
 impl PgStore {
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
@@ -234,11 +307,8 @@ impl PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
-    pub async fn apply(
-        &self,
-        changes: &[ReactionChange],
-    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
-        // The last change per (article, visitor) is the one that counts; order is kept.
+    pub async fn apply(&self, changes: &[ReactionChange]) -> Result<Applied, StoreError> {
+        // The last change per (article, visitor) is the one that counts.
         let mut last: HashMap<(&str, &[u8]), Option<Reaction>> = HashMap::with_capacity(changes.len());
         for change in changes {
             last.insert((change.article_id.as_str(), change.visitor.as_bytes()), change.reaction);
@@ -249,31 +319,11 @@ impl PgStore {
             .collect();
         net.sort_unstable_by(|a, b| (a.article_id, a.visitor).cmp(&(b.article_id, b.visitor)));
 
-        // One statement per round. A round leaves out only changes whose insert lost a race with
-        // another transaction inserting the same (article, visitor); the next round applies them
-        // over the row that transaction committed.
-        let mut counts = HashMap::new();
-        let mut pending: Vec<&NetChange<'_>> = net.iter().collect();
-        for _round in 0..MAX_ATTEMPTS {
-            let (round_counts, lost) = self.apply_round_retrying(&pending).await?;
-            counts.extend(round_counts);
-            if lost.is_empty() {
-                return Ok(counts);
-            }
-            pending.retain(|c| lost.iter().any(|(a, v)| a == c.article_id && v.as_slice() == c.visitor));
-        }
-        Err(StoreError::Unavailable(anyhow::anyhow!(
-            "concurrent inserts of the same reaction did not settle"
-        )))
-    }
-
-    /// One round, retried on deadlocks and serialization failures (the round did nothing then).
-    async fn apply_round_retrying(&self, pending: &[&NetChange<'_>]) -> Result<RoundOutcome, StoreError> {
         let mut attempt = 1;
         loop {
-            match self.apply_round(pending).await {
+            match self.apply_once(&net).await {
                 Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
-                    tracing::debug!(attempt, error = %e, "retrying a write statement");
+                    tracing::debug!(attempt, error = %e, "retrying a write transaction");
                     tokio::time::sleep(Duration::from_millis(2u64 << attempt)).await;
                     attempt += 1;
                 }
@@ -282,34 +332,85 @@ impl PgStore {
         }
     }
 
-    /// Applies the changes in one statement (atomic by itself, one round trip): locks the rows
-    /// that exist in (article, visitor) order, inserts, switches and deletes, turns the moves
-    /// into per-(article, reaction) deltas and applies them to the counts, and answers the
-    /// touched articles' counts plus the changes whose insert lost a race.
-    async fn apply_round(&self, pending: &[&NetChange<'_>]) -> Result<RoundOutcome, sqlx::Error> {
-        let articles: Vec<&str> = pending.iter().map(|c| c.article_id).collect();
-        let visitors: Vec<&[u8]> = pending.iter().map(|c| c.visitor).collect();
-        let targets: Vec<Option<&str>> = pending.iter().map(|c| c.target.map(Reaction::key)).collect();
-        let rows: Vec<ApplyRow> = sqlx::query_as(APPLY_SQL)
-            .bind(&articles)
-            .bind(&visitors)
-            .bind(&targets)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
-        let mut lost = Vec::new();
-        for (is_count, article_id, reaction, count, visitor) in rows {
-            if is_count {
-                let article_id = ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
-                let entry = counts.entry(article_id).or_default();
-                if let (Some(reaction), Some(count)) = (reaction, count) {
-                    entry.add(parse_reaction(&reaction)?, count);
-                }
-            } else if let Some(visitor) = visitor {
-                lost.push((article_id, visitor));
+    /// One attempt at the batch: one transaction (see [`INSERT_SQL`] to [`WRITE_SQL`]).
+    async fn apply_once(&self, net: &[NetChange<'_>]) -> Result<Applied, sqlx::Error> {
+        let mut articles: Vec<&str> = net.iter().map(|c| c.article_id).collect();
+        articles.dedup(); // `net` is sorted by article
+        let mut tx = self.pool.begin().await?;
+        let moves = change_rows(&mut tx, net, &articles).await?;
+
+        // Fold the moves into count deltas per (article, reaction) and rollup deltas per
+        // (article, bucket), each map in lock order.
+        let mut count_deltas: BTreeMap<(&str, Reaction), i64> = BTreeMap::new();
+        let mut hourly: BTreeMap<(&str, DateTime<Utc>), RollupCounts> = BTreeMap::new();
+        let mut daily: BTreeMap<(&str, DateTime<Utc>), RollupCounts> = BTreeMap::new();
+        for Move { article_id, reaction, at, delta } in &moves {
+            *count_deltas.entry((article_id, *reaction)).or_default() += delta;
+            let slot = reaction_index(*reaction);
+            hourly.entry((article_id, Bucket::Hour.floor(*at))).or_default()[slot] += delta;
+            daily.entry((article_id, Bucket::Day.floor(*at))).or_default()[slot] += delta;
+        }
+        hourly.retain(|_, deltas| deltas.iter().any(|d| *d != 0));
+        daily.retain(|_, deltas| deltas.iter().any(|d| *d != 0));
+
+        sqlx::query(LOCK_ARTICLES_SQL).bind(&articles).execute(&mut *tx).await?;
+        // The batch holds its articles from here to the commit: see `Applied::order`.
+        let order = next_lock_order();
+
+        let count_deltas: Vec<(&str, Reaction, i64)> =
+            count_deltas.into_iter().filter(|(_, d)| *d != 0).map(|((a, r), d)| (a, r, d)).collect();
+        let mut query = sqlx::query_as::<_, WrittenRow>(WRITE_SQL)
+            .bind(count_deltas.iter().map(|c| c.0).collect::<Vec<_>>())
+            .bind(count_deltas.iter().map(|c| c.1.key()).collect::<Vec<_>>())
+            .bind(count_deltas.iter().map(|c| c.2).collect::<Vec<_>>());
+        for rows in [&hourly, &daily] {
+            query = query
+                .bind(rows.keys().map(|k| k.0).collect::<Vec<_>>())
+                .bind(rows.keys().map(|k| k.1).collect::<Vec<_>>());
+            for slot in 0..7 {
+                let column: Vec<i32> =
+                    rows.values().map(|d| i32::try_from(d[slot]).unwrap_or(i32::MAX)).collect();
+                query = query.bind(column);
             }
         }
-        Ok((counts, lost))
+        let rows = query.bind(&articles).fetch_all(&mut *tx).await?;
+
+        // Every count row of the batch's articles as it was, then the changed ones as they are.
+        let mut before: Vec<(&str, Reaction, i64)> = Vec::with_capacity(rows.len());
+        let mut changed: Vec<(&str, Reaction, i64)> = Vec::with_capacity(count_deltas.len());
+        let mut rollup_rows = -1;
+        for (kind, article_id, reaction, count) in &rows {
+            match (kind, article_id, reaction) {
+                (0 | 1, Some(article_id), Some(reaction)) => {
+                    let side = if *kind == 0 { &mut changed } else { &mut before };
+                    side.push((article_id.as_str(), parse_reaction(reaction)?, *count));
+                }
+                (2, None, None) => rollup_rows = *count,
+                _ => return Err(sqlx::Error::Protocol("an unexpected row from the write statement".into())),
+            }
+        }
+        if changed.len() != count_deltas.len() {
+            return Err(invariant(format!(
+                "changed {} count rows, expected {}",
+                changed.len(),
+                count_deltas.len()
+            )));
+        }
+        if rollup_rows != (hourly.len() + daily.len()) as i64 {
+            return Err(invariant(format!(
+                "changed {rollup_rows} rollup rows, expected {}",
+                hourly.len() + daily.len()
+            )));
+        }
+        let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::with_capacity(articles.len());
+        let changed_keys: HashSet<(&str, Reaction)> = changed.iter().map(|(a, r, _)| (*a, *r)).collect();
+        let unchanged = before.into_iter().filter(|(a, r, _)| !changed_keys.contains(&(*a, *r)));
+        for (article_id, reaction, count) in unchanged.chain(changed) {
+            let article_id = ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
+            counts.entry(article_id).or_default().add(reaction, count);
+        }
+        tx.commit().await?;
+        Ok(Applied { counts, order })
     }
 
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
@@ -379,6 +480,12 @@ impl PgStore {
         .bind(visitor.as_bytes().as_slice())
         .fetch_all(&mut *tx)
         .await?;
+        // Then the articles' locks, as a write batch takes them, so that a batch's answer never
+        // mixes counts from before and after an erasure.
+        let mut articles: Vec<&str> = removed.iter().map(|(article_id, _)| article_id.as_str()).collect();
+        articles.dedup(); // sorted by article
+        sqlx::query(ENSURE_ARTICLE_ROWS_SQL).bind(&articles).execute(&mut *tx).await?;
+        sqlx::query(LOCK_ARTICLES_SQL).bind(&articles).execute(&mut *tx).await?;
         let mut deltas: HashMap<(&str, Reaction), i64> = HashMap::new();
         for (article_id, reaction) in &removed {
             *deltas.entry((article_id.as_str(), parse_reaction(reaction)?)).or_default() -= 1;
@@ -394,6 +501,105 @@ impl PgStore {
             .map(|(article_id, _)| ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into())))
             .collect()
     }
+}
+
+/// A reaction counted (+1) or uncounted (-1) at an instant, for the counts and the rollups.
+struct Move<'a> {
+    article_id: &'a str,
+    reaction: Reaction,
+    at: DateTime<Utc>,
+    delta: i64,
+}
+
+/// Statements 1 and 2 of a batch ([`INSERT_SQL`], [`EXISTING_SQL`]): inserts, switches and
+/// deletes the reaction rows, and answers the moves they make. A key whose insert found a row
+/// goes to statement 2; a key statement 2 did not find (deleted meanwhile) goes back to
+/// statement 1, in a later round of the same transaction, whose statements see what other
+/// transactions committed meanwhile.
+async fn change_rows<'a>(
+    tx: &mut Transaction<'_, Postgres>,
+    net: &[NetChange<'a>],
+    articles: &[&str],
+) -> Result<Vec<Move<'a>>, sqlx::Error> {
+    let mut moves = Vec::with_capacity(net.len() + net.len() / 8);
+    let mut to_insert: Vec<NetChange<'a>> = net.iter().filter(|c| c.target.is_some()).copied().collect();
+    let mut to_lock: Vec<NetChange<'a>> = net.iter().filter(|c| c.target.is_none()).copied().collect();
+    let mut now: Option<DateTime<Utc>> = None;
+    for round in 0..MAX_ATTEMPTS {
+        if round == 0 || !to_insert.is_empty() {
+            // Only the first round makes sure the rows of statement 3 exist.
+            let ensure: &[&str] = if round == 0 { articles } else { &[] };
+            let rows: Vec<InsertedRow> = sqlx::query_as(INSERT_SQL)
+                .bind(to_insert.iter().map(|c| c.article_id).collect::<Vec<_>>())
+                .bind(to_insert.iter().map(|c| c.visitor).collect::<Vec<_>>())
+                .bind(to_insert.iter().map(|c| c.target.map(Reaction::key)).collect::<Vec<_>>())
+                .bind(ensure)
+                .fetch_all(&mut **tx)
+                .await?;
+            let mut inserted: HashSet<RowKey<'_>> = HashSet::with_capacity(rows.len());
+            for (article_id, visitor, at) in &rows {
+                now = Some(*at);
+                if let (Some(article_id), Some(visitor)) = (article_id, visitor) {
+                    inserted.insert((article_id.as_str(), visitor.as_slice()));
+                }
+            }
+            let now =
+                now.ok_or_else(|| sqlx::Error::Protocol("the insert statement answered no row".into()))?;
+            for change in to_insert.drain(..) {
+                match inserted.get(&(change.article_id, change.visitor)) {
+                    Some(_) => moves.push(Move {
+                        article_id: change.article_id,
+                        reaction: change.target.expect("only sets are inserted"),
+                        at: now,
+                        delta: 1,
+                    }),
+                    None => to_lock.push(change),
+                }
+            }
+        }
+        if to_lock.is_empty() {
+            return Ok(moves);
+        }
+        to_lock.sort_unstable_by(|a, b| (a.article_id, a.visitor).cmp(&(b.article_id, b.visitor)));
+        let rows: Vec<(String, Vec<u8>, String, DateTime<Utc>)> = sqlx::query_as(EXISTING_SQL)
+            .bind(to_lock.iter().map(|c| c.article_id).collect::<Vec<_>>())
+            .bind(to_lock.iter().map(|c| c.visitor).collect::<Vec<_>>())
+            .bind(to_lock.iter().map(|c| c.target.map(Reaction::key)).collect::<Vec<_>>())
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut held: HashMap<RowKey<'_>, (Reaction, DateTime<Utc>)> = HashMap::with_capacity(rows.len());
+        for (article_id, visitor, reaction, at) in &rows {
+            held.insert((article_id.as_str(), visitor.as_slice()), (parse_reaction(reaction)?, *at));
+        }
+        let now = now.expect("round 0 ran the insert statement");
+        for change in to_lock.drain(..) {
+            match (held.get(&(change.article_id, change.visitor)), change.target) {
+                (Some(&(old, at)), target) if target != Some(old) => {
+                    moves.push(Move { article_id: change.article_id, reaction: old, at, delta: -1 });
+                    if let Some(new) = target {
+                        moves.push(Move { article_id: change.article_id, reaction: new, at: now, delta: 1 });
+                    }
+                }
+                (Some(_), _) | (None, None) => {}
+                // Deleted by another transaction since statement 1: insert it after all.
+                (None, Some(_)) => to_insert.push(change),
+            }
+        }
+        if to_insert.is_empty() {
+            return Ok(moves);
+        }
+    }
+    Err(sqlx::Error::Protocol("concurrent inserts and deletes of the same reactions did not settle".into()))
+}
+
+/// The position of a reaction in a rollup row ([`Reaction::ALL`] order).
+fn reaction_index(reaction: Reaction) -> usize {
+    Reaction::ALL.iter().position(|r| *r == reaction).expect("every reaction is in ALL")
+}
+
+/// A broken invariant found while applying a batch: the transaction is rolled back.
+fn invariant(message: String) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("a write batch would break an invariant: {message}"))
 }
 
 /// Adds the deltas to the counts rows, in (article, reaction) order.

@@ -17,8 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{
-    ReactionChange, StoreError, StoreOptions, counts_by_article, parse_reaction, stored_article_id,
-    stored_reaction,
+    Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, next_lock_order, parse_reaction,
+    stored_article_id, stored_reaction,
 };
 use crate::domain::{ArticleId, Reaction, ReactionCounts};
 use crate::identity::{VisitorKey, VisitorSecret};
@@ -34,12 +34,17 @@ const SALT_LIFETIME: TimeDelta = TimeDelta::hours(48);
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    /// The database file; `None` for an in-memory database.
+    file: Option<std::path::PathBuf>,
 }
 
 impl SqliteStore {
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
         let connect_options: SqliteConnectOptions =
             options.database_url.parse().context("while parsing DATABASE_URL").map_err(StoreError::Other)?;
+        let in_memory =
+            options.database_url.contains(":memory:") || options.database_url.contains("mode=memory");
+        let file = (!in_memory).then(|| connect_options.get_filename().to_owned());
         let connect_options = connect_options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -52,7 +57,31 @@ impl SqliteStore {
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect_options);
-        Ok(Self { pool })
+        Ok(Self { pool, file })
+    }
+
+    /// The database file, unless the database is in memory.
+    pub fn database_file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
+    /// The generated visitor secret an earlier version kept in the database, if any.
+    pub async fn stored_visitor_secret(&self) -> Result<Option<VisitorSecret>, StoreError> {
+        let secret: Option<Vec<u8>> =
+            sqlx::query_scalar("select secret from service_secrets where name = 'visitor'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| classify(e, "while looking for a visitor secret in the database"))?;
+        Ok(secret.map(VisitorSecret::from_bytes))
+    }
+
+    /// Deletes the visitor secret from the database (once it is kept in the key file).
+    pub async fn forget_visitor_secret(&self) -> Result<(), StoreError> {
+        sqlx::query("delete from service_secrets where name = 'visitor'")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|e| classify(e, "while deleting the visitor secret from the database"))
     }
 
     /// Creates the file if it does not exist (on the first connection), then applies pending
@@ -124,10 +153,7 @@ impl SqliteStore {
     }
 
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
-    pub async fn apply(
-        &self,
-        changes: &[ReactionChange],
-    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
+    pub async fn apply(&self, changes: &[ReactionChange]) -> Result<Applied, StoreError> {
         // The last change per (article, visitor) is the one that counts.
         let mut net: BTreeMap<(&str, &[u8]), Option<Reaction>> = BTreeMap::new();
         for change in changes {
@@ -139,9 +165,11 @@ impl SqliteStore {
     async fn apply_once(
         &self,
         net: &BTreeMap<(&str, &[u8]), Option<Reaction>>,
-    ) -> Result<HashMap<ArticleId, ReactionCounts>, sqlx::Error> {
+    ) -> Result<Applied, sqlx::Error> {
         let now = micros(Utc::now());
         let mut tx = self.pool.begin_with("begin immediate").await?;
+        // This transaction holds the file's write lock from here to its commit.
+        let order = next_lock_order();
         let mut deltas: BTreeMap<(&str, Reaction), i64> = BTreeMap::new();
         for (&(article_id, visitor), &target) in net {
             let held: Option<String> = sqlx::query_scalar(
@@ -195,7 +223,8 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        counts_by_article(rows).map_err(|e| sqlx::Error::Decode(e.into()))
+        let counts = counts_by_article(rows).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        Ok(Applied { counts, order })
     }
 
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]

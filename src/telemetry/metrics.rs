@@ -54,6 +54,14 @@ fn describe() {
         "Reaction changes committed, by the reaction set (`none` for a removal)"
     );
     describe_counter!("rate_limited_total", "Requests refused by the rate limiter, by class");
+    describe_gauge!(
+        crate::store::DB_KNOWN_DOWN_GAUGE,
+        "1 while the database is known to be down and requests needing it get 503 at once"
+    );
+    describe_counter!(
+        "connections_over_capacity_total",
+        "Connections accepted past MAX_CONNECTIONS (served only for the probes, or answered 503)"
+    );
     describe_histogram!("write_batch_size", "Changes committed per write transaction");
     describe_histogram!("write_commit_seconds", Unit::Seconds, "Time to commit one write batch");
     describe_counter!(
@@ -64,6 +72,8 @@ fn describe() {
     describe_gauge!("db_pool_connections", "Database connections of this instance, by state (idle, in_use)");
     describe_gauge!("db_pool_max_connections", "Largest number of database connections this instance opens");
     describe_gauge!("read_cache_articles", "Articles whose counts are cached");
+    // Exported from the start, so that a failure rate is 0 rather than absent until the first one.
+    counter!("write_batches_failed_total").absolute(0);
 }
 
 /// Middleware: counts and times every request by method, route template and status.
@@ -135,6 +145,11 @@ pub fn write_batch_failed(seconds: f64) {
 /// A request refused by the rate limiter.
 pub fn rate_limited(class: &'static str) {
     counter!("rate_limited_total", "class" => class).increment(1);
+}
+
+/// A connection accepted past the connection cap.
+pub fn connection_refused() {
+    counter!("connections_over_capacity_total").increment(1);
 }
 
 /// State sampled at scrape time.

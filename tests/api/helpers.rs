@@ -476,6 +476,8 @@ impl Drop for TestDatabase {
                     file.push(suffix);
                     let _ = std::fs::remove_file(PathBuf::from(file));
                 }
+                // The generated visitor secret's key file, when the service made one.
+                let _ = std::fs::remove_file(reader_reactions::identity::key_file_for(path));
             }
         }
     }

@@ -35,6 +35,10 @@ macro_rules! backend_suite {
         mod concurrency;
         #[path = "cors.rs"]
         mod cors;
+        #[path = "dashboard.rs"]
+        mod dashboard;
+        #[path = "hardening.rs"]
+        mod hardening;
         #[path = "health.rs"]
         mod health;
         #[path = "hostile.rs"]

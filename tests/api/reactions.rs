@@ -313,7 +313,8 @@ async fn a_cached_read_is_served_without_asking_the_database() {
     assert_eq!(app.summary("cached", None).await["counts"]["love"], 1); // cached now
     app.db.insert_reactions(&[("uncached", "love", chrono::Utc::now())]).await; // never read
 
-    assert_eq!(app.db.execute("update article_reaction_counts set count = 7").await.unwrap(), 2);
+    let changed = app.db.execute("update article_reaction_counts set count = 7 where reaction = 'love'").await;
+    assert!(changed.unwrap() >= 2, "both articles' love counts");
 
     assert_eq!(app.summary("cached", None).await["counts"]["love"], 1, "a hit: no query");
     assert_eq!(app.summary("uncached", None).await["counts"]["love"], 7, "a miss reads the database");

@@ -1,9 +1,10 @@
--- The naive write, for pgbench: one statement per reaction that inserts the visitor's row and
--- bumps the hot article's count row (what a service without batching does per request).
+-- Anchor: the naive write on one hot article. One statement per reaction inserts the visitor's
+-- row and bumps the article's count row: what a service without batching does per request.
 \set v random(1, 9000000000000000000)
+\set r random(1, 7)
 with inserted as (
     insert into reactions (article_id, visitor_key, reaction)
-    values ('hot', sha256(int8send(:v)), 'love')
+    values ('hot', sha256(int8send(:v)), (enum_range(null::reaction))[:r])
     on conflict do nothing
     returning reaction
 )
