@@ -628,7 +628,7 @@ fn resident_bytes(pid: u32) -> u64 {
 #[ignore = "stores 500,000 reactions (about 30 s); run: cargo test --test faults -- --ignored"]
 async fn a_large_export_streams_in_flat_memory_and_a_database_failure_mid_stream_cuts_it() {
     const ROWS: usize = 500_000;
-    const TOKEN: &str = "export-test-token-0123456789";
+    const TOKEN: &str = "export-test-token-0123456789-0123456789";
     let db = TestDatabase::create(Backend::Postgres).await;
     db.migrate_to(None).await;
     // One (article, reaction) row of the export per reaction: long ids make a large CSV.
