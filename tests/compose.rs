@@ -7,6 +7,10 @@
 //! (compose-spec/compose-spec, Apache-2.0, licence beside it) as vendored by check-jsonschema
 //! 0.39.0.
 
+#[path = "api/helpers.rs"]
+#[allow(dead_code)] // This binary uses a few of the helpers.
+mod helpers;
+
 use std::process::Command;
 
 use serde_json::Value;
@@ -117,6 +121,134 @@ fn the_images_are_built_from_dockerfile_stages_and_the_service_runs_unprivileged
     assert!(!["root", "0", "0:0"].contains(&user.trim()), "the service does not run as root: {user}");
     assert!(runtime.contains("HEALTHCHECK"), "the runtime image has a health check");
     assert!(runtime.contains("--healthcheck"), "which asks the binary itself (no curl in the image)");
+}
+
+/// The `Dockerfile` stage named `name`: from its `FROM` line to the next.
+fn dockerfile_stage(name: &str) -> String {
+    let dockerfile = std::fs::read_to_string(format!("{ROOT}/Dockerfile")).expect("Dockerfile exists");
+    let start = dockerfile
+        .find(&format!(" AS {name}\n"))
+        .and_then(|at| dockerfile[..at].rfind("FROM "))
+        .unwrap_or_else(|| panic!("the Dockerfile has a stage {name}"));
+    let rest = &dockerfile[start + 5..];
+    rest[..rest.find("\nFROM ").unwrap_or(rest.len())].to_owned()
+}
+
+/// The JSON array of an exec-form instruction (`ENTRYPOINT [...]`, `CMD [...]`) in `stage`.
+fn exec_form(stage: &str, instruction: &str) -> Vec<String> {
+    let start = stage.find(instruction).unwrap_or_else(|| panic!("{instruction} in {stage}"));
+    let rest = &stage[start + instruction.len()..];
+    let array = &rest[rest.find('[').unwrap()..=rest.find(']').unwrap()];
+    serde_json::from_str(array).unwrap_or_else(|e| panic!("{instruction} is a JSON array ({e}): {array}"))
+}
+
+/// The migrate image's command, run as that image runs it (the `COPY`ed migrations in a folder
+/// of their own, the same sqlx-cli version), against a fresh PostgreSQL database: it applies
+/// every migration, and the service then starts on the result with `MIGRATE_ON_START=false`, as
+/// the Compose file starts it.
+#[tokio::test]
+async fn the_migrate_image_command_migrates_a_real_database_the_service_then_accepts() {
+    let builder = dockerfile_stage("sqlx-cli");
+    let version = builder.split("--version ").nth(1).and_then(|v| v.split_whitespace().next()).unwrap();
+    // CI installs it (see .ci/run); elsewhere this test needs it on PATH, or is skipped.
+    let installed = Command::new("sqlx").arg("--version").output();
+    let installed = installed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    if !installed.split_whitespace().any(|word| word == version) {
+        assert!(std::env::var_os("CI").is_none(), "CI runs sqlx-cli {version}, found {installed}");
+        eprintln!("sqlx-cli {version} is not installed ({installed}): skipped");
+        return;
+    }
+
+    let stage = dockerfile_stage("migrate");
+    let copy = stage.lines().find_map(|l| l.strip_prefix("COPY migrations/")).expect("COPY migrations/");
+    let (pattern, target) = copy.split_once(' ').unwrap();
+    assert_eq!(pattern, "*.sql", "the image copies the PostgreSQL migrations");
+    // The image's file system in a temporary root: the migrations where COPY puts them, and the
+    // root as the working directory (distroless images start in `/`).
+    let target = target.trim().trim_end_matches('/');
+    let root = std::env::temp_dir().join(format!("rr-migrate-image-{}", std::process::id()));
+    let folder = root.join(target.trim_start_matches('/'));
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut expected = Vec::new();
+    for entry in std::fs::read_dir(format!("{ROOT}/migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "sql") {
+            std::fs::copy(&path, folder.join(path.file_name().unwrap())).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            expected.push(name.split('_').next().unwrap().parse::<i64>().unwrap());
+        }
+    }
+    expected.sort();
+    let entrypoint = exec_form(&stage, "ENTRYPOINT");
+    assert!(entrypoint[0].ends_with("/sqlx"), "{entrypoint:?}");
+    let args: Vec<String> = entrypoint[1..]
+        .iter()
+        .map(|arg| if arg == target { folder.display().to_string() } else { arg.clone() })
+        .collect();
+
+    let db = helpers::TestDatabase::create(helpers::Backend::Postgres).await;
+    // In the image's root, not the repository, whose own migrations/ must not stand in.
+    let output =
+        Command::new("sqlx").args(&args).current_dir(&root).env("DATABASE_URL", &db.url).output().unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+
+    let mut conn = db.connect().await;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(applied, expected, "every migration of the folder, and nothing else");
+    let mut config = helpers::test_config(&db.url);
+    config.migrate_on_start = false;
+    let app = helpers::spawn_with(db, config).await;
+    let summary = helpers::json_ok(app.put_reaction("compose", "compose-visitor-1", "wow").await).await;
+    assert_eq!(summary["counts"]["wow"], 1, "the service works on the migrated database");
+    app.assert_counts_match_rows().await;
+}
+
+/// The runtime image's `HEALTHCHECK` command, run against the service binary: healthy while it
+/// serves, unhealthy before and after. `LISTEN_ADDR` is on every interface, as in the image.
+#[test]
+fn the_health_check_command_tells_a_serving_binary_from_a_stopped_one() {
+    let stage = dockerfile_stage("runtime");
+    let command = exec_form(&stage, "HEALTHCHECK --interval");
+    let binary = env!("CARGO_BIN_EXE_reader-reactions");
+    assert!(command[0].ends_with("/reader-reactions"), "{command:?}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let healthy = || {
+        Command::new(binary)
+            .args(&command[1..])
+            .env("LISTEN_ADDR", format!("0.0.0.0:{port}"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!healthy(), "nothing serves yet");
+
+    let dir = std::env::temp_dir().join(format!("rr-healthcheck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut service = Command::new(binary)
+        .env("DATABASE_URL", format!("sqlite://{}/reactions.db", dir.display()))
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut up = false;
+    while !up && std::time::Instant::now() < deadline && service.try_wait().unwrap().is_none() {
+        up = healthy();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    service.kill().unwrap();
+    service.wait().unwrap();
+    let after = healthy();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(up, "healthy once the binary serves");
+    assert!(!after, "unhealthy once it is gone");
 }
 
 fn yaml_file(path: &str) -> Value {

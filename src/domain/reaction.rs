@@ -138,6 +138,7 @@ mod tests {
         for r in Reaction::ALL {
             assert_eq!(r.key().parse::<Reaction>(), Ok(r));
             assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.key()));
+            assert_eq!(r.to_string(), r.key(), "Display is the key");
         }
         assert!("Love".parse::<Reaction>().is_err(), "keys are case-sensitive");
         assert!("".parse::<Reaction>().is_err());

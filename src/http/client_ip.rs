@@ -153,6 +153,43 @@ mod tests {
         }
     }
 
+    /// The middleware over a router: what a handler extracts, for a request from `peer`
+    /// (`None`: no connect info, as in-process).
+    async fn resolved(proxies: TrustedProxies, peer: Option<&str>, xff: &[&str]) -> String {
+        use axum::body::Body;
+        use tower::ServiceExt as _;
+        let router = axum::Router::new()
+            .route("/", axum::routing::get(|ClientIp(ip): ClientIp| async move { ip.to_string() }))
+            .layer(axum::middleware::from_fn_with_state(Arc::new(proxies), resolve_client_ip));
+        let mut request = Request::get("/").body(Body::empty()).unwrap();
+        *request.headers_mut() = headers(xff);
+        if let Some(peer) = peer {
+            request.extensions_mut().insert(ConnectInfo(SocketAddr::new(ip(peer), 40000)));
+        }
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), axum::http::StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 64).await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_middleware_hands_handlers_the_resolved_client() {
+        let proxies = || trusted(&["10.0.0.0/8"]);
+        assert_eq!(resolved(proxies(), Some("10.0.0.1"), &["198.51.100.7"]).await, "198.51.100.7");
+        assert_eq!(resolved(proxies(), Some("203.0.113.9"), &["198.51.100.7"]).await, "203.0.113.9");
+        assert_eq!(resolved(proxies(), None, &[]).await, "0.0.0.0", "no connect info: one client");
+    }
+
+    #[tokio::test]
+    async fn a_route_without_the_middleware_is_a_500_not_a_guess() {
+        use axum::body::Body;
+        use tower::ServiceExt as _;
+        let router = axum::Router::new()
+            .route("/", axum::routing::get(|ClientIp(ip): ClientIp| async move { ip.to_string() }));
+        let response = router.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
     #[test]
     fn with_no_trusted_proxies_the_peer_is_always_the_client() {
         let none = TrustedProxies::default();

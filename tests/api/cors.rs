@@ -251,3 +251,30 @@ async fn demo_is_an_article_page_with_the_widget_under_it() {
         assert!(document["paths"][path]["get"].is_object(), "{path} is documented");
     }
 }
+
+#[tokio::test]
+async fn preflights_are_answered_before_rate_limiting_and_cached_for_ten_minutes() {
+    let db = TestDatabase::create().await;
+    let mut config = test_config(&db.url);
+    let one = std::num::NonZeroU32::new(1).unwrap();
+    (config.rate_limit_reads_per_minute, config.rate_limit_read_burst) = (one, one);
+    (config.rate_limit_writes_per_minute, config.rate_limit_write_burst) = (one, one);
+    let app = spawn_with(db, config).await;
+    let put = || {
+        app.client
+            .put(app.url(ARTICLE_PATH))
+            .header("origin", SITE)
+            .header("x-visitor-id", "visitor-0001")
+            .json(&json!({"reaction": "love"}))
+            .send()
+    };
+    assert_eq!(put().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(put().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS, "the write quota is spent");
+
+    for method in ["PUT", "DELETE", "GET"] {
+        let response = preflight(&app, SITE, method).await;
+        assert_preflight_allows(&response, method, method);
+        assert_eq!(header(response.headers(), "access-control-max-age"), Some("600"), "{method}");
+        assert!(header(response.headers(), "retry-after").is_none(), "{method}: not rate limited");
+    }
+}

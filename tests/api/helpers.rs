@@ -13,6 +13,8 @@ use reader_reactions::startup::Application;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, SqliteConnection};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -168,6 +170,17 @@ impl TestDatabase {
             }
         }
         .expect("the migrations apply");
+    }
+
+    /// Every reaction row: (article, visitor key, reaction key).
+    #[allow(dead_code)] // The fault tests' audit; the API tests compare counts instead.
+    pub async fn reaction_rows(&self) -> Vec<(String, Vec<u8>, String)> {
+        const SQL: &str = "select article_id, visitor_key, cast(reaction as text) from reactions";
+        match self.backend {
+            Backend::Postgres => sqlx::query_as(SQL).fetch_all(&mut self.connect().await).await,
+            Backend::Sqlite => sqlx::query_as(SQL).fetch_all(&mut self.sqlite().await).await,
+        }
+        .unwrap()
     }
 
     /// Every visitor key stored, as bytes.
@@ -353,6 +366,39 @@ impl TestDatabase {
         .unwrap();
     }
 
+    /// Runs one statement straight on the database, behind the service's back.
+    pub async fn execute(&self, sql: &'static str) -> Result<u64, sqlx::Error> {
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::query(sql).execute(&mut self.connect().await).await.map(|d| d.rows_affected())
+            }
+            Backend::Sqlite => {
+                sqlx::query(sql).execute(&mut self.sqlite().await).await.map(|d| d.rows_affected())
+            }
+        }
+    }
+
+    /// Takes the database's write lock from a connection of its own and holds it until
+    /// [`WriteLock::release`]: `lock table` on PostgreSQL (reads go on), `begin immediate` on
+    /// SQLite. The service's writes wait for it, up to their statement (busy) timeout.
+    pub async fn lock_writes(&self) -> WriteLock {
+        match self.backend {
+            Backend::Postgres => {
+                let mut conn = self.connect().await;
+                sqlx::raw_sql("begin; lock table reactions in exclusive mode")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                WriteLock::Postgres(conn)
+            }
+            Backend::Sqlite => {
+                let mut conn = self.sqlite().await;
+                sqlx::raw_sql("begin immediate").execute(&mut conn).await.unwrap();
+                WriteLock::Sqlite(conn)
+            }
+        }
+    }
+
     /// Everything the database holds, as text: `pg_dump`'s data, or the SQLite file and its
     /// write-ahead log, byte for byte.
     pub async fn dump(&self) -> String {
@@ -371,6 +417,23 @@ impl TestDatabase {
                 String::from_utf8_lossy(&bytes).into_owned()
             }
         }
+    }
+}
+
+/// A write lock held on a test database; see [`TestDatabase::lock_writes`].
+pub enum WriteLock {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl WriteLock {
+    /// Ends the locking transaction, having written nothing.
+    pub async fn release(self) {
+        match self {
+            WriteLock::Postgres(mut conn) => sqlx::raw_sql("rollback").execute(&mut conn).await.map(drop),
+            WriteLock::Sqlite(mut conn) => sqlx::raw_sql("rollback").execute(&mut conn).await.map(drop),
+        }
+        .unwrap();
     }
 }
 
@@ -595,6 +658,39 @@ impl TestApp {
     pub async fn stored_reactions(&self) -> i64 {
         self.db.stored_reactions().await
     }
+}
+
+/// A write sent over a socket of its own with `Expect: 100-continue`: answers once the service
+/// has read the request and its handler has started reading the body (hyper sends the interim
+/// `100 Continue` then), so the write is in the service's hands. The returned stream reads the
+/// final answer.
+pub async fn write_in_flight(base: &str, article: &str, visitor: &str) -> BufReader<TcpStream> {
+    let address = base.trim_start_matches("http://");
+    let body = r#"{"reaction":"love"}"#;
+    let request = format!(
+        "PUT /v1/articles/{}/reaction HTTP/1.1\r\nHost: {address}\r\nX-Visitor-Id: {visitor}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n{body}",
+        segment(article),
+        body.len()
+    );
+    let mut stream = BufReader::new(TcpStream::connect(address).await.unwrap());
+    stream.get_mut().write_all(request.as_bytes()).await.unwrap();
+    let mut interim = String::new();
+    stream.read_line(&mut interim).await.unwrap();
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n", "the service takes the request");
+    let mut blank = String::new();
+    stream.read_line(&mut blank).await.unwrap();
+    assert_eq!(blank, "\r\n");
+    stream
+}
+
+/// The status of the final answer on a stream from [`write_in_flight`].
+pub async fn final_status(mut stream: BufReader<TcpStream>) -> u16 {
+    let mut status_line = String::new();
+    stream.read_line(&mut status_line).await.unwrap();
+    status_line.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| {
+        panic!("not an HTTP status line: {status_line:?}");
+    })
 }
 
 /// Asserts a 200 with a JSON body and returns the body.

@@ -579,9 +579,30 @@ async fn every_hostile_request_gets_its_4xx_and_changes_nothing() {
 #[tokio::test]
 async fn forged_huge_and_repeated_cookies_are_ignored_not_trusted() {
     let app = hostile_app().await;
-    app.put_reaction("a", "visitor-0001", "love").await;
+    // A reaction held by a cookie, so that a forged cookie that were trusted would show it.
+    let write = app
+        .client
+        .put(app.url("/v1/articles/a/reaction"))
+        .json(&serde_json::json!({"reaction": "love"}))
+        .send()
+        .await
+        .unwrap();
+    let genuine = write.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let read_with = |cookie: String| {
+        let request = app.client.get(app.url("/v1/articles/a/reactions")).header("cookie", cookie);
+        async move { crate::helpers::json_ok(request.send().await.unwrap()).await }
+    };
+    assert_eq!(read_with(genuine.clone()).await["viewer_reaction"], "love", "the genuine cookie");
+    let (token, signature) = genuine.rsplit_once('.').unwrap();
     let cookies = [
         format!("rr_vid={}", "A".repeat(20_000)),
+        format!("{token}.{}", "A".repeat(signature.len())),
+        format!("{token}."),
+        token.to_owned(),
+        format!("{genuine}.{signature}"),
+        format!("{token}.{}", &signature[..signature.len() - 1]),
+        format!("{token}.{signature}A"),
+        format!("rr_vid={}", genuine.trim_start_matches("rr_vid=").replacen("v1", "v2", 1)),
         "rr_vid=v1.AAAA.BBBB".to_owned(),
         "rr_vid=v1..".to_owned(),
         "rr_vid=%F0%9F%98%80".to_owned(),
@@ -590,14 +611,7 @@ async fn forged_huge_and_repeated_cookies_are_ignored_not_trusted() {
     ];
 
     for cookie in cookies {
-        let response = app
-            .client
-            .get(app.url("/v1/articles/a/reactions"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
-        let summary = crate::helpers::json_ok(response).await;
+        let summary = read_with(cookie.clone()).await;
         assert_eq!(summary["viewer_reaction"], Value::Null, "{:.40}: anonymous", cookie);
         assert_eq!(summary["total"], 1, "{:.40}", cookie);
     }

@@ -57,6 +57,8 @@ macro_rules! backend_suite {
         mod reactions;
         #[path = "stats.rs"]
         mod stats;
+        #[path = "timeouts.rs"]
+        mod timeouts;
         #[path = "write_path.rs"]
         mod write_path;
     };
@@ -66,5 +68,6 @@ mod config;
 mod helpers;
 mod openapi;
 mod postgres;
+mod postgres_only;
 mod sqlite;
 mod zero_setup;

@@ -268,3 +268,55 @@ async fn anonymous_reads_are_publicly_cacheable_with_an_etag_and_identified_ones
     let batch = app.batch(&[ARTICLE], None).await;
     assert!(batch.headers()["cache-control"].to_str().unwrap().starts_with("public"));
 }
+
+#[tokio::test]
+async fn an_anonymous_batch_read_revalidates_with_its_etag() {
+    let app = spawn_app().await;
+    app.put_reaction(ARTICLE, ALICE, "love").await;
+    let path = format!("/v1/reactions?article_id={}&article_id=other", crate::helpers::segment(ARTICLE));
+    let get = |etag: Option<String>| {
+        let mut request = app.client.get(app.url(&path));
+        if let Some(etag) = etag {
+            request = request.header("if-none-match", etag);
+        }
+        request.send()
+    };
+
+    let first = get(None).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
+
+    let revalidated = get(Some(etag.clone())).await.unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(revalidated.headers()["etag"], etag.as_str());
+    assert!(revalidated.text().await.unwrap().is_empty());
+    let other_tag = get(Some("\"something-else\"".to_owned())).await.unwrap();
+    assert_eq!(other_tag.status(), StatusCode::OK, "another tag gets the body");
+
+    app.put_reaction("other", BOB, "wow").await;
+    tokio::time::sleep(crate::helpers::CACHE_TTL).await; // this instance's cache may hold the old counts
+    let changed = get(Some(etag.clone())).await.unwrap();
+    assert_eq!(changed.status(), StatusCode::OK, "one article changed: new tag, new body");
+    assert_ne!(changed.headers()["etag"], etag.as_str());
+    assert_eq!(json_ok(changed).await["articles"][1]["counts"]["wow"], 1);
+}
+
+/// A read within the cache's TTL is answered from memory: a change made behind the service's
+/// back does not show, while an article not yet cached shows it at once.
+#[tokio::test]
+async fn a_cached_read_is_served_without_asking_the_database() {
+    let db = super::TestDatabase::create().await;
+    let mut config = crate::helpers::test_config(&db.url);
+    config.cache_ttl = std::time::Duration::from_secs(60);
+    let app = crate::helpers::spawn_with(db, config).await;
+    app.put_reaction("cached", ALICE, "love").await;
+    assert_eq!(app.summary("cached", None).await["counts"]["love"], 1); // cached now
+    app.db.insert_reactions(&[("uncached", "love", chrono::Utc::now())]).await; // never read
+
+    let changed = app.db.execute("update article_reaction_counts set count = 7 where reaction = 'love'").await;
+    assert!(changed.unwrap() >= 2, "both articles' love counts");
+
+    assert_eq!(app.summary("cached", None).await["counts"]["love"], 1, "a hit: no query");
+    assert_eq!(app.summary("uncached", None).await["counts"]["love"], 7, "a miss reads the database");
+}

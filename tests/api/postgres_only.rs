@@ -1,0 +1,131 @@
+//! PostgreSQL only: what SQLite has no counterpart of.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::{Backend, TestDatabase, json_ok, spawn_with, test_config};
+
+/// The service applies the rollup migration at start-up on connections that carry its statement
+/// timeout (SQLite has none: its busy timeout only bounds waits for the lock); the fill of a large table outlasts it, so the migration lifts the timeout for itself.
+#[tokio::test]
+async fn the_service_applies_the_rollup_migration_whatever_its_statement_timeout() {
+    const BEFORE_ROLLUPS: i64 = 20261126000003;
+    let db = TestDatabase::create(Backend::Postgres).await;
+    db.migrate_to(Some(BEFORE_ROLLUPS)).await;
+    // 200,000 reactions: their fill takes far longer than the 100 ms below.
+    let at: DateTime<Utc> = "2025-11-20T00:00:00Z".parse().unwrap();
+    let articles: Vec<String> = (0..2000).map(|i| format!("article-{i}")).collect();
+    for chunk in 0..4 {
+        let rows: Vec<(&str, &str, DateTime<Utc>)> = (0..50_000)
+            .map(|i| {
+                (articles[i % 2000].as_str(), "love", at + TimeDelta::seconds((chunk * 50_000 + i) as i64))
+            })
+            .collect();
+        db.insert_reactions(&rows).await;
+    }
+    let mut config = test_config(&db.url);
+    config.database_statement_timeout = std::time::Duration::from_millis(100);
+
+    let app = spawn_with(db, config).await;
+
+    let totals = json_ok(
+        app.request(
+            Method::GET,
+            "/v1/stats/totals?since=2025-11-20T00:00:00Z&until=2025-11-23T00:00:00Z",
+            None,
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(totals["total"], 200_000);
+
+    // And the service's own statements do carry the 100 ms: a write that waits for a lock longer
+    // is refused at once (it would wait the request timeout, 5 s, were the setting ignored).
+    let lock = app.db.lock_writes().await;
+    let started = std::time::Instant::now();
+    let refused = app.put_reaction("article-1", "visitor-0001", "wow").await;
+    let elapsed = started.elapsed();
+    lock.release().await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(elapsed < std::time::Duration::from_secs(2), "the statement timeout applies: {elapsed:?}");
+}
+
+/// Writes that arrive while the rollup migration fills the rollups (another instance of an older
+/// release, during a rolling deploy, or an operator) end up in the rollups exactly once: the fill
+/// makes them wait, then its triggers count them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_during_the_rollup_fill_are_counted_exactly_once() {
+    const BEFORE_ROLLUPS: i64 = 20261126000003;
+    let db = std::sync::Arc::new(TestDatabase::create(Backend::Postgres).await);
+    db.migrate_to(Some(BEFORE_ROLLUPS)).await;
+    let at: DateTime<Utc> = "2025-11-20T00:00:00Z".parse().unwrap();
+    let articles: Vec<String> = (0..2000).map(|i| format!("article-{i}")).collect();
+    let rows: Vec<(&str, &str, DateTime<Utc>)> = (0..150_000)
+        .map(|i| (articles[i % 2000].as_str(), "love", at + TimeDelta::seconds(i as i64)))
+        .collect();
+    db.insert_reactions(&rows).await;
+
+    // An older writer: inserts, changes and deletes, each in a transaction of its own, as fast as
+    // it can, from before the migration starts until after it ends.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut conn = db.connect().await;
+            let mut written = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = uuid::Uuid::new_v4().as_bytes().repeat(2);
+                let article = format!("live-{}", written % 7);
+                let kinds = ["like", "wow", "sad"];
+                let (first, second) = (kinds[written as usize % 3], kinds[(written as usize + 1) % 3]);
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "begin;
+                     insert into reactions (article_id, visitor_key, reaction, updated_at)
+                         values ('{article}', '\\x{key}', '{first}', now());
+                     insert into article_reaction_counts values ('{article}', '{first}', 1)
+                         on conflict (article_id, reaction) do update set count = article_reaction_counts.count + 1;
+                     commit;",
+                    key = key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                if written.is_multiple_of(2) {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "begin;
+                         update reactions set reaction = '{second}', updated_at = now()
+                             where article_id = '{article}' and reaction = '{first}'
+                             and ctid = (select ctid from reactions where article_id = '{article}'
+                                         and reaction = '{first}' limit 1);
+                         update article_reaction_counts set count = count - 1
+                             where article_id = '{article}' and reaction = '{first}';
+                         insert into article_reaction_counts values ('{article}', '{second}', 1)
+                             on conflict (article_id, reaction) do update set count = article_reaction_counts.count + 1;
+                         commit;"
+                    )))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                }
+                written += 1;
+            }
+            written
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await; // writes before it, too
+
+    let started = std::time::Instant::now();
+    db.migrate_to(None).await;
+    let fill = started.elapsed();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await; // and after it
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+
+    eprintln!("{written} live writes around a {fill:?} migration");
+    assert!(written > 20, "the writer wrote throughout: {written}");
+    let counts = db.count_mismatches().await;
+    assert!(counts.is_empty(), "counts differ from rows: {counts:?}");
+    let rollups = db.rollup_mismatches().await;
+    assert!(rollups.is_empty(), "rollups differ from rows: {rollups:?}");
+}
