@@ -129,3 +129,68 @@ async fn writes_during_the_rollup_fill_are_counted_exactly_once() {
     let rollups = db.rollup_mismatches().await;
     assert!(rollups.is_empty(), "rollups differ from rows: {rollups:?}");
 }
+
+/// A write batch that PostgreSQL picks as a deadlock victim is retried, and the write is
+/// answered and stored once. The deadlock is made on purpose: another transaction holds the
+/// article's lock (the advisory lock the batch takes after its reaction rows) and then asks for
+/// the reaction row the batch holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_batch_chosen_as_a_deadlock_victim_is_retried_and_stored_once() {
+    use reader_reactions::identity::{VisitorId, VisitorKey};
+    use sqlx::Connection as _;
+
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let config = test_config(&db.url);
+    let secret = config.visitor_secret.clone().unwrap();
+    let app = spawn_with(db, config).await;
+    assert_eq!(app.put_reaction("locked", "reader-0001", "love").await.status(), StatusCode::OK);
+    let key = VisitorKey::from_header_id(&secret, &VisitorId::parse(b"reader-0001").unwrap());
+
+    // Another session: holds the article's lock, so the batch below stops there, holding the
+    // reader's row.
+    let mut other = app.db.connect().await;
+    let mut tx = other.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock(29298, hashtext('locked'))").execute(&mut *tx).await.unwrap();
+    let switch = {
+        let app_client = app.client.clone();
+        let url = format!("{}/v1/articles/locked/reaction", app.address);
+        tokio::spawn(async move {
+            app_client
+                .put(url)
+                .header("x-visitor-id", "reader-0001")
+                .json(&serde_json::json!({"reaction": "sad"}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let mut watcher = app.db.connect().await;
+    loop {
+        let (waiting,): (i64,) =
+            sqlx::query_as("select count(*) from pg_locks where locktype = 'advisory' and not granted")
+                .fetch_one(&mut watcher)
+                .await
+                .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Now ask for the reader's row, which the waiting batch holds: a deadlock. PostgreSQL
+    // aborts the batch (it has waited longer), which lets this statement through.
+    let row =
+        sqlx::query("select 1 from reactions where article_id = 'locked' and visitor_key = $1 for update")
+            .bind(key.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await;
+    assert!(row.is_ok(), "the batch was the victim: {row:?}");
+    tx.rollback().await.unwrap();
+
+    let response = switch.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the batch was retried");
+    let summary = json_ok(response).await;
+    assert_eq!(summary["counts"]["sad"], 1);
+    assert_eq!(summary["counts"]["love"], 0);
+    assert_eq!(app.stored_reactions().await, 1);
+    app.assert_counts_match_rows().await;
+}
