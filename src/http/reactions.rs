@@ -331,7 +331,7 @@ async fn erase_me(State(state): State<AppState>, visitor: Visitor) -> Result<App
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // Exists for the OpenAPI document only.
-struct ArticleParam {
+pub(super) struct ArticleParam {
     /// The news site's article id as one percent-encoded path segment (encode `/` as `%2F`).
     /// After decoding: 1–256 bytes of UTF-8 without control characters.
     #[param(min_length = 1, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")]
