@@ -123,7 +123,7 @@ function publish(base, summary, els = live) {
 }
 
 class ReaderReactions extends HTMLElement {
-  static observedAttributes = ['article', 'api', 'reactions'];
+  static observedAttributes = ['article', 'api', 'reactions', 'live'];
 
   constructor() {
     super();
@@ -141,11 +141,30 @@ class ReaderReactions extends HTMLElement {
     this.render();
     if (this.article) enqueue(this);
     else console.warn('<reader-reactions> needs an article attribute');
+    this.listen();
   }
 
   disconnectedCallback() {
     this.on = false;
     live.delete(this);
+    this.unlisten();
+  }
+
+  // With the `live` attribute, the service pushes the article's counts as they change (the
+  // reader's own reaction is kept). EventSource reconnects by itself; leaving the page closes it.
+  listen() {
+    this.unlisten();
+    if (!this.hasAttribute('live') || !this.article || !window.EventSource) return;
+    this.source = new EventSource(`${this.base}/v1/articles/${encodeURIComponent(this.article)}/events`);
+    this.source.addEventListener('counts', (e) => {
+      const s = JSON.parse(e.data);
+      this.confirm({ ...s, viewer_reaction: (this.saved || s).viewer_reaction });
+    });
+  }
+
+  unlisten() {
+    this.source?.close();
+    this.source = null;
   }
 
   attributeChangedCallback(name, old, value) {
