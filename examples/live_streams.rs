@@ -141,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
     let until = tokio::time::Instant::now() + Duration::from_secs(args.seconds);
     let mut n = 0u64;
     while tokio::time::Instant::now() < until {
-        let reaction = if n % 2 == 0 { "love" } else { "wow" };
+        let reaction = if n.is_multiple_of(2) { "love" } else { "wow" };
         n += 1;
         let sent = now_ms();
         let answer = client
