@@ -223,3 +223,17 @@ async fn erasing_a_visitor_updates_the_streams_of_its_articles() {
     let event = stream.next(Duration::from_secs(3)).await.expect("an event after the erasure");
     assert_eq!(love(&event), 0);
 }
+
+#[tokio::test]
+async fn a_stream_outlives_the_request_timeout() {
+    let db = TestDatabase::create().await;
+    let mut config = test_config(&db.url);
+    config.request_timeout = Duration::from_millis(500);
+    let app = spawn_with(db, config).await;
+    let mut stream = EventStream::open(&app, "long").await;
+    stream.next(Duration::from_secs(2)).await.expect("a first event");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.put_reaction("long", "visitor-late", "sad").await.status(), StatusCode::OK);
+    let event = stream.next(Duration::from_secs(3)).await.expect("still open after the request timeout");
+    assert_eq!(event.data["counts"]["sad"], 1);
+}
