@@ -150,11 +150,10 @@ class ReaderReactions extends HTMLElement {
     this.unlisten();
   }
 
-  // With the `live` attribute, the service pushes the article's counts as they change (the
-  // reader's own reaction is kept). EventSource reconnects by itself; leaving the page closes it.
+  // `live`: pushed counts, keeping the reader's own reaction; EventSource reconnects by itself.
   listen() {
     this.unlisten();
-    if (!this.hasAttribute('live') || !this.article || !window.EventSource) return;
+    if (!this.hasAttribute('live') || !this.article) return;
     this.source = new EventSource(`${this.base}/v1/articles/${encodeURIComponent(this.article)}/events`);
     this.source.addEventListener('counts', (e) => {
       const s = JSON.parse(e.data);
@@ -164,7 +163,6 @@ class ReaderReactions extends HTMLElement {
 
   unlisten() {
     this.source?.close();
-    this.source = null;
   }
 
   attributeChangedCallback(name, old, value) {
