@@ -117,7 +117,11 @@ fn events(subscription: Subscription) -> impl Stream<Item = Result<Event, Infall
                     }
                     // Fell behind (a client that does not read) or the feed is gone: end the
                     // stream rather than buffer; EventSource reconnects and starts afresh.
-                    Err(RecvError::Lagged(_) | RecvError::Closed) => None,
+                    Err(RecvError::Lagged(_)) => {
+                        crate::telemetry::metrics::live_stream_dropped();
+                        None
+                    }
+                    Err(RecvError::Closed) => None,
                 },
                 _ = state.heartbeat.tick() => Some(Event::default().comment("")),
             };

@@ -96,7 +96,7 @@ struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        crate::telemetry::metrics::live_streams(self.0.fetch_sub(1, Ordering::Relaxed) - 1);
     }
 }
 
@@ -131,6 +131,7 @@ impl LiveCounts {
             return Err(LiveError::Full);
         }
         let slot = Slot(hub.open.clone());
+        crate::telemetry::metrics::live_streams(hub.open.load(Ordering::Relaxed));
         let (events, latest) = {
             let mut feeds = hub.feeds.lock().expect("not poisoned");
             let feed = feeds.entry(article_id.clone()).or_insert_with(|| {
@@ -244,5 +245,52 @@ async fn pump(hub: Weak<Hub>, article_id: ArticleId, feed: Arc<Feed>) {
         let interval = hub.options.min_interval;
         drop(hub);
         tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Reaction;
+    use crate::identity::{VisitorId, VisitorKey, VisitorSecret};
+    use crate::store::{ReactionChange, StoreOptions};
+
+    #[tokio::test]
+    async fn a_subscriber_that_does_not_read_falls_behind_and_is_dropped_while_others_keep_up() {
+        let file = std::env::temp_dir().join(format!("rr-live-{}.db", uuid::Uuid::new_v4().simple()));
+        let store = Store::connect(&StoreOptions {
+            database_url: format!("sqlite://{}", file.display()),
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(2),
+        })
+        .unwrap();
+        store.migrate().await.unwrap();
+        let options = LiveOptions { min_interval: Duration::from_millis(1), max_streams: 10 };
+        let live = LiveCounts::start(store.clone(), CountsCache::new(Duration::ZERO, 10), options);
+        let article = ArticleId::parse("slow").unwrap();
+        let mut slow = live.subscribe(&article).await.unwrap();
+        let mut keeping_up = live.subscribe(&article).await.unwrap();
+        let secret: VisitorSecret = "test-secret-test-secret-test-secret-0123".parse().unwrap();
+
+        let writes = SUBSCRIBER_BACKLOG as i64 + 4;
+        for n in 1..=writes {
+            let id = VisitorId::parse(format!("visitor-{n:04}").as_bytes()).unwrap();
+            let visitor = VisitorKey::from_header_id(&secret, &id);
+            let change =
+                ReactionChange { article_id: article.clone(), visitor, reaction: Some(Reaction::Love) };
+            store.apply(&[change]).await.unwrap();
+            store.notify_changed([&article]);
+            let event = tokio::time::timeout(Duration::from_secs(2), keeping_up.events.recv()).await;
+            let event = event.expect("an event per write").expect("a reader that keeps up is kept");
+            let summary: serde_json::Value = serde_json::from_slice(&event.rendered.json).unwrap();
+            assert_eq!(summary["counts"]["love"], n, "every change, in order");
+        }
+        assert!(
+            matches!(slow.events.recv().await, Err(broadcast::error::RecvError::Lagged(_))),
+            "the reader that did not read fell behind the bounded queue"
+        );
+        drop((slow, keeping_up, live, store));
+        let _ = std::fs::remove_file(&file);
     }
 }
