@@ -168,20 +168,24 @@ async fn send_notifies(pool: PgPool, mut queue: mpsc::Receiver<Vec<ArticleId>>, 
 /// when the connection is lost, and then says that everything changed (notifications sent while
 /// it was away are lost).
 async fn listen(pool: PgPool, sender: broadcast::Sender<Changed>) {
+    // Doubles while the database stays away, so that an outage is not a log line a second.
+    let mut pause = Duration::from_secs(1);
     loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listening.await {
             Ok(listener) => listener,
             Err(error) => {
-                tracing::warn!(%error, "cannot open the connection that listens for changed counts");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tracing::warn!(%error, retry_in = ?pause, "cannot LISTEN for changed counts");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(30));
                 continue;
             }
         };
-        if let Err(error) = listener.listen(CHANNEL).await {
-            tracing::warn!(%error, "cannot LISTEN for changed counts");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
+        pause = Duration::from_secs(1);
         let _ = sender.send(Changed::All);
         loop {
             match listener.try_recv().await {
