@@ -245,3 +245,36 @@ fn bad_webhook_settings_exit_2_with_one_line_naming_them() {
         assert!(!stderr.contains("password") && !stderr.contains("cGFzc3dvcmQ"), "repeats no secret: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_but_retried_as_a_failure() {
+    let receiver = Receiver::start(0).await;
+    let moved = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (target, hits) = (receiver.url.clone(), moved.clone());
+    let router = axum::Router::new().route(
+        "/moved",
+        axum::routing::post(move || {
+            let (target, hits) = (target.clone(), hits.clone());
+            async move {
+                hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (StatusCode::TEMPORARY_REDIRECT, [("location", target)])
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let moved_url = format!("http://{}/moved", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let db = TestDatabase::create().await;
+    let mut config = alerting_config(&db.url, &receiver);
+    config.webhook_urls = vec![moved_url];
+    let app = spawn_with(db, config).await;
+    angry_readers(&app, "story-4", 0..3).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Both events attempted, and at least one retried after its 307.
+    while moved.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "the redirected deliveries are retried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(receiver.received().is_empty(), "the redirect's target got nothing: {:?}", receiver.received());
+}
