@@ -54,13 +54,13 @@ background:var(--rr-bg-pressed,color-mix(in srgb,var(--rr-accent) 14%,transparen
 @keyframes pop{50%{transform:scale(1.35)}}
 [part~=count]{font-variant-numeric:tabular-nums;min-width:1ch;color:var(--rr-count,inherit)}
 p{margin:.6em 0 0;font-size:.9em;color:var(--rr-muted,color-mix(in srgb,currentColor 65%,transparent))}
-p:empty{margin:0} /* stays in the tree: a live region must exist before it speaks */
+p:empty{margin:0}
 @media (prefers-color-scheme:dark){:host{--rr-accent:#8ab4f8}}
 @media (prefers-reduced-motion:reduce){*{transition:none!important;animation:none!important;transform:none!important}}
 `;
 
-// One constructed sheet for every element; it also needs no 'unsafe-inline' in the site's
-// Content-Security-Policy. Older browsers get a <style> element instead.
+// One constructed sheet for every element (no 'unsafe-inline' needed in the site's CSP);
+// older browsers get a <style> element. An empty <p> stays: a live region must exist to speak.
 let sheet = null;
 try {
   sheet = new CSSStyleSheet();
@@ -136,7 +136,7 @@ function publish(base, summary, els = live) {
 }
 
 class ReaderReactions extends HTMLElement {
-  static observedAttributes = ['article', 'api', 'reactions', 'lang', 'labels'];
+  static observedAttributes = ['article', 'api', 'reactions', 'lang', 'labels', 'live'];
 
   constructor() {
     super();
@@ -159,11 +159,28 @@ class ReaderReactions extends HTMLElement {
     this.render(this.keys);
     if (this.article) enqueue(this);
     else console.warn('<reader-reactions> needs an article attribute');
+    this.listen();
   }
 
   disconnectedCallback() {
     this.on = false;
     live.delete(this);
+    this.unlisten();
+  }
+
+  // `live`: pushed counts, keeping the reader's own reaction; EventSource reconnects by itself.
+  listen() {
+    this.unlisten();
+    if (!this.hasAttribute('live') || !this.article) return;
+    this.source = new EventSource(`${this.base}/v1/articles/${encodeURIComponent(this.article)}/events`);
+    this.source.addEventListener('counts', (e) => {
+      const s = JSON.parse(e.data);
+      this.confirm({ ...s, viewer_reaction: (this.saved || s).viewer_reaction });
+    });
+  }
+
+  unlisten() {
+    this.source?.close();
   }
 
   attributeChangedCallback(name, old, value) {

@@ -65,9 +65,11 @@ done
 curl -fsS "$base/readyz" >/dev/null
 
 # The admin token lets the CSV export answer 200 too (every request carries it; the others
-# ignore it). Run inside target/ so that schemathesis's own cache stays there too.
+# ignore it). The live-counts stream never ends by design, so it is left out (tests/api/live.rs
+# covers it). Run inside target/ so that schemathesis's own cache stays there too.
 (cd target/schemathesis && "../../$venv/bin/schemathesis" run "$base/openapi.json" \
     --checks "$CHECKS" \
+    --exclude-path '/v1/articles/{article_id}/events' \
     --max-examples "${ST_MAX_EXAMPLES:-200}" \
     --header "Authorization: Bearer $admin_token" \
     --generation-database none \

@@ -145,6 +145,40 @@ pub struct Config {
     #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value = "3000", value_parser = parse_millis)]
     pub database_statement_timeout: Duration,
 
+    /// Milliseconds between two live-count events of one article (`/events`): changes in
+    /// between are coalesced into the next.
+    #[arg(long, env = "LIVE_MIN_INTERVAL_MS", default_value = "1000", value_parser = parse_millis)]
+    pub live_min_interval: Duration,
+
+    /// Most live-count streams this instance holds open; more are answered 503.
+    #[arg(long, env = "LIVE_MAX_STREAMS", default_value = "10000")]
+    pub live_max_streams: NonZeroU32,
+
+    /// Comma-separated http(s) URLs that newsroom alerts are POSTed to; alerts are off when unset.
+    #[arg(long, env = "WEBHOOK_URLS", value_delimiter = ',')]
+    pub webhook_urls: Vec<String>,
+
+    /// The Standard Webhooks signing secret: `whsec_` and base64 of at least 24 random bytes.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// Milliseconds between two evaluations of the alert rules.
+    #[arg(long, env = "ALERT_CHECK_INTERVAL_MS", default_value = "10000", value_parser = parse_millis)]
+    pub alert_check_interval: Duration,
+
+    /// The `1h` trending score at which `article.trending` fires.
+    #[arg(long, env = "ALERT_TRENDING_SCORE", default_value = "8")]
+    pub alert_trending_score: f64,
+
+    /// Reactions of one kind in an hour an `article.reaction_surge` needs at least.
+    #[arg(long, env = "ALERT_SURGE_MIN", default_value = "50")]
+    pub alert_surge_min: NonZeroU32,
+
+    /// The share (0 to 1) of an article's reactions in an hour that one reaction needs for an
+    /// `article.reaction_surge`.
+    #[arg(long, env = "ALERT_SURGE_SHARE", default_value = "0.5")]
+    pub alert_surge_share: f64,
+
     /// Instead of serving, ask the instance serving on LISTEN_ADDR for `/healthz` and exit with
     /// 0 if it answers 200, 1 if not: the container health check.
     #[arg(long)]
@@ -212,6 +246,7 @@ impl Config {
                 .to_owned());
         }
         check_token_length("--stats-token (STATS_TOKEN)", self.stats_token.as_deref())?;
+        crate::alerts::check_settings(self)?;
         if let Some(everything) = self.trusted_proxies.iter().find(|net| net.prefix_len() == 0) {
             return Err(format!(
                 "--trusted-proxies (TRUSTED_PROXIES) must not contain {everything}: it covers every address, \

@@ -4,6 +4,8 @@
 //! is served by the use cases in [`reactions`] over the [`domain`] types, and reaches the
 //! database only through [`store`].
 
+/// Newsroom alerts: signed webhooks when a story trends or a reaction surges under it.
+pub mod alerts;
 /// Settings from environment and flags.
 pub mod config;
 /// Articles, reactions and summaries: validated value types.

@@ -15,6 +15,7 @@ use crate::http::{self, AppState, EdgeLayers, HttpOptions};
 use crate::identity::{IdentityResolver, SaltCache};
 use crate::reactions::Reactions;
 use crate::reactions::cache::CountsCache;
+use crate::reactions::live::{LiveCounts, LiveOptions};
 use crate::reactions::writer::{BatchWriter, WriterOptions, WriterTasks};
 use crate::serve::ServeOptions;
 use crate::store::{Store, StoreOptions};
@@ -29,6 +30,10 @@ pub struct Application {
     serve: ServeOptions,
     purger: tokio::task::JoinHandle<()>,
     writers: WriterTasks,
+    /// Ended at shutdown, so that open streams do not hold the drain.
+    live: LiveCounts,
+    /// The newsroom alerts' tasks, when configured.
+    alerts: Option<crate::alerts::AlertTasks>,
 }
 
 /// The longest shutdown waits for queued writes to commit.
@@ -116,11 +121,21 @@ impl Application {
                 max_delay: config.write_batch_delay,
             },
         );
+        let live = LiveCounts::start(
+            store.clone(),
+            cache.clone(),
+            LiveOptions {
+                min_interval: config.live_min_interval,
+                max_streams: config.live_max_streams.get() as usize,
+            },
+        );
+        let alerts = crate::alerts::AlertTasks::start(&config, &store)?;
         let admin_token = http::BearerToken::from_setting(config.admin_token.as_deref());
         let stats_token = http::BearerToken::from_setting(config.stats_token.as_deref());
         let state = AppState::new(http::Shared {
             public_cache_control: http::public_cache_control(cache.ttl()),
             reactions: Reactions::new(store.clone(), cache, writer),
+            live: live.clone(),
             store,
             admin_token,
             stats_token,
@@ -148,7 +163,7 @@ impl Application {
         };
         let serve =
             ServeOptions { head_timeout: config.request_timeout, max_connections: connection_cap(&config) };
-        Ok(Self { listener, router, metrics, serve, purger, writers })
+        Ok(Self { listener, router, metrics, serve, purger, writers, live, alerts })
     }
 
     /// The address actually bound.
@@ -168,8 +183,11 @@ impl Application {
         let addr = self.local_addr();
         // One shutdown for both listeners.
         let (stop, stopping) = tokio::sync::watch::channel(false);
+        let live = self.live.clone();
         tokio::spawn(async move {
             shutdown.await;
+            // Live streams never end by themselves: end them, or the drain would wait for ever.
+            live.close();
             let _ = stop.send(true);
         });
         let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
@@ -190,6 +208,9 @@ impl Application {
             let _ = metrics.await;
         }
         self.purger.abort();
+        if let Some(alerts) = self.alerts {
+            alerts.stop().await;
+        }
         // The router (and with it every handle on the write queue) is gone: the writers commit
         // and answer what is queued, then stop.
         self.writers.drain(WRITE_DRAIN_LIMIT).await;

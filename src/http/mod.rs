@@ -11,6 +11,7 @@ mod editorial;
 mod error;
 mod extract;
 mod health;
+mod live;
 mod openapi;
 mod problem;
 pub mod rate_limit;
@@ -64,6 +65,8 @@ pub struct AppState(Arc<Shared>);
 /// The contents of [`AppState`].
 pub struct Shared {
     pub reactions: Reactions,
+    /// The live counts (`/events`).
+    pub live: crate::reactions::live::LiveCounts,
     pub store: Store,
     /// Guards the CSV export and the editorial controls; `None` switches them off.
     pub admin_token: Option<BearerToken>,
@@ -121,7 +124,7 @@ pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
             rate_limit,
         ));
     }
-    let mut visitor_routes = reactions::router();
+    let mut visitor_routes = reactions::router().merge(live::router());
     if let Some(edge) = edge {
         // A look at the article cap first (so a write it refuses does not spend the IP's quota),
         // then the rate limiter, then identity, then the handler, which spends the cap.

@@ -6,6 +6,7 @@
 //! controls), before it is queued.
 
 pub mod cache;
+pub mod live;
 pub mod settings;
 pub mod writer;
 
@@ -228,6 +229,7 @@ impl Reactions {
     /// Erases every reaction of a visitor; answers how many were removed.
     pub async fn erase_visitor(&self, visitor: &VisitorKey) -> Result<u64, StoreError> {
         let articles = self.store.erase_visitor(visitor).await?;
+        self.store.notify_changed(&articles);
         // Refresh what this instance caches of the touched articles.
         let read_at = Instant::now();
         let touched: Vec<&ArticleId> = articles.iter().collect();

@@ -225,6 +225,7 @@ impl Writer {
         match result {
             Ok(applied) => {
                 metrics::write_batch_committed(changes.len(), seconds, changes.iter().map(|c| c.reaction));
+                self.store.notify_changed(changes.iter().map(|c| &c.article_id)); // live counts
                 // Each article's answer is the newest counts this process knows after this
                 // commit: the batch's own, or a later batch's or read's that include them.
                 let mut answered: HashMap<&ArticleId, ReactionCounts> = HashMap::new();

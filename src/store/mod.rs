@@ -45,7 +45,9 @@ macro_rules! window_union {
     };
 }
 
+mod alerts;
 mod breaker;
+mod changes;
 mod postgres;
 mod settings;
 mod sqlite;
@@ -58,7 +60,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+pub use alerts::{Delivery, NewAlert};
 pub use breaker::DOWN_GAUGE as DB_KNOWN_DOWN_GAUGE;
+pub use changes::Changed;
 pub use postgres::{MIGRATOR, PgStore};
 pub use settings::CountsAndSettings;
 pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore};
@@ -172,6 +176,8 @@ enum Backend {
 pub struct Store {
     backend: Backend,
     breaker: Arc<breaker::Breaker>,
+    /// Which articles' counts changed, for the live counts.
+    changes: Arc<changes::ChangeBus>,
 }
 
 /// The same call on whichever backend `$store` has: `on_backend!(self, s => s.ping().await)`.
@@ -202,7 +208,11 @@ impl Store {
                 "DATABASE_URL must start with sqlite:// (the embedded store) or postgres:// (PostgreSQL)"
             )));
         };
-        Ok(Self { breaker: breaker::Breaker::new(backend.clone()), backend })
+        Ok(Self {
+            breaker: breaker::Breaker::new(backend.clone()),
+            backend,
+            changes: Arc::new(changes::ChangeBus::new()),
+        })
     }
 
     /// Creates the database if it does not exist, then applies pending migrations.
@@ -266,6 +276,28 @@ impl Store {
     /// Answers the counts of the touched articles as of the commit, and the batch's order.
     pub async fn apply(&self, changes: &[ReactionChange]) -> Result<Applied, StoreError> {
         self.breaker.guard(async { on_backend!(self, s => s.apply(changes).await) }).await
+    }
+
+    /// Tells every instance sharing the database that these articles' counts changed (a
+    /// committed write batch, an erasure), for their live-count subscribers. Returns at once: on
+    /// PostgreSQL one `NOTIFY` is sent soon after for all the articles, by a task of its own.
+    pub fn notify_changed<'a>(&self, articles: impl IntoIterator<Item = &'a ArticleId>) {
+        let mut articles: Vec<ArticleId> = articles.into_iter().cloned().collect();
+        articles.sort_unstable();
+        articles.dedup();
+        match &self.backend {
+            Backend::Postgres(s) => self.changes.announce_to_all(&s.pool, articles),
+            Backend::Sqlite(_) => self.changes.announce_locally(articles),
+        }
+    }
+
+    /// The announcements of [`Store::notify_changed`] from now on, this instance's and (on
+    /// PostgreSQL) every other's.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<Changed> {
+        match &self.backend {
+            Backend::Postgres(s) => self.changes.subscribe(Some(&s.pool)),
+            Backend::Sqlite(_) => self.changes.subscribe(None),
+        }
     }
 
     /// Current counts of the given articles; articles nobody reacted to are absent.

@@ -72,6 +72,11 @@ fn describe() {
     describe_gauge!("db_pool_connections", "Database connections of this instance, by state (idle, in_use)");
     describe_gauge!("db_pool_max_connections", "Largest number of database connections this instance opens");
     describe_gauge!("read_cache_articles", "Articles whose counts are cached");
+    describe_gauge!("live_streams", "Live-count streams (/events) open on this instance");
+    describe_counter!(
+        "live_streams_dropped_total",
+        "Live-count streams ended because their client fell behind"
+    );
     // Exported from the start, so that a failure rate is 0 rather than absent until the first one.
     counter!("write_batches_failed_total").absolute(0);
 }
@@ -150,6 +155,16 @@ pub fn write_batch_failed(seconds: f64) {
 /// A request refused by the rate limiter.
 pub fn rate_limited(class: &'static str) {
     counter!("rate_limited_total", "class" => class).increment(1);
+}
+
+/// Live-count streams open now.
+pub fn live_streams(open: usize) {
+    gauge!("live_streams").set(open as f64);
+}
+
+/// A live-count stream dropped because its client fell behind.
+pub fn live_stream_dropped() {
+    counter!("live_streams_dropped_total").increment(1);
 }
 
 /// A connection accepted past the connection cap.

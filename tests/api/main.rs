@@ -27,6 +27,8 @@ macro_rules! backend_suite {
             }
         }
 
+        #[path = "alerts.rs"]
+        mod alerts;
         #[path = "bad_input.rs"]
         mod bad_input;
         #[path = "ballot_stuffing.rs"]
@@ -49,6 +51,8 @@ macro_rules! backend_suite {
         mod hostile;
         #[path = "identity.rs"]
         mod identity;
+        #[path = "live.rs"]
+        mod live;
         #[path = "metrics.rs"]
         mod metrics;
         #[path = "rate_limit.rs"]
