@@ -116,16 +116,19 @@ pub struct Config {
     #[arg(long, env = "CACHE_CAPACITY", default_value = "100000")]
     pub cache_capacity: NonZeroU32,
 
-    /// Writer tasks; changes are sharded over them by article.
-    #[arg(long, env = "WRITE_WORKERS", default_value = "1")]
-    pub write_workers: NonZeroU32,
+    /// Writer tasks; changes are sharded over them by article. Unset: 4 on PostgreSQL, whose
+    /// writers of different articles never wait for each other, and 1 on SQLite, which commits
+    /// one transaction at a time whatever the number of writers.
+    #[arg(long, env = "WRITE_WORKERS")]
+    pub write_workers: Option<NonZeroU32>,
 
     /// Most changes committed in one transaction.
     #[arg(long, env = "WRITE_BATCH_MAX", default_value = "512")]
     pub write_batch_max: NonZeroU32,
 
-    /// Milliseconds a change waits for others before its batch is committed anyway.
-    #[arg(long, env = "WRITE_BATCH_DELAY_MS", default_value = "2", value_parser = parse_millis_or_zero)]
+    /// Milliseconds a batch, once a commit slot is free, waits for more changes (0: it takes
+    /// what is queued; batches still grow under load while both slots are busy).
+    #[arg(long, env = "WRITE_BATCH_DELAY_MS", default_value = "0", value_parser = parse_millis_or_zero)]
     pub write_batch_delay: Duration,
 
     /// Changes each writer queues before further writes get a 503.
@@ -254,6 +257,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The writer tasks to run: `WRITE_WORKERS`, else the backend's default.
+    pub fn write_workers(&self) -> usize {
+        match self.write_workers {
+            Some(workers) => workers.get() as usize,
+            None if self.database_url.starts_with("sqlite:") => 1,
+            None => 4,
+        }
     }
 
     /// The defaults, for `database_url`, with nothing read from the environment (for tests).

@@ -115,7 +115,7 @@ impl Application {
             store.clone(),
             cache.clone(),
             WriterOptions {
-                workers: config.write_workers.get() as usize,
+                workers: config.write_workers(),
                 queue_capacity: config.write_queue_capacity.get() as usize,
                 max_batch: config.write_batch_max.get() as usize,
                 max_delay: config.write_batch_delay,

@@ -10,10 +10,15 @@ pub mod live;
 pub mod settings;
 pub mod writer;
 
+/// Most configured articles kept in the settings directory; beyond, each article's settings are
+/// read on their own.
+const DIRECTORY_LIMIT: u32 = 10_000;
+
 use std::collections::HashMap;
 use std::time::Instant;
 
 use self::cache::{CountsCache, Rendered};
+use self::settings::Listed;
 use self::writer::BatchWriter;
 use crate::domain::{ArticleId, ArticleSettings, Reaction, ReactionCounts, ReactionSet, ReactionSummary};
 use crate::identity::VisitorKey;
@@ -196,14 +201,39 @@ impl Reactions {
         Ok(ReactionSummary::new(article_id, counts, reaction, settings))
     }
 
-    /// An article's settings as this instance knows them: cached, else read (and cached).
+    /// An article's settings as this instance knows them: its own cache entry, else the
+    /// directory of configured articles (read at most once per `CACHE_TTL_MS`), else read on
+    /// their own (and cached) when too many articles are configured for a directory.
     async fn settings_of(&self, article_id: &ArticleId) -> Result<ArticleSettings, StoreError> {
-        if let Some(settings) = self.cache.settings().get(article_id, Instant::now()) {
+        let cache = self.cache.settings();
+        if let Some(settings) = cache.get(article_id, Instant::now()) {
             return Ok(settings);
+        }
+        match cache.listed(article_id, Instant::now()) {
+            Listed::Settings(settings) => return Ok(settings),
+            Listed::TooMany => {}
+            Listed::Stale => {
+                let _refreshing = cache.refreshing().await;
+                // Another write may have refreshed it while this one waited.
+                match cache.listed(article_id, Instant::now()) {
+                    Listed::Settings(settings) => return Ok(settings),
+                    Listed::TooMany => {}
+                    Listed::Stale => {
+                        let read_at = Instant::now();
+                        let directory = self.store.configured_settings(DIRECTORY_LIMIT).await?;
+                        let settings =
+                            directory.as_ref().map(|d| d.get(article_id).copied().unwrap_or_default());
+                        cache.set_directory(directory, read_at);
+                        if let Some(settings) = settings {
+                            return Ok(settings);
+                        }
+                    }
+                }
+            }
         }
         let read_at = Instant::now();
         let settings = self.store.settings(article_id).await?;
-        self.cache.settings().insert(article_id.clone(), settings, read_at);
+        cache.insert(article_id.clone(), settings, read_at);
         Ok(settings)
     }
 

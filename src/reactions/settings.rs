@@ -8,7 +8,8 @@
 //!
 //! A `DashMap` with a freshness check, as the counts cache and for the same reasons.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -22,19 +23,82 @@ struct Entry {
     fresh_at: Instant,
 }
 
+/// The settings of every configured article as read at an instant, or `None` when too many
+/// articles are configured to keep them all (then each article is read on its own).
+#[derive(Debug)]
+struct Directory {
+    read_at: Instant,
+    settings: Option<HashMap<ArticleId, ArticleSettings>>,
+}
+
+/// What the directory says of one article.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// The directory is fresh: these are the article's settings (the defaults if unlisted).
+    Settings(ArticleSettings),
+    /// The directory is fresh but holds nothing: too many articles are configured.
+    TooMany,
+    /// No fresh directory: it needs a read.
+    Stale,
+}
+
 /// Per-article settings, fresh for `ttl`.
 #[derive(Debug, Clone)]
 pub struct SettingsCache {
     entries: Arc<DashMap<ArticleId, Entry, foldhash::fast::RandomState>>,
     ttl: Duration,
     capacity: usize,
+    /// Every configured article's settings, so that a write on an article whose own entry is
+    /// missing or expired (most of them, when writes are spread over many articles) needs no
+    /// query: one read per `ttl` serves them all.
+    directory: Arc<RwLock<Option<Directory>>>,
+    /// Lets one write refresh the directory while the others wait for it.
+    refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SettingsCache {
     /// A cache holding at most about `capacity` articles, each fresh for `ttl`. A zero TTL turns
     /// caching off.
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        Self { entries: Arc::new(DashMap::with_hasher(Default::default())), ttl, capacity }
+        Self {
+            entries: Arc::new(DashMap::with_hasher(Default::default())),
+            ttl,
+            capacity,
+            directory: Arc::new(RwLock::new(None)),
+            refreshing: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// What the directory, if fresh at `now`, says of `article_id`.
+    pub fn listed(&self, article_id: &ArticleId, now: Instant) -> Listed {
+        if self.ttl.is_zero() {
+            // Caching is off: every article is read on its own, as it is then.
+            return Listed::TooMany;
+        }
+        let directory = self.directory.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match directory.as_ref() {
+            Some(d) if now.saturating_duration_since(d.read_at) < self.ttl => match &d.settings {
+                Some(settings) => Listed::Settings(settings.get(article_id).copied().unwrap_or_default()),
+                None => Listed::TooMany,
+            },
+            _ => Listed::Stale,
+        }
+    }
+
+    /// Stores a directory read that started at `read_at` (`None`: too many to keep).
+    pub fn set_directory(&self, settings: Option<HashMap<ArticleId, ArticleSettings>>, read_at: Instant) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut directory = self.directory.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if directory.as_ref().is_none_or(|d| d.read_at < read_at) {
+            *directory = Some(Directory { read_at, settings });
+        }
+    }
+
+    /// Held by the one write that refreshes a stale directory.
+    pub async fn refreshing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.refreshing.lock().await
     }
 
     /// The settings of `article_id` if cached and fresh at `now`.

@@ -322,6 +322,16 @@ impl Store {
         self.breaker.guard(async { on_backend!(self, s => s.settings(article_id).await) }).await
     }
 
+    /// The settings of every configured article, unless more than `limit` are configured
+    /// (`None`): editors configure few articles, so one read can tell every write which articles
+    /// are closed or restricted.
+    pub async fn configured_settings(
+        &self,
+        limit: u32,
+    ) -> Result<Option<HashMap<ArticleId, ArticleSettings>>, StoreError> {
+        self.breaker.guard(async { on_backend!(self, s => s.configured_settings(limit).await) }).await
+    }
+
     /// Replaces one article's settings.
     pub async fn put_settings(
         &self,

@@ -26,6 +26,22 @@ fn stored_settings(closed: bool, reactions: Option<Vec<String>>) -> Result<Artic
         .map_err(StoreError::Other)
 }
 
+/// The configured articles' settings from their rows, or `None` when there are more than `limit`.
+fn directory(
+    rows: impl ExactSizeIterator<Item = Result<(String, bool, Option<Vec<String>>), StoreError>>,
+    limit: u32,
+) -> Result<Option<HashMap<ArticleId, ArticleSettings>>, StoreError> {
+    if rows.len() > limit as usize {
+        return Ok(None);
+    }
+    let mut settings = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let (article_id, closed, reactions) = row?;
+        settings.insert(stored_article_id(article_id)?, stored_settings(closed, reactions)?);
+    }
+    Ok(Some(settings))
+}
+
 /// Splits the rows of the combined read into counts and settings.
 fn split_rows(rows: Vec<StateRow<Vec<String>>>) -> Result<CountsAndSettings, StoreError> {
     let mut count_rows = Vec::with_capacity(rows.len());
@@ -43,6 +59,21 @@ fn split_rows(rows: Vec<StateRow<Vec<String>>>) -> Result<CountsAndSettings, Sto
 }
 
 impl PgStore {
+    #[tracing::instrument(skip_all)]
+    pub async fn configured_settings(
+        &self,
+        limit: u32,
+    ) -> Result<Option<HashMap<ArticleId, ArticleSettings>>, StoreError> {
+        use super::postgres::classify;
+        let rows: Vec<(String, bool, Option<Vec<String>>)> =
+            sqlx::query_as("select article_id, closed, reactions::text[] from article_settings limit $1")
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| classify(e, "while reading the configured articles"))?;
+        directory(rows.into_iter().map(|(a, closed, reactions)| Ok((a, closed, reactions))), limit)
+    }
+
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
     pub async fn counts_and_settings(
         &self,
@@ -109,6 +140,24 @@ fn sqlite_reactions(json: Option<String>) -> Result<Option<Vec<String>>, StoreEr
 }
 
 impl SqliteStore {
+    #[tracing::instrument(skip_all)]
+    pub async fn configured_settings(
+        &self,
+        limit: u32,
+    ) -> Result<Option<HashMap<ArticleId, ArticleSettings>>, StoreError> {
+        use super::sqlite::classify;
+        let rows: Vec<(String, bool, Option<String>)> =
+            sqlx::query_as("select article_id, closed, reactions from article_settings limit $1")
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| classify(e, "while reading the configured articles"))?;
+        directory(
+            rows.into_iter().map(|(a, closed, reactions)| Ok((a, closed, sqlite_reactions(reactions)?))),
+            limit,
+        )
+    }
+
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
     pub async fn counts_and_settings(
         &self,

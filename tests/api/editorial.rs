@@ -284,3 +284,31 @@ async fn writes_on_a_cached_unconfigured_article_read_no_settings() {
     let uncached = app.put_reaction("never-read", "visitor-0001", "love").await;
     assert!(uncached.status().is_server_error(), "a settings read would have failed: {}", uncached.status());
 }
+
+/// Writes spread over articles nobody read: one read of the configured articles per
+/// `CACHE_TTL_MS` serves them all, a closed article among them included. Observed from
+/// outside: once that read is made, the settings table can vanish and such writes still
+/// succeed, and the closed article still refuses them.
+#[tokio::test]
+async fn writes_on_articles_never_read_use_one_read_of_the_configured_articles() {
+    let db = TestDatabase::create().await;
+    let mut config = config_with_token(&db.url);
+    config.cache_ttl = Duration::from_secs(5); // longer than the test's writes
+    let app = spawn_with(db, config.clone()).await;
+    // Closed through another instance, so that this one holds no entry of it.
+    let editor = app.another_instance_with(config).await;
+    assert_eq!(put_settings(&editor, ARTICLE, json!({"closed": true, "reactions": null})).await.status(), 200);
+
+    json_ok(app.put_reaction("spread-0", "visitor-0000", "love").await).await; // reads the directory
+    hide_settings_table(&app.db).await;
+
+    for i in 1..20 {
+        let written = json_ok(app.put_reaction(&format!("spread-{i}"), "visitor-0000", "wow").await).await;
+        assert_eq!(written["counts"]["wow"], 1, "spread-{i}");
+    }
+    assert_eq!(
+        app.put_reaction(ARTICLE, "visitor-0000", "love").await.status(),
+        StatusCode::CONFLICT,
+        "the closed article, known from the same read"
+    );
+}

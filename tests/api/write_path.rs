@@ -21,7 +21,7 @@ async fn put(client: &reqwest::Client, base: &str, article: &str, visitor: &str)
 async fn a_full_queue_answers_503_at_once_and_refused_writes_change_nothing() {
     let db = TestDatabase::create().await;
     let mut config = test_config(&db.url);
-    config.write_workers = 1.try_into().unwrap();
+    config.write_workers = Some(1.try_into().unwrap());
     config.write_queue_capacity = 2.try_into().unwrap();
     config.write_batch_max = 2.try_into().unwrap();
     const SLOW_WRITER: Duration = Duration::from_secs(2);
