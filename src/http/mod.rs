@@ -11,11 +11,13 @@ mod editorial;
 mod error;
 mod extract;
 mod health;
+pub mod identity;
 mod live;
 mod openapi;
 mod problem;
 pub mod rate_limit;
 mod reactions;
+mod request_metrics;
 mod stats;
 mod widget;
 
@@ -43,8 +45,8 @@ pub use reactions::public_cache_control;
 
 use self::article_cap::ArticleCap;
 use self::client_ip::{TrustedProxies, resolve_client_ip};
+use self::identity::IdentityResolver;
 use self::rate_limit::{ClassOf, RateLimits, rate_limit};
-use crate::identity::IdentityResolver;
 use crate::reactions::Reactions;
 use crate::store::Store;
 
@@ -210,7 +212,7 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
                     .on_response(DefaultOnResponse::new().level(Level::INFO)),
             )
             .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(middleware::from_fn(crate::telemetry::metrics::track_http))
+            .layer(middleware::from_fn(request_metrics::track_http))
             // Outside the timeout and panic layers, so that their answers are readable
             // cross-origin too.
             .layer(cors(&options.allowed_origins))

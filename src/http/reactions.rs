@@ -10,9 +10,9 @@ use utoipa_axum::routes;
 
 use super::article_cap::{SpentCap, WriteAllowance};
 use super::extract::{AppJson, ArticlePath, query_pairs};
+use super::identity::{IdentitySource, Visitor};
 use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Reaction, ReactionSummary};
-use crate::identity::{IdentitySource, Visitor};
 use crate::reactions::cache::{Rendered, etag, tag_of};
 
 /// Most articles one batch read may ask for.
@@ -252,7 +252,7 @@ fn public_answer(
     request: &HeaderMap,
     public_cache_control: &HeaderValue,
     body: Bytes,
-    etag: HeaderValue,
+    etag: Bytes,
 ) -> Response {
     let fresh = request
         .get_all(header::IF_NONE_MATCH)
@@ -261,8 +261,10 @@ fn public_answer(
         .flat_map(|v| v.split(','))
         .any(|candidate| {
             let candidate = candidate.trim();
-            candidate == "*" || candidate.trim_start_matches("W/").as_bytes() == etag.as_bytes()
+            candidate == "*" || candidate.trim_start_matches("W/").as_bytes() == &etag[..]
         });
+    // Made from the rendered answer's bytes without copying them.
+    let etag = HeaderValue::from_maybe_shared(etag).expect("a quoted hex tag is a header value");
     let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, public_cache_control.clone()), vary()];
     if fresh {
         (StatusCode::NOT_MODIFIED, headers).into_response()

@@ -5,7 +5,6 @@
 //! HMAC we already compute for visitor keys, and the jar's key derivation would add crates for
 //! no gain.
 
-use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -49,27 +48,22 @@ pub fn verify(secret: &VisitorSecret, value: &str) -> Option<IdentityToken> {
     Some(token)
 }
 
-/// Every `rr_vid` value in the request's `Cookie` headers.
-pub fn cookie_values(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE_NAME).then(|| value.trim_matches('"'))
-        })
+/// Every `rr_vid` value in a request's `Cookie` header fields.
+pub fn cookie_values<'a>(fields: impl IntoIterator<Item = &'a str>) -> impl Iterator<Item = &'a str> {
+    fields.into_iter().flat_map(|value| value.split(';')).filter_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == COOKIE_NAME).then(|| value.trim_matches('"'))
+    })
 }
 
-/// The `Set-Cookie` value that stores `token` in the browser.
-pub fn set_cookie(secret: &VisitorSecret, token: &IdentityToken, secure: bool) -> HeaderValue {
+/// The `Set-Cookie` field value that stores `token` in the browser (base64url and ASCII
+/// attributes: a valid header value).
+pub fn set_cookie(secret: &VisitorSecret, token: &IdentityToken, secure: bool) -> String {
     let attributes = if secure { "Secure; SameSite=None" } else { "SameSite=Lax" };
-    let value = format!(
+    format!(
         "{COOKIE_NAME}={}; Path=/; Max-Age={COOKIE_MAX_AGE_SECS}; HttpOnly; {attributes}",
         sign(secret, token)
-    );
-    HeaderValue::try_from(value).expect("base64url and ASCII attributes")
+    )
 }
 
 #[cfg(test)]
@@ -103,10 +97,8 @@ mod tests {
 
     #[test]
     fn cookie_values_are_found_among_other_cookies() {
-        let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, "a=1; rr_vid=v1.abc.def; b=2".parse().unwrap());
-        headers.append(header::COOKIE, "rr_vid2=no".parse().unwrap());
-        assert_eq!(cookie_values(&headers).collect::<Vec<_>>(), ["v1.abc.def"]);
+        let fields = ["a=1; rr_vid=v1.abc.def; b=2", "rr_vid2=no"];
+        assert_eq!(cookie_values(fields).collect::<Vec<_>>(), ["v1.abc.def"]);
     }
 
     #[test]
@@ -115,10 +107,10 @@ mod tests {
         let token = IdentityToken([1; 32]);
         let lax = set_cookie(&secret, &token, false);
         let cross_site = set_cookie(&secret, &token, true);
-        assert!(lax.to_str().unwrap().ends_with("HttpOnly; SameSite=Lax"));
-        assert!(!lax.to_str().unwrap().contains("Secure"), "not Secure unless configured: {lax:?}");
-        assert!(cross_site.to_str().unwrap().ends_with("HttpOnly; Secure; SameSite=None"));
-        assert!(cross_site.to_str().unwrap().contains("Max-Age=31536000"));
+        assert!(lax.ends_with("HttpOnly; SameSite=Lax"));
+        assert!(!lax.contains("Secure"), "not Secure unless configured: {lax:?}");
+        assert!(cross_site.ends_with("HttpOnly; Secure; SameSite=None"));
+        assert!(cross_site.contains("Max-Age=31536000"));
     }
 }
 
@@ -146,11 +138,10 @@ mod properties {
                 prop_assert_eq!(verify(&other, &value), None);
             }
             // What the browser returns is what Set-Cookie stored.
-            let mut headers = HeaderMap::new();
             let stored = set_cookie(&secret, &token, false);
-            let pair = stored.to_str().unwrap().split(';').next().unwrap().to_owned();
-            headers.insert(header::COOKIE, HeaderValue::try_from(format!("a=1; {pair}")).unwrap());
-            prop_assert_eq!(cookie_values(&headers).collect::<Vec<_>>(), [value.as_str()]);
+            let pair = stored.split(';').next().unwrap();
+            let field = format!("a=1; {pair}");
+            prop_assert_eq!(cookie_values([field.as_str()]).collect::<Vec<_>>(), [value.as_str()]);
         }
 
         /// Changing any one character of a signed value makes it fail: the token and the

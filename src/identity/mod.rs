@@ -5,11 +5,10 @@
 //! `rr_vid` cookie, or an anonymous fingerprint (a keyed hash of a daily salt, the client IP and
 //! the User-Agent). Every identity is reduced to a keyed hash under the service's
 //! [`VisitorSecret`] before anything else sees it. Handlers receive the resolved [`Visitor`] from
-//! the [`layer`] middleware; they never see raw ids, cookies, IPs or User-Agents.
+//! the HTTP edge's identity middleware (`http::identity`); they never see raw ids, cookies, IPs or User-Agents.
 
 pub mod cookie;
 pub mod fingerprint;
-pub mod layer;
 mod secret;
 
 use hmac::{Hmac, Mac};
@@ -17,7 +16,6 @@ use sha2::Sha256;
 use std::fmt;
 
 pub use fingerprint::SaltCache;
-pub use layer::{IdentityResolver, IdentitySource, PendingCookie, Visitor};
 pub use secret::{SecretError, VisitorSecret, key_file_for, resolve_secret};
 
 /// Name of the request header a client uses to identify its visitor.

@@ -16,8 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::HeaderValue;
+use bytes::Bytes;
 use dashmap::DashMap;
 
 use super::settings::SettingsCache;
@@ -31,7 +30,7 @@ pub struct Rendered {
     /// alike.
     pub tag: u64,
     /// `tag` as an `ETag` field value.
-    pub etag: HeaderValue,
+    pub etag: Bytes,
 }
 
 /// The seed of [`Rendered::tag`].
@@ -46,9 +45,9 @@ impl Rendered {
     }
 }
 
-/// The `ETag` field value of a tag.
-pub fn etag(tag: u64) -> HeaderValue {
-    HeaderValue::try_from(format!("\"{tag:016x}\"")).expect("hex is ASCII")
+/// The `ETag` field value of a tag: the tag in hex, quoted.
+pub fn etag(tag: u64) -> Bytes {
+    Bytes::from(format!("\"{tag:016x}\""))
 }
 
 /// The fixed-seed hash of an answer.

@@ -2,15 +2,15 @@
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{
+use super::ApiError;
+use super::client_ip::ClientIp;
+use crate::identity::{
     IdentityToken, SaltCache, VISITOR_ID_HEADER, VisitorId, VisitorIdError, VisitorKey, VisitorSecret,
 };
-use super::{cookie, fingerprint};
-use crate::http::ApiError;
-use crate::http::client_ip::ClientIp;
+use crate::identity::{cookie, fingerprint};
 
 /// What the identity layer needs to resolve visitors; shared by all requests.
 #[derive(Debug)]
@@ -65,7 +65,10 @@ impl IdentityResolver {
             let key = VisitorKey::from_header_id(&self.secret, &id);
             return Ok(Visitor { key: Some(key), source: IdentitySource::Header, token: None });
         }
-        if let Some(token) = cookie::cookie_values(headers).find_map(|v| cookie::verify(&self.secret, v)) {
+        if let Some(token) =
+            cookie::cookie_values(headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()))
+                .find_map(|v| cookie::verify(&self.secret, v))
+        {
             let key = VisitorKey::from_token(&self.secret, &token);
             return Ok(Visitor { key: Some(key), source: IdentitySource::Cookie, token: Some(token) });
         }
@@ -135,6 +138,7 @@ impl IdentityResolver {
             && response.status().is_success()
         {
             let cookie = cookie::set_cookie(&self.secret, &token, self.cookie_secure);
+            let cookie = HeaderValue::try_from(cookie).expect("base64url and ASCII attributes");
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
     }
