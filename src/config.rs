@@ -319,6 +319,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn writers_default_to_four_on_postgresql_and_one_on_sqlite_unless_set() {
+        assert_eq!(Config::for_database("postgres://db/reactions").write_workers(), 4);
+        assert_eq!(Config::for_database("sqlite://reactions.db").write_workers(), 1);
+        let mut config = Config::for_database("sqlite://reactions.db");
+        config.write_workers = Some(3.try_into().unwrap());
+        assert_eq!(config.write_workers(), 3);
+    }
+
+    #[test]
     fn a_bearer_token_under_32_bytes_is_refused_without_repeating_it() {
         let short = "x".repeat(MIN_TOKEN_BYTES - 1);
         let line = check_token_length("--stats-token (STATS_TOKEN)", Some(&short)).unwrap_err();

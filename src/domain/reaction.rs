@@ -46,6 +46,11 @@ impl Reaction {
         Reaction::Wow,
     ];
 
+    /// The reaction's position in [`Reaction::ALL`] (display order), for per-reaction arrays.
+    pub fn index(self) -> usize {
+        Reaction::ALL.iter().position(|r| *r == self).expect("every reaction is in ALL")
+    }
+
     /// The stable lower-case key used in JSON, SQL and metrics.
     pub const fn key(self) -> &'static str {
         match self {
@@ -141,6 +146,9 @@ mod tests {
             assert_eq!(r.to_string(), r.key(), "Display is the key");
         }
         assert!("Love".parse::<Reaction>().is_err(), "keys are case-sensitive");
+        for (i, r) in Reaction::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r}");
+        }
         assert!("".parse::<Reaction>().is_err());
     }
 

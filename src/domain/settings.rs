@@ -33,7 +33,7 @@ impl ReactionSet {
 
 /// A reaction's bit: its place in display order.
 fn bit(reaction: Reaction) -> u8 {
-    1 << Reaction::ALL.iter().position(|r| *r == reaction).expect("every reaction is in ALL")
+    1 << reaction.index()
 }
 
 impl FromIterator<Reaction> for ReactionSet {

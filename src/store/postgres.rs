@@ -333,7 +333,7 @@ impl PgStore {
         let mut daily: BTreeMap<(&str, DateTime<Utc>), RollupCounts> = BTreeMap::new();
         for Move { article_id, reaction, at, delta } in &moves {
             *count_deltas.entry((article_id, *reaction)).or_default() += delta;
-            let slot = reaction_index(*reaction);
+            let slot = reaction.index();
             hourly.entry((article_id, Bucket::Hour.floor(*at))).or_default()[slot] += delta;
             daily.entry((article_id, Bucket::Day.floor(*at))).or_default()[slot] += delta;
         }
@@ -572,11 +572,6 @@ async fn change_rows<'a>(
         }
     }
     Err(sqlx::Error::Protocol("concurrent inserts and deletes of the same reactions did not settle".into()))
-}
-
-/// The position of a reaction in a rollup row ([`Reaction::ALL`] order).
-fn reaction_index(reaction: Reaction) -> usize {
-    Reaction::ALL.iter().position(|r| *r == reaction).expect("every reaction is in ALL")
 }
 
 /// A broken invariant found while applying a batch: the transaction is rolled back.

@@ -89,7 +89,7 @@ pub fn write_batch_committed(size: usize, seconds: f64, reactions: impl Iterator
     // Counted per batch, one registry lookup per kind rather than per reaction.
     let mut written = [0u64; Reaction::ALL.len() + 1];
     for reaction in reactions {
-        written[reaction.map_or(Reaction::ALL.len(), |r| r as usize)] += 1;
+        written[reaction.map_or(Reaction::ALL.len(), Reaction::index)] += 1;
     }
     for (slot, n) in written.into_iter().enumerate().filter(|(_, n)| *n > 0) {
         let key = Reaction::ALL.get(slot).map_or("none", |r| r.key());
