@@ -7,16 +7,12 @@
 //! and `target/artifacts/demo.png` (the page, also after a failure).
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::net::TcpListener;
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use fantoccini::key::Key;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use reader_reactions::config::Config;
 use reader_reactions::startup::Application;
 use serde::Deserialize;
@@ -24,6 +20,11 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::oneshot;
+
+#[path = "support/chromium.rs"]
+#[allow(dead_code)] // This binary uses part of the shared browser support.
+mod chromium;
+use chromium::{ChromeDriver, TempDir, eventually, programs, save_png};
 
 /// The demo page's main article, and the three teasers of its "More from Local" list.
 const ARTICLE: &str = "demo/2025/11/27/harbour-town-keeps-winter-ferry";
@@ -45,14 +46,7 @@ const BROWSER_WRITES: u32 = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium and chromedriver; run: cargo test --test browser -- --ignored"]
 async fn a_reader_loves_switches_to_wow_and_finds_it_after_a_reload() {
-    let chromedriver = find_program("CHROMEDRIVER", &["chromedriver", "/usr/lib/chromium/chromedriver"])
-        .unwrap_or_else(|| {
-            panic!("chromedriver not found: apt-get install chromium chromium-driver, or set CHROMEDRIVER")
-        });
-    let chromium = find_program("CHROMIUM", &["chromium", "chromium-browser", "google-chrome"])
-        .unwrap_or_else(|| {
-            panic!("chromium not found: apt-get install chromium chromium-driver, or set CHROMIUM")
-        });
+    let (chromedriver, chromium) = programs();
 
     let db = TestDatabase::create().await;
     // Earlier readers arrive through an instance of their own, so that the browser's instance
@@ -81,10 +75,7 @@ async fn a_reader_loves_switches_to_wow_and_finds_it_after_a_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium and chromedriver; run: cargo test --test browser -- --ignored"]
 async fn a_long_list_commas_blocked_storage_and_an_outage_on_the_page() {
-    let chromedriver = find_program("CHROMEDRIVER", &["chromedriver", "/usr/lib/chromium/chromedriver"])
-        .expect("chromedriver (see the test above)");
-    let chromium =
-        find_program("CHROMIUM", &["chromium", "chromium-browser", "google-chrome"]).expect("chromium");
+    let (chromedriver, chromium) = programs();
     let db = TestDatabase::create().await;
     let service = Service::start(config(&db.url, None)).await;
     // A service whose database is down: pages and the widget load, reactions answer 503.
@@ -235,14 +226,7 @@ const ADMIN_TOKEN: &str = "browser-test-admin-token-browser-test-admin-token";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium and chromedriver; run: cargo test --test browser -- --ignored"]
 async fn a_french_page_speaks_french_and_follows_the_editors_settings() {
-    let chromedriver = find_program("CHROMEDRIVER", &["chromedriver", "/usr/lib/chromium/chromedriver"])
-        .unwrap_or_else(|| {
-            panic!("chromedriver not found: apt-get install chromium chromium-driver, or set CHROMEDRIVER")
-        });
-    let chromium = find_program("CHROMIUM", &["chromium", "chromium-browser", "google-chrome"])
-        .unwrap_or_else(|| {
-            panic!("chromium not found: apt-get install chromium chromium-driver, or set CHROMIUM")
-        });
+    let (chromedriver, chromium) = programs();
     let db = TestDatabase::create().await;
     let mut settings = config(&db.url, None);
     settings.admin_token = Some(ADMIN_TOKEN.to_owned());
@@ -552,129 +536,6 @@ async fn button(
 /// A real pointer click on a reaction button, through the shadow root.
 async fn click(browser: &Client, widget: &str, reaction: &str) -> anyhow::Result<()> {
     button(browser, widget, reaction).await?.click().await.with_context(|| format!("clicking {reaction}"))
-}
-
-/// Polls `check` until it yields a value; fails after ten seconds.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting until {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn save_png(png: &[u8], name: &str) -> anyhow::Result<()> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let dir = target.join("artifacts");
-    std::fs::create_dir_all(&dir).with_context(|| format!("while creating {}", dir.display()))?;
-    std::fs::write(dir.join(name), png).with_context(|| format!("while writing {name}"))
-}
-
-/// An executable from an environment variable, or the first of `candidates` found on `PATH`
-/// (or given as an absolute path).
-fn find_program(variable: &str, candidates: &[&str]) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(variable) {
-        return Some(PathBuf::from(path)).filter(|p| p.is_file());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    candidates.iter().find_map(|name| {
-        let name = Path::new(name);
-        if name.is_absolute() {
-            return name.is_file().then(|| name.to_owned());
-        }
-        std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
-    })
-}
-
-/// chromedriver on a free loopback port, killed when dropped.
-struct ChromeDriver {
-    child: Child,
-    url: String,
-}
-
-impl ChromeDriver {
-    async fn start(program: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(program)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        let driver = Self { child, url: format!("http://127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen on port {port} within 20 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        driver
-    }
-
-    /// A session of headless Chromium with a fresh profile and nothing that calls home.
-    async fn connect(&self, chromium: &Path, profile: &Path) -> Client {
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--force-device-scale-factor=1",
-        ]
-        .map(str::to_owned);
-        let mut args = args.to_vec();
-        args.push(format!("--user-data-dir={}", profile.display()));
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert("goog:chromeOptions".into(), json!({"binary": chromium, "args": args}));
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("chromedriver could not start Chromium ({}): {e}", chromium.display()))
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The service's configuration: a free port, the default limits, or a small write quota.
