@@ -470,11 +470,18 @@ async fn a_database_outage_gets_quick_503s_recovers_by_itself_and_loses_nothing(
         attempts.iter().filter(|a| a.outcome == Outcome::Status(503)).map(|a| a.latency).collect();
     refusal_latencies.sort();
     let slowest_refusal = *refusal_latencies.last().unwrap();
-    let median_refusal = refusal_latencies[refusal_latencies.len() / 2];
+    let median_refusal = percentile(&refusal_latencies, 50);
     assert!(
         slowest_refusal < request_timeout + Duration::from_millis(500),
         "no 503 waited past the request timeout: {slowest_refusal:?}"
     );
+    // Once the database is known down, the circuit breaker answers at once: only the requests
+    // already waiting for a connection when it went away wait for it.
+    let mut outage_refusals: Vec<Duration> =
+        during.iter().filter(|a| a.outcome == Outcome::Status(503)).map(|a| a.latency).collect();
+    outage_refusals.sort();
+    let p95_refusal = percentile(&outage_refusals, 95);
+    assert!(p95_refusal <= Duration::from_millis(100), "p95 of the outage's 503s: {p95_refusal:?}");
 
     let first_success = attempts
         .iter()
@@ -483,7 +490,7 @@ async fn a_database_outage_gets_quick_503s_recovers_by_itself_and_loses_nothing(
         .min()
         .expect("writes succeed again after the database is back");
     let recovery = first_success - up_at;
-    assert!(recovery < Duration::from_secs(5), "recovered within seconds: {recovery:?}");
+    assert!(recovery <= Duration::from_secs(1), "writes served again within a second: {recovery:?}");
     let settled = first_success + Duration::from_millis(500);
     let failed_after = attempts.iter().filter(|a| a.started >= settled && !a.acknowledged()).count();
     assert_eq!(failed_after, 0, "and stays recovered");
@@ -493,8 +500,8 @@ async fn a_database_outage_gets_quick_503s_recovers_by_itself_and_loses_nothing(
     assert_counts_match_rows(&mut conn).await;
     eprintln!(
         "outage: {} writes ({} acknowledged, {} answered 503); PostgreSQL stopped for {} ms and \
-         answering again {} ms after its restart began; 503s answered in {} ms median, {} ms at \
-         most; writes succeeded again {} ms after PostgreSQL answered; acknowledged writes lost: {}; \
+         answering again {} ms after its restart began; 503s answered in {} ms median, {} ms p95 \
+         during the outage, {} ms at most; writes succeeded again {} ms after PostgreSQL answered; acknowledged writes lost: {}; \
          unacknowledged writes applied: {}; unexplained rows: {}",
         audit.attempted,
         audit.acknowledged,
@@ -502,6 +509,7 @@ async fn a_database_outage_gets_quick_503s_recovers_by_itself_and_loses_nothing(
         millis(restart_at - down_at),
         millis(up_at - restart_at),
         millis(median_refusal),
+        millis(p95_refusal),
         millis(slowest_refusal),
         millis(recovery),
         audit.lost,
@@ -763,87 +771,4 @@ async fn every_log_line_about_a_request_carries_its_request_id() {
 /// The p-th percentile (0–100) of sorted durations.
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() * p).div_ceil(100).saturating_sub(1).min(sorted.len() - 1)]
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "stops and starts a private PostgreSQL server for about 15 s; run: cargo test --test faults -- --ignored"]
-async fn a_known_down_database_is_refused_at_once_and_writes_return_within_a_second() {
-    // Arrange: the service in-process, on its own PostgreSQL server.
-    let postgres = PrivatePostgres::start();
-    let mut config = Config::for_database(postgres.url("reader_reactions"));
-    config.listen_addr = "127.0.0.1:0".parse().unwrap();
-    config.visitor_secret = Some(SECRET.parse().unwrap());
-    let plenty = std::num::NonZeroU32::new(1_000_000).unwrap();
-    config.rate_limit_writes_per_minute = plenty;
-    config.rate_limit_write_burst = plenty;
-    config.rate_limit_article_writes_per_hour = plenty;
-    let app = Application::build(config).await.expect("the service builds");
-    let base = format!("http://{}", app.local_addr());
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
-
-    // Act: steady writes; PostgreSQL down for 5 s in the middle.
-    let load = Load::start(&base, 8, Duration::from_millis(5));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    postgres.stop_server();
-    let down_at = load.now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let restart_at = load.now();
-    let postgres = Arc::new(postgres);
-    let starting = tokio::task::spawn_blocking({
-        let postgres = postgres.clone();
-        move || postgres.start_server()
-    });
-    wait_until_it_answers(&postgres.url("reader_reactions")).await;
-    let up_at = load.now();
-    starting.await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let attempts = load.finish().await;
-    let _ = shutdown.send(());
-    server.await.unwrap().expect("the service stops cleanly");
-
-    // Assert: the 503s of the outage are immediate, writes return within a second.
-    let mut refusals: Vec<Duration> = attempts
-        .iter()
-        .filter(|a| a.started >= down_at && a.started < restart_at && a.outcome == Outcome::Status(503))
-        .map(|a| a.latency)
-        .collect();
-    refusals.sort();
-    assert!(refusals.len() >= 8, "the load went on during the outage: {} refusals", refusals.len());
-    let (p50, p95, slowest) =
-        (percentile(&refusals, 50), percentile(&refusals, 95), *refusals.last().unwrap());
-    let first_success = attempts
-        .iter()
-        .filter(|a| a.started >= up_at && a.acknowledged())
-        .map(Attempt::finished)
-        .min()
-        .expect("writes succeed again after the database is back");
-    let recovery = first_success - up_at;
-    let settled = first_success + Duration::from_millis(500);
-    let failed_after = attempts.iter().filter(|a| a.started >= settled && !a.acknowledged()).count();
-
-    let mut conn = PgConnection::connect(&postgres.url("reader_reactions")).await.unwrap();
-    let audit = audit(&mut conn, &attempts).await;
-    assert_counts_match_rows(&mut conn).await;
-    eprintln!(
-        "breaker: {} writes ({} acknowledged); {} answered 503 during the {} ms outage in {} ms median, \
-         {} ms p95, {} ms at most; writes succeeded again {} ms after PostgreSQL answered; \
-         acknowledged writes lost: {}",
-        audit.attempted,
-        audit.acknowledged,
-        refusals.len(),
-        millis(restart_at - down_at),
-        millis(p50),
-        millis(p95),
-        millis(slowest),
-        millis(recovery),
-        audit.lost,
-    );
-    assert!(p95 <= Duration::from_millis(100), "p95 of the outage's 503s: {p95:?}");
-    assert!(recovery <= Duration::from_secs(1), "writes served again within a second: {recovery:?}");
-    assert_eq!(failed_after, 0, "and stays recovered");
-    assert_eq!(audit.lost, 0, "no acknowledged write is lost: {audit:?}");
-    assert_eq!(audit.unexplained_rows, 0, "every row is an attempted write: {audit:?}");
 }
