@@ -111,8 +111,43 @@ from (select distinct hashtext(article_id) as key from unnest($1::text[]) as a(a
 /// whose deltas are all positive are upserted; a row with a negative delta exists (a reaction was
 /// counted in it) and is updated. The two sets are disjoint, so no row is changed twice. The
 /// last row (kind 2) says how many rollup rows were changed, which must be all of them.
-const WRITE_SQL: &str = r#"
-with count_deltas as (
+/// Two CTEs of [`WRITE_SQL`] for one rollup table: `<name>_added` upserts the rows whose deltas
+/// are all positive, `<name>_changed` adds to the rows with a negative delta (which exist: a
+/// reaction was counted in them). The nine parameters are the deltas' arrays: article, bucket
+/// start and the seven counts in display order.
+macro_rules! rollup_change {
+    ($name:literal, $table:literal, $article:literal, $bucket:literal, $l:literal, $d:literal, $lo:literal,
+     $f:literal, $a:literal, $s:literal, $w:literal) => {
+        concat!(
+            $name, "_deltas as (
+    select * from unnest(", $article, "::text[], ", $bucket, "::timestamptz[], ", $l, "::int4[], ", $d,
+            "::int4[], ", $lo, "::int4[], ", $f, "::int4[], ", $a, "::int4[], ", $s, "::int4[], ", $w,
+            "::int4[]) as u(article_id, bucket_start, l, d, lo, f, a, s, w)
+), ", $name, "_added as (
+    insert into ", $table, " as h
+    select * from ", $name, "_deltas where least(l, d, lo, f, a, s, w) >= 0
+    on conflict (article_id, bucket_start) do update
+    set like_count = h.like_count + excluded.like_count, dislike_count = h.dislike_count + excluded.dislike_count,
+        love_count = h.love_count + excluded.love_count, funny_count = h.funny_count + excluded.funny_count,
+        angry_count = h.angry_count + excluded.angry_count, sad_count = h.sad_count + excluded.sad_count,
+        wow_count = h.wow_count + excluded.wow_count
+    returning 1
+), ", $name, "_changed as (
+    update ", $table, " h
+    set like_count = h.like_count + u.l, dislike_count = h.dislike_count + u.d, love_count = h.love_count + u.lo,
+        funny_count = h.funny_count + u.f, angry_count = h.angry_count + u.a, sad_count = h.sad_count + u.s,
+        wow_count = h.wow_count + u.w
+    from ", $name, "_deltas u
+    where least(u.l, u.d, u.lo, u.f, u.a, u.s, u.w) < 0
+      and h.article_id = u.article_id and h.bucket_start = u.bucket_start
+    returning 1
+)"
+        )
+    };
+}
+
+const WRITE_SQL: &str = concat!(
+    "with count_deltas as (
     select * from unnest($1::text[], $2::text[], $3::int8[]) as u(article_id, reaction, delta)
 ), counts_added as (
     insert into article_reaction_counts as c (article_id, reaction, count)
@@ -124,49 +159,11 @@ with count_deltas as (
     from count_deltas d
     where d.delta < 0 and c.article_id = d.article_id and c.reaction = d.reaction::reaction
     returning c.article_id, c.reaction, c.count
-), hourly_deltas as (
-    select * from unnest($4::text[], $5::timestamptz[], $6::int4[], $7::int4[], $8::int4[], $9::int4[],
-                         $10::int4[], $11::int4[], $12::int4[]) as u(article_id, bucket_start, l, d, lo, f, a, s, w)
-), hourly_added as (
-    insert into reaction_counts_hourly as h
-    select * from hourly_deltas where least(l, d, lo, f, a, s, w) >= 0
-    on conflict (article_id, bucket_start) do update
-    set like_count = h.like_count + excluded.like_count, dislike_count = h.dislike_count + excluded.dislike_count,
-        love_count = h.love_count + excluded.love_count, funny_count = h.funny_count + excluded.funny_count,
-        angry_count = h.angry_count + excluded.angry_count, sad_count = h.sad_count + excluded.sad_count,
-        wow_count = h.wow_count + excluded.wow_count
-    returning 1
-), hourly_changed as (
-    update reaction_counts_hourly h
-    set like_count = h.like_count + u.l, dislike_count = h.dislike_count + u.d, love_count = h.love_count + u.lo,
-        funny_count = h.funny_count + u.f, angry_count = h.angry_count + u.a, sad_count = h.sad_count + u.s,
-        wow_count = h.wow_count + u.w
-    from hourly_deltas u
-    where least(u.l, u.d, u.lo, u.f, u.a, u.s, u.w) < 0
-      and h.article_id = u.article_id and h.bucket_start = u.bucket_start
-    returning 1
-), daily_deltas as (
-    select * from unnest($13::text[], $14::timestamptz[], $15::int4[], $16::int4[], $17::int4[], $18::int4[],
-                         $19::int4[], $20::int4[], $21::int4[]) as u(article_id, bucket_start, l, d, lo, f, a, s, w)
-), daily_added as (
-    insert into reaction_counts_daily as h
-    select * from daily_deltas where least(l, d, lo, f, a, s, w) >= 0
-    on conflict (article_id, bucket_start) do update
-    set like_count = h.like_count + excluded.like_count, dislike_count = h.dislike_count + excluded.dislike_count,
-        love_count = h.love_count + excluded.love_count, funny_count = h.funny_count + excluded.funny_count,
-        angry_count = h.angry_count + excluded.angry_count, sad_count = h.sad_count + excluded.sad_count,
-        wow_count = h.wow_count + excluded.wow_count
-    returning 1
-), daily_changed as (
-    update reaction_counts_daily h
-    set like_count = h.like_count + u.l, dislike_count = h.dislike_count + u.d, love_count = h.love_count + u.lo,
-        funny_count = h.funny_count + u.f, angry_count = h.angry_count + u.a, sad_count = h.sad_count + u.s,
-        wow_count = h.wow_count + u.w
-    from daily_deltas u
-    where least(u.l, u.d, u.lo, u.f, u.a, u.s, u.w) < 0
-      and h.article_id = u.article_id and h.bucket_start = u.bucket_start
-    returning 1
-)
+), ",
+    rollup_change!("hourly", "reaction_counts_hourly", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12"),
+    ", ",
+    rollup_change!("daily", "reaction_counts_daily", "$13", "$14", "$15", "$16", "$17", "$18", "$19", "$20", "$21"),
+    "
 select 0::int2, article_id, reaction::text, count from counts_added
 union all
 select 0::int2, article_id, reaction::text, count from counts_removed
@@ -176,7 +173,8 @@ union all
 select 2::int2, null, null,
        (select count(*) from hourly_added) + (select count(*) from hourly_changed)
        + (select count(*) from daily_added) + (select count(*) from daily_changed)
-"#;
+"
+);
 
 /// A row of [`INSERT_SQL`]: an inserted (article, visitor), or (null, null) and the
 /// transaction's `now()` in the last row.
