@@ -1,4 +1,4 @@
-//! The checks `bench/run.sh` runs after each write scenario, with the same queries as the test
+//! The checks `loadtest/run.sh` runs after each write scenario, with the same queries as the test
 //! suite: how many reaction rows match a `LIKE` pattern, how many (article, reaction) counts
 //! differ from the rows, and how many rollup rows differ from the rows (the oracle). Prints
 //! `RESULT rows=… count_mismatches=… rollup_mismatches=…`.

@@ -1,6 +1,6 @@
-//! The SQLite anchor of `bench/run.sh`: the naive write on the embedded store, one transaction
+//! The SQLite anchor of `loadtest/run.sh`: the naive write on the embedded store, one transaction
 //! per reaction (insert the visitor's row, bump the article's count row) on the minimal schema of
-//! `bench/anchors/schema.sqlite.sql`, with the service's own connection settings (WAL, a full
+//! `loadtest/anchors/schema.sqlite.sql`, with the service's own connection settings (WAL, a full
 //! sync at every commit, the busy timeout). Prints `RESULT tps=…`.
 //!
 //! ```sh
@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new().max_connections(clients).connect_with(options).await?;
-    sqlx::raw_sql(include_str!("../bench/anchors/schema.sqlite.sql")).execute(&pool).await?;
+    sqlx::raw_sql(include_str!("../loadtest/anchors/schema.sqlite.sql")).execute(&pool).await?;
 
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);

@@ -7,8 +7,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 use ipnet::IpNet;
 
-use crate::identity::VisitorSecret;
-use crate::store::Store;
+use crate::domain::VisitorSecret;
 
 /// Where the service keeps its data when `DATABASE_URL` is not set: an SQLite file in the working
 /// directory, created if missing.
@@ -198,30 +197,21 @@ pub enum LogFormat {
 }
 
 impl Config {
-    /// Parses flags and environment. On a bad value prints one line naming it and exits with 2.
+    /// Parses flags and environment, and refuses unsafe settings ([`Config::refuse_unsafe`]). On a
+    /// bad value prints one line naming it and exits with 2. (The settings other parts check
+    /// themselves, the database URL's scheme and the alerts', are refused by
+    /// `startup::configuration`, which calls this.)
     pub fn from_environment() -> Self {
         match Self::try_parse() {
-            // Checked here rather than by clap, whose message would repeat the URL and its password.
-            Ok(config) if !Store::supports(&config.database_url) => {
-                eprintln!(
-                    "reader-reactions: --database-url (DATABASE_URL) must start with sqlite:// (the embedded \
-                     store) or postgres:// (PostgreSQL)"
-                );
-                std::process::exit(2);
-            }
             Ok(config) => match config.refuse_unsafe() {
                 Ok(()) => config,
-                Err(line) => {
-                    eprintln!("reader-reactions: {line}");
-                    std::process::exit(2);
-                }
+                Err(line) => refuse(&line),
             },
             Err(error) if !error.use_stderr() => error.exit(), // --help, --version
             Err(error) => {
                 let rendered = error.to_string();
                 let line = rendered.lines().next().unwrap_or("invalid configuration");
-                eprintln!("reader-reactions: {}", line.trim_start_matches("error: "));
-                std::process::exit(2);
+                refuse(line.trim_start_matches("error: "))
             }
         }
     }
@@ -249,7 +239,6 @@ impl Config {
                 .to_owned());
         }
         check_token_length("--stats-token (STATS_TOKEN)", self.stats_token.as_deref())?;
-        crate::alerts::check_settings(self)?;
         if let Some(everything) = self.trusted_proxies.iter().find(|net| net.prefix_len() == 0) {
             return Err(format!(
                 "--trusted-proxies (TRUSTED_PROXIES) must not contain {everything}: it covers every address, \
@@ -280,6 +269,12 @@ impl Config {
 /// Shortest bearer token accepted: as long as the visitor secret, so that guessing one is out of
 /// reach.
 pub const MIN_TOKEN_BYTES: usize = 32;
+
+/// Refuses to start: one line naming the setting, exit code 2.
+pub fn refuse(line: &str) -> ! {
+    eprintln!("reader-reactions: {line}");
+    std::process::exit(2)
+}
 
 /// Checks a bearer-token setting (`setting` names it, e.g. `--admin-token (ADMIN_TOKEN)`): unset
 /// or empty (the endpoints it guards are off) or at least [`MIN_TOKEN_BYTES`] long. The message

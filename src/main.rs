@@ -1,12 +1,10 @@
-use reader_reactions::config::Config;
-
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use reader_reactions::startup::{Application, shutdown_signal};
+use reader_reactions::startup::{Application, configuration, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = Config::from_environment();
+    let config = configuration();
     if config.healthcheck {
         return match reader_reactions::healthcheck::probe(config.listen_addr).await {
             Ok(()) => std::process::ExitCode::SUCCESS,

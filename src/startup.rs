@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::http::article_cap::ArticleCap;
 use crate::http::client_ip::TrustedProxies;
 use crate::http::identity::IdentityResolver;
-use crate::http::rate_limit::{ClassLimiter, Limit, RateLimits};
+use crate::http::rate_limit::{ClassLimiter, Limit, RateLimits, spawn_purger};
 use crate::http::{self, AppState, EdgeLayers, HttpOptions};
 use crate::identity::SaltCache;
 use crate::reactions::Reactions;
@@ -20,6 +20,24 @@ use crate::reactions::live::{LiveCounts, LiveOptions};
 use crate::reactions::writer::{BatchWriter, WriterOptions, WriterTasks};
 use crate::serve::ServeOptions;
 use crate::store::{Store, StoreOptions};
+
+/// The configuration from flags and environment, or a refusal to start (one line naming the
+/// setting, exit code 2): the settings' own checks ([`Config::from_environment`]), then those of
+/// the parts that own them: a database URL no backend serves, and the newsroom alerts'.
+pub fn configuration() -> Config {
+    let config = Config::from_environment();
+    if !Store::supports(&config.database_url) {
+        // Not the URL itself: it may carry a password.
+        crate::config::refuse(
+            "--database-url (DATABASE_URL) must start with sqlite:// (the embedded store) or postgres:// \
+             (PostgreSQL)",
+        );
+    }
+    if let Err(line) = crate::alerts::check_settings(&config) {
+        crate::config::refuse(&line);
+    }
+    config
+}
 
 /// A built service, bound to its port but not yet serving.
 pub struct Application {
@@ -107,10 +125,10 @@ impl Application {
                 },
             ),
         });
-        let purger = rate_limits.spawn_purger(RATE_LIMIT_PURGE_INTERVAL);
+        let purger = spawn_purger(Arc::downgrade(&rate_limits), RATE_LIMIT_PURGE_INTERVAL);
         let article_writes = Arc::new(ArticleCap::new(config.rate_limit_article_writes_per_hour));
         // Ends by itself once the router (the cap's only owner) is dropped.
-        article_writes.spawn_purger(RATE_LIMIT_PURGE_INTERVAL);
+        spawn_purger(Arc::downgrade(&article_writes), RATE_LIMIT_PURGE_INTERVAL);
         let cache = CountsCache::new(config.cache_ttl, config.cache_capacity.get() as usize);
         let (writer, writers) = BatchWriter::start(
             store.clone(),

@@ -14,17 +14,18 @@ use anyhow::{Context as _, bail, ensure};
 use fantoccini::key::Key;
 use fantoccini::{Client, Locator};
 use reader_reactions::config::Config;
-use reader_reactions::startup::Application;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
-use tokio::sync::oneshot;
 
 #[path = "support/chromium.rs"]
 #[allow(dead_code)] // This binary uses part of the shared browser support.
 mod chromium;
 use chromium::{ChromeDriver, TempDir, eventually, programs, save_png};
+// The API tests' helpers: a fresh database and a running service.
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+use helpers::{Backend, TestApp, TestDatabase, spawn_with};
 
 /// The demo page's main article, and the three teasers of its "More from Local" list.
 const ARTICLE: &str = "demo/2025/11/27/harbour-town-keeps-winter-ferry";
@@ -48,12 +49,13 @@ const BROWSER_WRITES: u32 = 4;
 async fn a_reader_loves_switches_to_wow_and_finds_it_after_a_reload() {
     let (chromedriver, chromium) = programs();
 
-    let db = TestDatabase::create().await;
+    let db = TestDatabase::create(Backend::Postgres).await;
     // Earlier readers arrive through an instance of their own, so that the browser's instance
     // has its whole (small) write quota for the test.
-    let seeder = Service::start(config(&db.url, None)).await;
+    let url = db.url.clone();
+    let seeder = Service::start(db, config(&url, None)).await;
     seed_earlier_readers(&seeder).await;
-    let service = Service::start(config(&db.url, Some(BROWSER_WRITES))).await;
+    let service = seeder.another(config(&url, Some(BROWSER_WRITES))).await;
 
     let driver = ChromeDriver::start(&chromedriver).await;
     let profile = TempDir::new("rr-chromium-profile");
@@ -76,13 +78,14 @@ async fn a_reader_loves_switches_to_wow_and_finds_it_after_a_reload() {
 #[ignore = "needs chromium and chromedriver; run: cargo test --test browser -- --ignored"]
 async fn a_long_list_commas_blocked_storage_and_an_outage_on_the_page() {
     let (chromedriver, chromium) = programs();
-    let db = TestDatabase::create().await;
-    let service = Service::start(config(&db.url, None)).await;
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let url = db.url.clone();
+    let service = Service::start(db, config(&url, None)).await;
     // A service whose database is down: pages and the widget load, reactions answer 503.
     let mut down = config("postgres://postgres@127.0.0.1:9/unreachable", None);
     down.migrate_on_start = false;
     down.database_acquire_timeout = Duration::from_millis(500);
-    let outage = Service::start(down).await;
+    let outage = service.another(down).await;
 
     let driver = ChromeDriver::start(&chromedriver).await;
     let profile = TempDir::new("rr-chromium-profile");
@@ -180,7 +183,7 @@ async fn page_edges(browser: &Client, service: &Service, outage: &Service) -> an
     click(browser, "#no-storage", "love").await?;
     let love_count = || async move {
         let summary: Value = service
-            .http
+            .client
             .get(service.url("/v1/articles/cookie%2Farticle/reactions"))
             .send()
             .await?
@@ -243,10 +246,10 @@ const ADMIN_TOKEN: &str = "browser-test-admin-token-browser-test-admin-token";
 #[ignore = "needs chromium and chromedriver; run: cargo test --test browser -- --ignored"]
 async fn a_french_page_speaks_french_and_follows_the_editors_settings() {
     let (chromedriver, chromium) = programs();
-    let db = TestDatabase::create().await;
+    let db = TestDatabase::create(Backend::Postgres).await;
     let mut settings = config(&db.url, None);
     settings.admin_token = Some(ADMIN_TOKEN.to_owned());
-    let service = Service::start(settings).await;
+    let service = Service::start(db, settings).await;
     let driver = ChromeDriver::start(&chromedriver).await;
     let profile = TempDir::new("rr-chromium-profile");
     let browser = driver.connect(&chromium, profile.path()).await;
@@ -567,33 +570,29 @@ fn config(database_url: &str, write_quota: Option<u32>) -> Config {
     config
 }
 
-/// The real service, serving until stopped.
-struct Service {
-    address: String,
-    http: reqwest::Client,
-    shutdown: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+/// The real service on a test database (the API tests' [`TestApp`]), with this test's shortcuts.
+struct Service(TestApp);
+
+impl std::ops::Deref for Service {
+    type Target = TestApp;
+
+    fn deref(&self) -> &TestApp {
+        &self.0
+    }
 }
 
 impl Service {
-    async fn start(config: Config) -> Self {
-        let app = Application::build(config).await.expect("the service builds");
-        let address = format!("http://{}", app.local_addr());
-        let (shutdown, stopped) = oneshot::channel();
-        let server = tokio::spawn(app.run_until(async {
-            let _ = stopped.await;
-        }));
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-        Self { address, http, shutdown, server }
+    async fn start(db: TestDatabase, config: Config) -> Self {
+        Self(spawn_with(db, config).await)
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
+    /// Another instance on the same database.
+    async fn another(&self, config: Config) -> Self {
+        Self(self.0.another_instance_with(config).await)
     }
 
-    async fn stop(self) {
-        let _ = self.shutdown.send(());
-        let _ = self.server.await;
+    async fn stop(mut self) {
+        self.0.stop().await;
     }
 
     fn article_url(&self, suffix: &str) -> String {
@@ -601,7 +600,7 @@ impl Service {
     }
 
     async fn summary(&self, visitor: Option<&str>) -> anyhow::Result<Value> {
-        let mut request = self.http.get(self.article_url("reactions"));
+        let mut request = self.client.get(self.article_url("reactions"));
         if let Some(visitor) = visitor {
             request = request.header("x-visitor-id", visitor);
         }
@@ -628,7 +627,7 @@ impl Service {
 impl Service {
     /// One reader's reaction on `article`, through the API.
     async fn react(&self, article: &str, visitor: &str, reaction: &str) -> anyhow::Result<()> {
-        self.http
+        self.client
             .put(self.url(&format!("/v1/articles/{}/reaction", article.replace('/', "%2F"))))
             .header("x-visitor-id", visitor)
             .json(&json!({ "reaction": reaction }))
@@ -640,7 +639,7 @@ impl Service {
 
     /// An editor's settings for `article`.
     async fn settings(&self, article: &str, settings: Value) -> anyhow::Result<()> {
-        self.http
+        self.client
             .put(self.url(&format!("/v1/admin/articles/{}/settings", article.replace('/', "%2F"))))
             .bearer_auth(ADMIN_TOKEN)
             .json(&settings)
@@ -653,7 +652,7 @@ impl Service {
     /// The anonymous summary of `article`.
     async fn summary_of(&self, article: &str) -> anyhow::Result<Value> {
         let url = self.url(&format!("/v1/articles/{}/reactions", article.replace('/', "%2F")));
-        Ok(self.http.get(url).send().await?.error_for_status()?.json().await?)
+        Ok(self.client.get(url).send().await?.error_for_status()?.json().await?)
     }
 }
 
@@ -663,7 +662,7 @@ async fn seed_earlier_readers(seeder: &Service) {
         for _ in 0..n {
             reader += 1;
             seeder
-                .http
+                .client
                 .put(seeder.article_url("reaction"))
                 .header("x-visitor-id", format!("earlier-reader-{reader:04}"))
                 .json(&json!({ "reaction": reaction }))
@@ -671,65 +670,6 @@ async fn seed_earlier_readers(seeder: &Service) {
                 .await
                 .and_then(|r| r.error_for_status())
                 .expect("an earlier reader reacts");
-        }
-    }
-}
-
-/// A database of its own, dropped at the end (the same scheme as the API tests' helper).
-struct TestDatabase {
-    name: String,
-    url: String,
-}
-
-fn server_options() -> PgConnectOptions {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    url.parse().unwrap_or_else(|e| panic!("DATABASE_URL {url:?} is not a PostgreSQL URL: {e}"))
-}
-
-async fn admin_connection() -> PgConnection {
-    let options = server_options().database("postgres");
-    PgConnection::connect_with(&options).await.unwrap_or_else(|e| {
-        panic!(
-            "cannot reach PostgreSQL at {}:{} ({e}); start it or point DATABASE_URL at one",
-            options.get_host(),
-            options.get_port()
-        )
-    })
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let name = format!("rr_browser_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!(r#"create database "{name}""#)))
-            .execute(&mut admin_connection().await)
-            .await
-            .expect("create the test database");
-        let options = server_options();
-        let url = format!(
-            "postgres://{}@{}:{}/{name}",
-            options.get_username(),
-            options.get_host(),
-            options.get_port()
-        );
-        Self { name, url }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime; do the async work on a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-                sqlx::query(sqlx::AssertSqlSafe(format!(r#"drop database if exists "{name}" with (force)"#)))
-                    .execute(&mut admin_connection().await)
-                    .await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(_))) {
-            eprintln!("warning: could not drop test database {}", self.name);
         }
     }
 }

@@ -7,10 +7,14 @@ mod article_id;
 mod reaction;
 mod settings;
 mod summary;
+mod visitor;
 mod window;
 
 pub use article_id::{ArticleId, ArticleIdError};
 pub use reaction::{Reaction, ReactionCounts, UnknownReaction};
 pub use settings::{ArticleSettings, ReactionSet, SettingsError};
 pub use summary::ReactionSummary;
+pub use visitor::{
+    IdentityToken, MIN_SECRET_BYTES, SecretError, VisitorId, VisitorIdError, VisitorKey, VisitorSecret,
+};
 pub use window::{Bucket, EmptyWindow, TimeWindow, UnknownBucket, WindowParts, rfc3339};

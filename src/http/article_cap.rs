@@ -37,7 +37,7 @@ use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::{NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
-use super::rate_limit::{Decision, fields, limiter_key, refusal};
+use super::rate_limit::{Decision, Purge, decide, fields, limiter_key, purge_idle, refusal};
 use crate::domain::ArticleId;
 
 /// The policy name in the `RateLimit` fields and in metrics.
@@ -163,8 +163,7 @@ impl<C: Clock + Clone> ArticleCap<C> {
 
     /// Forgets (network, article) pairs whose allowance is full again.
     pub fn purge(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+        purge_idle(&self.limiter);
     }
 
     /// Number of (network, article) pairs currently tracked.
@@ -173,31 +172,9 @@ impl<C: Clock + Clone> ArticleCap<C> {
     }
 }
 
-fn decide<S: StateStore<Key = u64>, C: Clock>(limiter: &Limiter<S, C>, key: &u64) -> Decision {
-    match limiter.check_key(key) {
-        Ok(snapshot) => {
-            let remaining = snapshot.remaining_burst_capacity();
-            let burst = snapshot.quota().burst_size().get();
-            let reset = snapshot.quota().replenish_interval() * (burst - remaining);
-            Decision::Allow { remaining, reset }
-        }
-        Err(not_until) => Decision::Deny { retry_after: not_until.wait_time_from(limiter.clock().now()) },
-    }
-}
-
-impl ArticleCap<DefaultClock> {
-    /// Purges every `every`, until the cap is dropped (the task then ends at its next tick).
-    pub fn spawn_purger(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let cap = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                let Some(cap) = cap.upgrade() else { return };
-                cap.purge();
-            }
-        })
+impl Purge for ArticleCap {
+    fn purge(&self) {
+        ArticleCap::purge(self);
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod admin;
 pub mod article_cap;
+mod caching;
 pub mod client_ip;
 mod dashboard;
 mod editorial;

@@ -8,9 +8,10 @@
 //! A small middleware instead of tower_governor because we need our own client-IP rules, our
 //! problem+json 429, and the IETF fields on successful answers too.
 
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -19,7 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
 
 use super::client_ip::ClientIp;
@@ -39,7 +40,6 @@ pub struct Limit {
 /// The limiter of one class, keyed by client network.
 pub struct ClassLimiter<C: Clock = DefaultClock> {
     name: &'static str,
-    limit: Limit,
     limiter: RateLimiter<IpAddr, DashMapStateStore<IpAddr>, C, StateInformationMiddleware>,
     policy: HeaderValue,
 }
@@ -72,7 +72,7 @@ impl<C: Clock> ClassLimiter<C> {
         // `"writes";q=20;w=60` for the defaults).
         let policy = HeaderValue::try_from(format!("\"{name}\";q={};w=60", limit.burst))
             .expect("policy names are ASCII");
-        Self { name, limit, limiter, policy }
+        Self { name, limiter, policy }
     }
 
     pub fn name(&self) -> &'static str {
@@ -81,24 +81,13 @@ impl<C: Clock> ClassLimiter<C> {
 
     /// Spends one request of `client`'s quota, if there is one.
     pub fn check(&self, client: IpAddr) -> Decision {
-        let key = limiter_key(client);
-        match self.limiter.check_key(&key) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                let refill = snapshot.quota().replenish_interval();
-                Decision::Allow { remaining, reset: refill * (self.limit.burst.get() - remaining) }
-            }
-            Err(not_until) => {
-                Decision::Deny { retry_after: not_until.wait_time_from(self.limiter.clock().now()) }
-            }
-        }
+        decide(&self.limiter, &limiter_key(client))
     }
 
     /// Forgets clients whose bucket is full again (they are indistinguishable from new ones),
     /// so memory stays bounded however many clients come and go.
     pub fn purge(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+        purge_idle(&self.limiter);
     }
 
     /// Number of clients currently tracked.
@@ -110,6 +99,57 @@ impl<C: Clock> ClassLimiter<C> {
     fn headers(&self, remaining: u32, reset: Duration) -> [(HeaderName, HeaderValue); 2] {
         fields(self.name, &self.policy, remaining, reset)
     }
+}
+
+/// Spends one unit of `key`'s allowance on a keyed governor limiter, as a [`Decision`]; the one
+/// place that reads governor's answer, for the per-IP classes and the article cap alike.
+pub(crate) fn decide<K, S, C>(limiter: &RateLimiter<K, S, C, StateInformationMiddleware>, key: &K) -> Decision
+where
+    K: Hash + Eq + Clone,
+    S: governor::state::keyed::KeyedStateStore<K>,
+    C: Clock,
+{
+    match limiter.check_key(key) {
+        Ok(snapshot) => {
+            let remaining = snapshot.remaining_burst_capacity();
+            let burst = snapshot.quota().burst_size().get();
+            let reset = snapshot.quota().replenish_interval() * (burst - remaining);
+            Decision::Allow { remaining, reset }
+        }
+        Err(not_until) => Decision::Deny { retry_after: not_until.wait_time_from(limiter.clock().now()) },
+    }
+}
+
+/// Forgets the keys of a keyed limiter whose allowance is full again (they are
+/// indistinguishable from new ones), so memory stays bounded however many come and go.
+pub(crate) fn purge_idle<K, S, C, MW>(limiter: &RateLimiter<K, S, C, MW>)
+where
+    K: Hash + Eq + Clone,
+    S: ShrinkableKeyedStateStore<K>,
+    C: Clock,
+    MW: governor::middleware::RateLimitingMiddleware<C::Instant>,
+{
+    limiter.retain_recent();
+    limiter.shrink_to_fit();
+}
+
+/// Limiters whose idle keys a background task forgets ([`spawn_purger`]).
+pub trait Purge: Send + Sync + 'static {
+    fn purge(&self);
+}
+
+/// Purges `limiter` every `every`, for as long as it lives elsewhere (the task then ends at its
+/// next tick).
+pub fn spawn_purger<L: Purge>(limiter: Weak<L>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(limiter) = limiter.upgrade() else { return };
+            limiter.purge();
+        }
+    })
 }
 
 /// The `RateLimit` and `RateLimit-Policy` fields of the policy `name` for a decision.
@@ -169,21 +209,13 @@ impl RateLimits {
     pub fn all(&self) -> [&ClassLimiter; 3] {
         [&self.writes, &self.reads, &self.stats]
     }
+}
 
-    /// Purges idle clients every `every`, for as long as the limiters live.
-    pub fn spawn_purger(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let limits = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                let Some(limits) = limits.upgrade() else { return };
-                for class in limits.all() {
-                    class.purge();
-                }
-            }
-        })
+impl Purge for RateLimits {
+    fn purge(&self) {
+        for class in self.all() {
+            class.purge();
+        }
     }
 }
 

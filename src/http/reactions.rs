@@ -254,15 +254,7 @@ fn public_answer(
     body: Bytes,
     etag: Bytes,
 ) -> Response {
-    let fresh = request
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|candidate| {
-            let candidate = candidate.trim();
-            candidate == "*" || candidate.trim_start_matches("W/").as_bytes() == &etag[..]
-        });
+    let fresh = super::caching::if_none_match(request, &etag);
     // Made from the rendered answer's bytes without copying them.
     let etag = HeaderValue::from_maybe_shared(etag).expect("a quoted hex tag is a header value");
     let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, public_cache_control.clone()), vary()];

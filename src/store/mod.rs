@@ -74,7 +74,7 @@ pub use stats::{ArticleCount, EXPORT_BATCH_ROWS, ExportRow, ExportStream, Trendi
 
 use crate::domain::{ArticleId, ArticleSettings, Reaction, ReactionCounts};
 use crate::domain::{Bucket, TimeWindow};
-use crate::identity::{VisitorKey, VisitorSecret};
+use crate::domain::{VisitorKey, VisitorSecret};
 
 /// One visitor's intended state for one article: `Some` sets or switches, `None` removes.
 #[derive(Debug, Clone, PartialEq, Eq)]

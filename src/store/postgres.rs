@@ -22,7 +22,7 @@ use super::{
     stored_article_id,
 };
 use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts};
-use crate::identity::{VisitorKey, VisitorSecret};
+use crate::domain::{VisitorKey, VisitorSecret};
 
 /// The schema migrations in `migrations/`, embedded at compile time. `sqlx migrate run` applies
 /// the same folder.

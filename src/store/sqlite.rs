@@ -21,7 +21,7 @@ use super::{
     stored_article_id, stored_reaction,
 };
 use crate::domain::{ArticleId, Reaction, ReactionCounts};
-use crate::identity::{VisitorKey, VisitorSecret};
+use crate::domain::{VisitorKey, VisitorSecret};
 
 /// The schema migrations in `migrations/sqlite/`, embedded at compile time. `sqlx migrate run
 /// --source migrations/sqlite` applies the same folder.

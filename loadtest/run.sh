@@ -3,7 +3,7 @@
 # prints one table of figures and ratios (BENCHMARKS.md explains each).
 #
 # Anchors, each a fixed workload on its own minimal schema in a scratch database
-# (bench/anchors/), never on the service's schema:
+# (loadtest/anchors/), never on the service's schema:
 #   - pgbench, naive write: one statement per reaction (insert the visitor's row, bump the count
 #     row), on one hot article and spread over 10,000 articles;
 #   - pgbench, set-based ceiling: one statement inserts 100 reactions and adds them to the counts
@@ -13,16 +13,16 @@
 #   - the service's own /healthz, through the whole HTTP stack.
 # The service: the release binary with its defaults (TRUSTED_PROXIES set to the loopback, so
 # each request's random X-Forwarded-For is a client of its own), on a fresh PostgreSQL database
-# and then on a fresh SQLite file, driven by wrk and bench/wrk.lua.
+# and then on a fresh SQLite file, driven by wrk and loadtest/wrk.lua.
 #
 # After every write scenario it checks that every acknowledged write is stored exactly once,
 # that counts equal rows and that the rollups equal the rows (examples/bench_check.rs, the test
 # suite's queries). A scenario that acknowledged nothing, answered anything but 2xx/304, had
 # socket errors or failed a check fails the run: the script says so and exits non-zero.
 #
-#   bash bench/run.sh                        # 10 s per scenario
-#   DURATION=30s bash bench/run.sh
-#   BENCH_SKIP_BUILD=1 bash bench/run.sh     # reuse the binaries already built
+#   bash loadtest/run.sh                        # 10 s per scenario
+#   DURATION=30s bash loadtest/run.sh
+#   BENCH_SKIP_BUILD=1 bash loadtest/run.sh     # reuse the binaries already built
 #
 # Needs: PostgreSQL (DATABASE_SERVER, default postgres://postgres@127.0.0.1:5432), pgbench and
 # psql (postgresql-client), wrk (`apt-get install wrk`).
@@ -83,9 +83,9 @@ pgbench_anchor() {
     local script=$1
     psql "$SERVER/postgres" -qc "drop database if exists $ANCHOR_DB with (force)" >/dev/null
     psql "$SERVER/postgres" -qc "create database $ANCHOR_DB" >/dev/null
-    psql "$SERVER/$ANCHOR_DB" -q -v ON_ERROR_STOP=1 -f bench/anchors/schema.sql >/dev/null
+    psql "$SERVER/$ANCHOR_DB" -q -v ON_ERROR_STOP=1 -f loadtest/anchors/schema.sql >/dev/null
     local out
-    out=$(pgbench -n -M prepared -c "$PGBENCH_CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -f "bench/anchors/$script" "$SERVER/$ANCHOR_DB" 2>&1)
+    out=$(pgbench -n -M prepared -c "$PGBENCH_CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -f "loadtest/anchors/$script" "$SERVER/$ANCHOR_DB" 2>&1)
     TPS=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' <<<"$out" | head -n1)
     TPS=${TPS%.*}
     if [[ -z "$TPS" ]] || grep -q 'number of failed transactions: [1-9]' <<<"$out"; then
@@ -166,7 +166,7 @@ with_peak_rss() {
 # Runs one wrk scenario; sets RESULT (the Lua script's RESULT line).
 run_wrk() {
     local scenario=$1 connections=$2 out
-    out=$(SCENARIO=$scenario wrk -t"$WRK_THREADS" -c"$connections" -d"$DURATION" -s bench/wrk.lua "$BASE" 2>&1)
+    out=$(SCENARIO=$scenario wrk -t"$WRK_THREADS" -c"$connections" -d"$DURATION" -s loadtest/wrk.lua "$BASE" 2>&1)
     RESULT=$(grep '^RESULT' <<<"$out" || { echo "$out" >&2; exit 1; })
 }
 
