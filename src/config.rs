@@ -13,6 +13,9 @@ use crate::domain::VisitorSecret;
 /// directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://reader-reactions.db";
 
+/// The rate limits' defaults, for the settings below.
+const LIMITS: RateLimitSettings = RateLimitSettings::DEFAULT;
+
 /// Every setting of the service. See the README for what each one means.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "reader-reactions", version, about = "Reaction buttons and counts for news articles")]
@@ -36,32 +39,36 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
 
     /// Sustained writes per minute per client IP.
-    #[arg(long, env = "RATE_LIMIT_WRITES_PER_MINUTE", default_value = "60")]
+    #[arg(long, env = "RATE_LIMIT_WRITES_PER_MINUTE", default_value_t = LIMITS.writes_per_minute)]
     pub rate_limit_writes_per_minute: NonZeroU32,
 
     /// Writes a client IP may send in a burst.
-    #[arg(long, env = "RATE_LIMIT_WRITE_BURST", default_value = "20")]
+    #[arg(long, env = "RATE_LIMIT_WRITE_BURST", default_value_t = LIMITS.write_burst)]
     pub rate_limit_write_burst: NonZeroU32,
 
     /// Sustained reads per minute per client IP.
-    #[arg(long, env = "RATE_LIMIT_READS_PER_MINUTE", default_value = "1200")]
+    #[arg(long, env = "RATE_LIMIT_READS_PER_MINUTE", default_value_t = LIMITS.reads_per_minute)]
     pub rate_limit_reads_per_minute: NonZeroU32,
 
     /// Reads a client IP may send in a burst.
-    #[arg(long, env = "RATE_LIMIT_READ_BURST", default_value = "200")]
+    #[arg(long, env = "RATE_LIMIT_READ_BURST", default_value_t = LIMITS.read_burst)]
     pub rate_limit_read_burst: NonZeroU32,
 
     /// Sustained dashboard (stats) reads per minute per client IP.
-    #[arg(long, env = "RATE_LIMIT_STATS_PER_MINUTE", default_value = "120")]
+    #[arg(long, env = "RATE_LIMIT_STATS_PER_MINUTE", default_value_t = LIMITS.stats_per_minute)]
     pub rate_limit_stats_per_minute: NonZeroU32,
 
     /// Dashboard (stats) reads a client IP may send in a burst.
-    #[arg(long, env = "RATE_LIMIT_STATS_BURST", default_value = "30")]
+    #[arg(long, env = "RATE_LIMIT_STATS_BURST", default_value_t = LIMITS.stats_burst)]
     pub rate_limit_stats_burst: NonZeroU32,
 
     /// Writes one client IP (IPv6: its /64) may make on one article in any hour, whatever the
     /// visitor ids: the ballot-stuffing cap. Half are allowed at once, the rest refill evenly.
-    #[arg(long, env = "RATE_LIMIT_ARTICLE_WRITES_PER_HOUR", default_value = "120")]
+    #[arg(
+        long,
+        env = "RATE_LIMIT_ARTICLE_WRITES_PER_HOUR",
+        default_value_t = LIMITS.article_writes_per_hour
+    )]
     pub rate_limit_article_writes_per_hour: NonZeroU32,
 
     /// Comma-separated origins allowed to call the API from a browser, or `*`.
@@ -187,6 +194,32 @@ pub struct Config {
     pub healthcheck: bool,
 }
 
+/// What the rate limiters are built from: the `RATE_LIMIT_*` settings (see [`Config`] for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    pub writes_per_minute: NonZeroU32,
+    pub write_burst: NonZeroU32,
+    pub reads_per_minute: NonZeroU32,
+    pub read_burst: NonZeroU32,
+    pub stats_per_minute: NonZeroU32,
+    pub stats_burst: NonZeroU32,
+    pub article_writes_per_hour: NonZeroU32,
+}
+
+impl RateLimitSettings {
+    /// The settings' defaults. The OpenAPI document states the policies of these, so that it is
+    /// the same whatever an instance is configured with, and follows a changed default.
+    pub const DEFAULT: Self = Self {
+        writes_per_minute: NonZeroU32::new(60).unwrap(),
+        write_burst: NonZeroU32::new(20).unwrap(),
+        reads_per_minute: NonZeroU32::new(1200).unwrap(),
+        read_burst: NonZeroU32::new(200).unwrap(),
+        stats_per_minute: NonZeroU32::new(120).unwrap(),
+        stats_burst: NonZeroU32::new(30).unwrap(),
+        article_writes_per_hour: NonZeroU32::new(120).unwrap(),
+    };
+}
+
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -254,6 +287,19 @@ impl Config {
             Some(workers) => workers.get() as usize,
             None if self.database_url.starts_with("sqlite:") => 1,
             None => 4,
+        }
+    }
+
+    /// The rate limiters' settings (`RATE_LIMIT_*`).
+    pub fn rate_limits(&self) -> RateLimitSettings {
+        RateLimitSettings {
+            writes_per_minute: self.rate_limit_writes_per_minute,
+            write_burst: self.rate_limit_write_burst,
+            reads_per_minute: self.rate_limit_reads_per_minute,
+            read_burst: self.rate_limit_read_burst,
+            stats_per_minute: self.rate_limit_stats_per_minute,
+            stats_burst: self.rate_limit_stats_burst,
+            article_writes_per_hour: self.rate_limit_article_writes_per_hour,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::http::article_cap::ArticleCap;
 use crate::http::client_ip::TrustedProxies;
 use crate::http::identity::IdentityResolver;
-use crate::http::rate_limit::{ClassLimiter, Limit, RateLimits, spawn_purger};
+use crate::http::rate_limit::{RateLimits, spawn_purger};
 use crate::http::{self, AppState, EdgeLayers, HttpOptions};
 use crate::identity::SaltCache;
 use crate::reactions::Reactions;
@@ -105,28 +105,10 @@ impl Application {
         let secret = crate::identity::resolve_secret(config.visitor_secret.clone(), &store).await?;
         let identity =
             Arc::new(IdentityResolver::new(secret, SaltCache::new(store.clone()), config.cookie_secure));
-        let rate_limits = Arc::new(RateLimits {
-            writes: ClassLimiter::new(
-                "writes",
-                Limit {
-                    per_minute: config.rate_limit_writes_per_minute,
-                    burst: config.rate_limit_write_burst,
-                },
-            ),
-            reads: ClassLimiter::new(
-                "reads",
-                Limit { per_minute: config.rate_limit_reads_per_minute, burst: config.rate_limit_read_burst },
-            ),
-            stats: ClassLimiter::new(
-                "stats",
-                Limit {
-                    per_minute: config.rate_limit_stats_per_minute,
-                    burst: config.rate_limit_stats_burst,
-                },
-            ),
-        });
+        let limits = config.rate_limits();
+        let rate_limits = Arc::new(RateLimits::new(&limits));
         let purger = spawn_purger(Arc::downgrade(&rate_limits), RATE_LIMIT_PURGE_INTERVAL);
-        let article_writes = Arc::new(ArticleCap::new(config.rate_limit_article_writes_per_hour));
+        let article_writes = Arc::new(ArticleCap::new(limits.article_writes_per_hour));
         // Ends by itself once the router (the cap's only owner) is dropped.
         spawn_purger(Arc::downgrade(&article_writes), RATE_LIMIT_PURGE_INTERVAL);
         let cache = CountsCache::new(config.cache_ttl, config.cache_capacity.get() as usize);

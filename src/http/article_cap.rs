@@ -43,8 +43,8 @@ use crate::domain::ArticleId;
 /// The policy name in the `RateLimit` fields and in metrics.
 pub const POLICY: &str = "article-writes";
 
-/// The window the cap is stated over.
-const HOUR: Duration = Duration::from_secs(3600);
+/// The window the cap is stated over, and its policy's `w`.
+pub const HOUR: Duration = Duration::from_secs(3600);
 
 type Limiter<S, C> = RateLimiter<u64, S, C, StateInformationMiddleware>;
 
@@ -147,6 +147,11 @@ impl<C: Clock + Clone> ArticleCap<C> {
         self.per_hour
     }
 
+    /// The `RateLimit-Policy` field of the answers it counts.
+    pub fn policy(&self) -> &HeaderValue {
+        &self.policy
+    }
+
     fn key(&self, client: IpAddr, article: &ArticleId) -> u64 {
         self.hasher.hash_one((limiter_key(client), article.as_str()))
     }
@@ -207,7 +212,7 @@ impl ArticleCap {
     /// does not spend the client's `writes` quota, so one stuffed article does not lock a shared
     /// address out of the others.
     pub async fn look_at(self: &Arc<Self>, client: IpAddr, request: Request) -> Result<Request, Response> {
-        if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        if !is_counted(request.method()) {
             return Ok(request);
         }
         let (mut parts, body) = request.into_parts();
@@ -239,6 +244,11 @@ impl ArticleCap {
             )
         })
     }
+}
+
+/// Whether the cap counts a request of `method` (on a route with an `{article_id}`).
+pub(super) fn is_counted(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// Extractor: the request's claim on the article cap, if the route has one (writes on an

@@ -7,7 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::admin::Admin;
-use super::extract::{AppJson, ArticlePath};
+use super::extract::{AppJson, ArticleParam, ArticlePath};
 use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleSettings, SettingsError};
 
@@ -66,7 +66,7 @@ impl<'de> serde::Deserialize<'de> for SettingsBody {
     get,
     path = "/v1/admin/articles/{article_id}/settings",
     tag = "admin",
-    params(super::reactions::ArticleParam),
+    params(ArticleParam),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The article's settings", body = ArticleSettings),
@@ -97,7 +97,7 @@ async fn get_settings(
     put,
     path = "/v1/admin/articles/{article_id}/settings",
     tag = "admin",
-    params(super::reactions::ArticleParam),
+    params(ArticleParam),
     security(("admin_token" = [])),
     request_body(content = ArticleSettings, content_type = "application/json"),
     responses(

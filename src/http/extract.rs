@@ -58,6 +58,18 @@ pub async fn set_body_deadline(State(budget): State<Duration>, mut request: Requ
 /// The `{article_id}` path segment, percent-decoded and validated.
 pub struct ArticlePath(pub ArticleId);
 
+/// The `{article_id}` path parameter as the OpenAPI document states it, for every route that
+/// takes one through [`ArticlePath`].
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Exists for the OpenAPI document only.
+pub(super) struct ArticleParam {
+    /// The news site's article id as one percent-encoded path segment (encode `/` as `%2F`).
+    /// After decoding: 1–256 bytes of UTF-8 without control characters.
+    #[param(min_length = 1, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")]
+    article_id: String,
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ArticlePath {
     type Rejection = ApiError;
 

@@ -37,7 +37,12 @@ pub(super) async fn hide_metrics(
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is up: `{\"status\":\"ok\"}`", body = Health))
+)]
 async fn healthz() -> AppJson<Health> {
     AppJson(Health { status: "ok" })
 }
@@ -48,7 +53,7 @@ async fn healthz() -> AppJson<Health> {
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, body = Health),
+        (status = 200, description = "The database answers: `{\"status\":\"ready\"}`", body = Health),
         (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
     )
 )]

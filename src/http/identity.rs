@@ -125,6 +125,12 @@ impl Visitor {
     }
 }
 
+/// Whether a request of `method` is a write: only writes may fall back to the fingerprint, and
+/// only a successful write by fingerprint gets the cookie.
+pub(super) fn is_write(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD)
+}
+
 /// The cookie to set once a write by fingerprint has succeeded.
 pub struct PendingCookie(IdentityToken);
 
@@ -136,7 +142,7 @@ impl IdentityResolver {
         client: ClientIp,
         request: &mut Request,
     ) -> Result<Option<PendingCookie>, Response> {
-        let is_write = !matches!(*request.method(), Method::GET | Method::HEAD);
+        let is_write = is_write(request.method());
         let visitor =
             self.resolve(request.headers(), client, is_write).await.map_err(IntoResponse::into_response)?;
         let cookie = (is_write && visitor.source == IdentitySource::Fingerprint)

@@ -13,8 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::ArticlePath;
-use super::reactions::ArticleParam;
+use super::extract::{ArticleParam, ArticlePath};
 use super::{ApiError, AppState, Problem};
 use crate::reactions::live::{CountsEvent, LiveError, Subscription};
 

@@ -116,31 +116,53 @@ pub struct EdgeLayers {
 }
 
 /// All routes with their OpenAPI descriptions, before state and the outer layers are attached.
-/// The identity layer wraps the visitor-facing routes only (the document is built without it).
+/// The document is built without the layers (`edge` is `None`), but describes them all the same.
 pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
+    let layer_docs = openapi::LayerDocs::new();
     // The editorial controls are admin routes like the export: the same quota, no identity.
-    let mut stats_routes = stats::router().merge(editorial::router());
-    if let Some(edge) = &edge {
-        // Dashboard reads are heavier and not per visitor: their own quota, no identity layer.
-        stats_routes = stats_routes.route_layer(middleware::from_fn_with_state(
-            (edge.rate_limits.clone(), ClassOf::Stats),
-            rate_limit,
-        ));
-    }
-    let mut visitor_routes = reactions::router().merge(live::router());
-    if let Some(edge) = edge {
-        // A look at the article cap first (so a write it refuses does not spend the IP's quota),
-        // then the rate limiter, then identity, then the handler, which spends the cap.
-        // Behind one `Arc`: the state of a `from_fn` layer is cloned for every request.
-        visitor_routes =
-            visitor_routes.route_layer(middleware::from_fn_with_state(Arc::new(edge), visitor_edge));
-    }
+    let stats_routes = behind_stats_limit(stats::router().merge(editorial::router()), &edge, &layer_docs);
+    let visitor_routes = behind_visitor_edge(reactions::router().merge(live::router()), edge, &layer_docs);
     OpenApiRouter::with_openapi(openapi::ApiDoc::build())
         .merge(visitor_routes)
         .merge(health::router())
         .merge(widget::router())
         .merge(dashboard::router())
         .merge(stats_routes)
+}
+
+/// Mounts `routes` under the `stats` quota, and says so in their document. Dashboard reads are
+/// heavier and not per visitor: their own quota, no identity layer.
+fn behind_stats_limit(
+    mut routes: OpenApiRouter<AppState>,
+    edge: &Option<EdgeLayers>,
+    docs: &openapi::LayerDocs,
+) -> OpenApiRouter<AppState> {
+    docs.rate_limit(routes.get_openapi_mut(), ClassOf::Stats, false);
+    if let Some(edge) = edge {
+        routes = routes.route_layer(middleware::from_fn_with_state(
+            (edge.rate_limits.clone(), ClassOf::Stats),
+            rate_limit,
+        ));
+    }
+    routes
+}
+
+/// Mounts `routes` under [`visitor_edge`] (the article cap, the client's quota by method, the
+/// visitor's identity), and says so in their document.
+fn behind_visitor_edge(
+    mut routes: OpenApiRouter<AppState>,
+    edge: Option<EdgeLayers>,
+    docs: &openapi::LayerDocs,
+) -> OpenApiRouter<AppState> {
+    docs.rate_limit(routes.get_openapi_mut(), ClassOf::Method, true);
+    docs.identity(routes.get_openapi_mut());
+    if let Some(edge) = edge {
+        // A look at the article cap first (so a write it refuses does not spend the IP's quota),
+        // then the rate limiter, then identity, then the handler, which spends the cap.
+        // Behind one `Arc`: the state of a `from_fn` layer is cloned for every request.
+        routes = routes.route_layer(middleware::from_fn_with_state(Arc::new(edge), visitor_edge));
+    }
+    routes
 }
 
 /// The middleware of the visitor routes, in this order: a look at the per-article write cap

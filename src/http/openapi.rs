@@ -1,13 +1,22 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
+use std::net::Ipv4Addr;
+
 use axum::Router;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
-use utoipa::OpenApi;
+use utoipa::OpenApi as _;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{
+    ContentBuilder, Header, HeaderBuilder, Object, OpenApi, Ref, RefOr, Required, ResponseBuilder, Type,
+};
 
 use super::AppState;
+use super::article_cap::{self, ArticleCap};
+use super::rate_limit::{self, ClassLimiter, ClassOf, RateLimits};
+use crate::config::RateLimitSettings;
 
-#[derive(OpenApi)]
+#[derive(utoipa::OpenApi)]
 #[openapi(
     info(
         title = "reader-reactions",
@@ -41,113 +50,165 @@ pub fn openapi_document() -> String {
     render(&document)
 }
 
-/// Adds what the middleware layers do to every `/v1/` operation, in one place rather than on
-/// each handler: the `rr_vid` cookie, the rate-limit fields on every answer, the 429, and the
-/// cookie a fingerprinted write receives.
-pub(super) fn describe_layers(document: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-    use utoipa::openapi::{
-        ContentBuilder, HeaderBuilder, Object, Ref, RefOr, Required, ResponseBuilder, Type,
-    };
+/// What the edge layers add to the operations mounted under them: `super::api_routes` calls
+/// these where it mounts each layer, so that the document follows the registrations. The
+/// rate-limit fields are those of limiters built like the service's, with the default settings
+/// (the document is the same whatever an instance is configured with, and follows a changed
+/// default).
+pub(super) struct LayerDocs {
+    limits: RateLimits,
+    article_cap: ArticleCap,
+}
 
-    let string_header = |description: &str, example: &str| {
-        HeaderBuilder::new()
-            .schema(Some(Object::with_type(Type::String)))
-            .description(Some(description))
-            .example(Some(serde_json::json!(example)))
-            .build()
-    };
-    let ratelimit = string_header(
-        "Quota left in this policy: `r` requests now, `t` seconds until the quota is full again \
-         (on a 429: until the next request is allowed). IETF draft-ietf-httpapi-ratelimit-headers.",
-        "\"writes\";r=19;t=1",
-    );
-    let policy_text = "The policy of this route's class (`writes`, `reads` or `stats`): `q` requests \
-         of burst; the sustained rate is set per minute (`w=60`).";
-    let policy = string_header(policy_text, "\"writes\";q=20;w=60");
-    // Writes on an article carry a second policy, the ballot-stuffing cap (see article_cap.rs).
-    let write_policy = string_header(
-        &format!(
-            "{policy_text} A write on an article also carries the `article-writes` policy: at most \
-             `q` writes by this client network on this article in any `w=3600` seconds \
-             (RATE_LIMIT_ARTICLE_WRITES_PER_HOUR)."
-        ),
-        "\"writes\";q=20;w=60, \"article-writes\";q=120;w=3600",
-    );
-    let too_many = |description: &str, policy: &utoipa::openapi::Header| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                super::PROBLEM_JSON,
-                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
-            )
-            .header(
-                "Retry-After",
-                HeaderBuilder::new()
-                    .schema(Some(Object::with_type(Type::Integer)))
-                    .description(Some("Seconds until the next request is allowed"))
-                    .build(),
-            )
-            .header("RateLimit", ratelimit.clone())
-            .header("RateLimit-Policy", policy.clone())
-            .build()
-    };
-    let too_many_reads =
-        too_many("Over the rate limit of this client IP; retry after `Retry-After` seconds", &policy);
-    let too_many_writes = too_many(
-        "Over the rate limit of this client IP, or (for a write on an article) over this client \
-         network's writes on that article (`article-writes`); retry after `Retry-After` seconds. \
-         The `RateLimit` fields name the policy that refused.",
-        &write_policy,
-    );
-    let cookie = ParameterBuilder::new()
-        .name(crate::identity::cookie::COOKIE_NAME)
-        .parameter_in(ParameterIn::Cookie)
-        .required(Required::False)
-        .description(Some(
-            "The service's signed visitor cookie, used when no X-Visitor-Id header is sent. \
-             A cookie that fails verification is ignored. Without either, a write's visitor is an \
-             anonymous fingerprint (a keyed hash of a daily salt, the client IP and User-Agent). \
-             The cookie is minted from that fingerprint, which others behind the same address and \
-             browser build share: it keeps the browser's writes deduplicated, but a read with it \
-             is anonymous and it never erases (only X-Visitor-Id does).",
-        ))
-        .schema(Some(Object::with_type(Type::String)))
-        .build();
-    let set_cookie = string_header(
-        "Sent after a write identified by fingerprint: the signed `rr_vid` cookie (HttpOnly, one \
-         year; `Secure; SameSite=None` when COOKIE_SECURE is on) so the browser keeps its identity.",
-        "rr_vid=v1.…; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
-    );
-
-    for (path, item) in document.paths.paths.iter_mut() {
-        if !path.starts_with("/v1/") {
-            continue;
-        }
-        let writes = [&mut item.put, &mut item.delete].into_iter().flatten().map(|op| (op, true));
-        let reads = [&mut item.get].into_iter().flatten().map(|op| (op, false));
-        for (operation, is_write) in writes.chain(reads) {
-            // The dashboard reads and the admin routes do not depend on who asks: no visitor
-            // cookie there, and their writes are in the `stats` class.
-            let per_visitor = !operation.tags.iter().flatten().any(|tag| tag == "stats" || tag == "admin");
-            let is_write = is_write && per_visitor;
-            if per_visitor {
-                operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(cookie.clone()));
-            }
-            for (status, response) in operation.responses.responses.iter_mut() {
-                if let RefOr::T(response) = response {
-                    response.headers.insert("RateLimit".into(), RefOr::T(ratelimit.clone()));
-                    let policy = if is_write { &write_policy } else { &policy };
-                    response.headers.insert("RateLimit-Policy".into(), RefOr::T(policy.clone()));
-                    if is_write && status == "200" {
-                        response.headers.insert("Set-Cookie".into(), RefOr::T(set_cookie.clone()));
-                    }
-                }
-            }
-            let too_many = if is_write { &too_many_writes } else { &too_many_reads };
-            operation.responses.responses.insert("429".into(), RefOr::T(too_many.clone()));
+impl LayerDocs {
+    pub(super) fn new() -> Self {
+        let settings = RateLimitSettings::DEFAULT;
+        Self {
+            limits: RateLimits::new(&settings),
+            article_cap: ArticleCap::new(settings.article_writes_per_hour),
         }
     }
+
+    /// The client's rate limit of the class `class_of` picks (and, with `article_cap`, the
+    /// ballot-stuffing cap on writes on an article): the `RateLimit` fields on every answer and
+    /// the 429.
+    pub(super) fn rate_limit(&self, document: &mut OpenApi, class_of: ClassOf, article_cap: bool) {
+        let policy_text = format!(
+            "The policy of this route's class (`writes`, `reads` or `stats`): `q` requests of burst; \
+             the sustained rate is set per minute (`w={}`).",
+            rate_limit::WINDOW.as_secs()
+        );
+        for (path, method, operation) in operations(document) {
+            let class = self.limits.class(class_of, &method);
+            let capped = article_cap && path.contains("{article_id}") && article_cap::is_counted(&method);
+            // The fields of a client's first request, as a limiter of this class writes them.
+            let [(_, first_answer), _] = ClassLimiter::new(class.name(), class.limit())
+                .admit(Ipv4Addr::new(192, 0, 2, 1).into())
+                .expect("a new limiter admits a request");
+            let ratelimit = header(
+                "Quota left in this policy: `r` requests now, `t` seconds until the quota is full \
+                 again (on a 429: until the next request is allowed). IETF \
+                 draft-ietf-httpapi-ratelimit-headers.",
+                field_text(&first_answer),
+            );
+            let policy = if capped {
+                header(
+                    &format!(
+                        "{policy_text} A write on an article also carries the `{}` policy: at most `q` \
+                         writes by this client network on this article in any `w={}` seconds \
+                         (RATE_LIMIT_ARTICLE_WRITES_PER_HOUR).",
+                        article_cap::POLICY,
+                        article_cap::HOUR.as_secs()
+                    ),
+                    format!("{}, {}", field_text(class.policy()), field_text(self.article_cap.policy())),
+                )
+            } else {
+                header(&policy_text, field_text(class.policy()))
+            };
+            for response in operation.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.headers.insert("RateLimit".into(), RefOr::T(ratelimit.clone()));
+                    response.headers.insert("RateLimit-Policy".into(), RefOr::T(policy.clone()));
+                }
+            }
+            let description = if capped {
+                format!(
+                    "Over the rate limit of this client IP, or (for a write on an article) over this \
+                     client network's writes on that article (`{}`); retry after `Retry-After` \
+                     seconds. The `RateLimit` fields name the policy that refused.",
+                    article_cap::POLICY
+                )
+            } else {
+                "Over the rate limit of this client IP; retry after `Retry-After` seconds".to_owned()
+            };
+            let too_many = ResponseBuilder::new()
+                .description(description)
+                .content(
+                    super::PROBLEM_JSON,
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                )
+                .header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(Some(Object::with_type(Type::Integer)))
+                        .description(Some("Seconds until the next request is allowed"))
+                        .build(),
+                )
+                .header("RateLimit", ratelimit)
+                .header("RateLimit-Policy", policy)
+                .build();
+            operation.responses.responses.insert("429".into(), RefOr::T(too_many));
+        }
+    }
+
+    /// The visitor identity layer: the `rr_vid` cookie on every operation, and the cookie a
+    /// successful write by fingerprint receives.
+    pub(super) fn identity(&self, document: &mut OpenApi) {
+        let cookie = ParameterBuilder::new()
+            .name(crate::identity::cookie::COOKIE_NAME)
+            .parameter_in(ParameterIn::Cookie)
+            .required(Required::False)
+            .description(Some(
+                "The service's signed visitor cookie, used when no X-Visitor-Id header is sent. \
+                 A cookie that fails verification is ignored. Without either, a write's visitor is \
+                 an anonymous fingerprint (a keyed hash of a daily salt, the client IP and \
+                 User-Agent). The cookie is minted from that fingerprint, which others behind the \
+                 same address and browser build share: it keeps the browser's writes \
+                 deduplicated, but a read with it is anonymous and it never erases (only \
+                 X-Visitor-Id does).",
+            ))
+            .schema(Some(Object::with_type(Type::String)))
+            .build();
+        let set_cookie = header(
+            "Sent after a write identified by fingerprint: the signed `rr_vid` cookie (HttpOnly, one \
+             year; `Secure; SameSite=None` when COOKIE_SECURE is on) so the browser keeps its identity.",
+            "rr_vid=v1.…; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
+        );
+        for (_, method, operation) in operations(document) {
+            operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(cookie.clone()));
+            if !super::identity::is_write(&method) {
+                continue;
+            }
+            for (status, response) in operation.responses.responses.iter_mut() {
+                if let RefOr::T(response) = response
+                    && status.starts_with('2')
+                {
+                    response.headers.insert("Set-Cookie".into(), RefOr::T(set_cookie.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Every operation of `document`, with its path and method.
+fn operations(document: &mut OpenApi) -> impl Iterator<Item = (&str, Method, &mut Operation)> {
+    document.paths.paths.iter_mut().flat_map(|(path, item)| {
+        [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::OPTIONS, &mut item.options),
+            (Method::HEAD, &mut item.head),
+            (Method::PATCH, &mut item.patch),
+            (Method::TRACE, &mut item.trace),
+        ]
+        .into_iter()
+        .filter_map(move |(method, operation)| Some((path.as_str(), method, operation.as_mut()?)))
+    })
+}
+
+/// A string header field's description, with an example.
+fn header(description: &str, example: impl Into<String>) -> Header {
+    HeaderBuilder::new()
+        .schema(Some(Object::with_type(Type::String)))
+        .description(Some(description))
+        .example(Some(serde_json::Value::String(example.into())))
+        .build()
+}
+
+fn field_text(value: &HeaderValue) -> &str {
+    value.to_str().expect("the limiters write ASCII fields")
 }
 
 /// The PUT bodies take no members besides theirs (others are a 400). Set here because
@@ -166,7 +227,6 @@ fn close_request_body(document: &mut utoipa::openapi::OpenApi) {
 
 pub(super) fn render(document: &utoipa::openapi::OpenApi) -> String {
     let mut document = document.clone();
-    describe_layers(&mut document);
     close_request_body(&mut document);
     let mut json = document.to_pretty_json().expect("the OpenAPI document serializes");
     json.push('\n');

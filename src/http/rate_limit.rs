@@ -25,10 +25,14 @@ use governor::{Quota, RateLimiter};
 
 use super::client_ip::ClientIp;
 use super::{ApiError, Problem};
+use crate::config::RateLimitSettings;
 
 /// The IETF draft's field names (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// The window a class's sustained rate is stated over, and its policies' `w`.
+pub const WINDOW: Duration = Duration::from_secs(60);
 
 /// A sustained rate and a burst.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +44,7 @@ pub struct Limit {
 /// The limiter of one class, keyed by client network.
 pub struct ClassLimiter<C: Clock = DefaultClock> {
     name: &'static str,
+    limit: Limit,
     limiter: RateLimiter<IpAddr, DashMapStateStore<IpAddr>, C, StateInformationMiddleware>,
     policy: HeaderValue,
 }
@@ -62,7 +67,7 @@ impl ClassLimiter<DefaultClock> {
 impl<C: Clock> ClassLimiter<C> {
     /// A limiter on a given clock (tests and benchmarks use a fake one).
     pub fn with_clock(name: &'static str, limit: Limit, clock: C) -> Self {
-        let period = Duration::from_secs(60) / limit.per_minute.get();
+        let period = WINDOW / limit.per_minute.get();
         let quota = Quota::with_period(period)
             .expect("a per-minute rate gives a non-zero period")
             .allow_burst(limit.burst);
@@ -70,13 +75,23 @@ impl<C: Clock> ClassLimiter<C> {
             RateLimiter::dashmap_with_clock(quota, clock).with_middleware::<StateInformationMiddleware>();
         // `q` is the burst and `w` the minute the sustained rate is stated over (the contract's
         // `"writes";q=20;w=60` for the defaults).
-        let policy = HeaderValue::try_from(format!("\"{name}\";q={};w=60", limit.burst))
+        let policy = HeaderValue::try_from(format!("\"{name}\";q={};w={}", limit.burst, WINDOW.as_secs()))
             .expect("policy names are ASCII");
-        Self { name, limiter, policy }
+        Self { name, limit, limiter, policy }
     }
 
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// The rate and burst it was built with.
+    pub fn limit(&self) -> Limit {
+        self.limit
+    }
+
+    /// The `RateLimit-Policy` field of every answer of this class.
+    pub fn policy(&self) -> &HeaderValue {
+        &self.policy
     }
 
     /// Spends one request of `client`'s quota, if there is one.
@@ -206,6 +221,16 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
+    /// The limiters of the three classes as `settings` set them.
+    pub fn new(settings: &RateLimitSettings) -> Self {
+        let limit = |per_minute, burst| Limit { per_minute, burst };
+        Self {
+            writes: ClassLimiter::new("writes", limit(settings.writes_per_minute, settings.write_burst)),
+            reads: ClassLimiter::new("reads", limit(settings.reads_per_minute, settings.read_burst)),
+            stats: ClassLimiter::new("stats", limit(settings.stats_per_minute, settings.stats_burst)),
+        }
+    }
+
     pub fn all(&self) -> [&ClassLimiter; 3] {
         [&self.writes, &self.reads, &self.stats]
     }

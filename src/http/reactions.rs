@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::article_cap::{SpentCap, WriteAllowance};
-use super::extract::{AppJson, ArticlePath, query_pairs};
+use super::extract::{AppJson, ArticleParam, ArticlePath, query_pairs};
 use super::identity::Visitor;
 use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Reaction, ReactionSummary};
@@ -327,17 +327,6 @@ async fn erase_me(State(state): State<AppState>, visitor: Visitor) -> Result<App
     };
     let removed = state.reactions.erase_visitor(visitor).await?;
     Ok(AppJson(Erased { removed }))
-}
-
-/// The `{article_id}` path parameter.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Exists for the OpenAPI document only.
-pub(super) struct ArticleParam {
-    /// The news site's article id as one percent-encoded path segment (encode `/` as `%2F`).
-    /// After decoding: 1–256 bytes of UTF-8 without control characters.
-    #[param(min_length = 1, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")]
-    article_id: String,
 }
 
 /// One `article_id` of the batch read: 1–256 bytes of UTF-8 without control characters.

@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::admin::{Admin, StatsReader};
-use super::extract::{AppJson, ArticlePath, query_pairs};
+use super::extract::{AppJson, ArticleParam, ArticlePath, query_pairs};
 use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow};
 use crate::store::{self, ExportRow};
@@ -550,17 +550,6 @@ impl StatsQuery {
     fn reaction(&self) -> Result<Option<Reaction>, ApiError> {
         self.get("reaction").map(|raw| raw.parse().map_err(ApiError::invalid_query)).transpose()
     }
-}
-
-/// The `{article_id}` path parameter.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Exists for the OpenAPI document only.
-struct ArticleParam {
-    /// The news site's article id as one percent-encoded path segment (encode `/` as `%2F`).
-    /// After decoding: 1–256 bytes of UTF-8 without control characters.
-    #[param(min_length = 1)]
-    article_id: String,
 }
 
 /// `since` and `until` with the 24-hour default.

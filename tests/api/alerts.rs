@@ -100,14 +100,15 @@ impl Receiver {
     }
 }
 
-/// A configuration that alerts on three reactions: trending at score 2 (three reactions after
-/// none score 3), a surge at three of one kind making half of the hour's.
+/// A configuration that alerts on the third reaction and not before: trending at score 2.5
+/// (three reactions after none score 3, two only 2, so an evaluation between the writes fires
+/// nothing), a surge at three of one kind making half of the hour's.
 fn alerting_config(db_url: &str, receiver: &Receiver) -> Config {
     let mut config = test_config(db_url);
     config.webhook_urls = vec![receiver.url.clone()];
     config.webhook_secret = Some(SECRET.to_owned());
     config.alert_check_interval = Duration::from_millis(200);
-    config.alert_trending_score = 2.0;
+    config.alert_trending_score = 2.5;
     config.alert_surge_min = std::num::NonZeroU32::new(3).unwrap();
     config
 }

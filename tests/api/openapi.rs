@@ -1,6 +1,10 @@
 //! The committed OpenAPI document is exactly what the code generates, and what is served.
 
-use crate::helpers::{Backend, spawn_app_on};
+use reader_reactions::config::RateLimitSettings;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestDatabase, spawn_app_on, spawn_with, test_config};
 
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
 
@@ -49,4 +53,55 @@ async fn served_document_is_the_committed_file() {
     let served = app.client.get(app.url("/openapi.json")).send().await.unwrap().text().await.unwrap();
 
     assert_eq!(served, reader_reactions::http::openapi_document());
+}
+
+/// The rate-limit policies and the identity cookie the document states for each `/v1/`
+/// operation are those the service sends under the default settings: the document follows the
+/// limiters, their defaults and the layers each route is mounted under.
+#[tokio::test]
+async fn every_v1_answer_carries_the_documented_rate_limit_policy_and_cookie() {
+    let document: Value = serde_json::from_str(&reader_reactions::http::openapi_document()).unwrap();
+    let db = TestDatabase::create(Backend::Sqlite).await;
+    let mut config = test_config(&db.url);
+    let defaults = RateLimitSettings::DEFAULT;
+    config.rate_limit_writes_per_minute = defaults.writes_per_minute;
+    config.rate_limit_write_burst = defaults.write_burst;
+    config.rate_limit_reads_per_minute = defaults.reads_per_minute;
+    config.rate_limit_read_burst = defaults.read_burst;
+    config.rate_limit_stats_per_minute = defaults.stats_per_minute;
+    config.rate_limit_stats_burst = defaults.stats_burst;
+    config.rate_limit_article_writes_per_hour = defaults.article_writes_per_hour;
+    let app = spawn_with(db, config).await;
+
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let url = app.url(&path.replace("{article_id}", "a"));
+            // No X-Visitor-Id: a write is then identified by fingerprint and gets the cookie.
+            let mut request = app.client.request(method.clone(), url);
+            if method == Method::PUT {
+                request = request.json(&json!({ "reaction": "like" }));
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_str().to_owned();
+            let documented = &operation["responses"][&status];
+            let what = format!("{method} {path} answered {status}");
+            assert!(documented.is_object(), "{what}, which is not documented");
+            let headers = &documented["headers"];
+            let policy: Vec<&str> =
+                response.headers().get_all("ratelimit-policy").iter().map(|v| v.to_str().unwrap()).collect();
+            assert_eq!(policy.join(", "), headers["RateLimit-Policy"]["example"].as_str().unwrap(), "{what}");
+            assert_eq!(
+                response.headers().contains_key("set-cookie"),
+                headers["Set-Cookie"].is_object(),
+                "{what}: the Set-Cookie field as documented"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "every /v1/ operation was checked ({checked})");
 }
