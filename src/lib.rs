@@ -1,11 +1,13 @@
 //! reader-reactions: the "What's your reaction?" buttons under news articles, and their counts.
 //!
-//! A request enters through [`http`] (layers, then a handler), is identified by [`identity`],
-//! is served by the use cases in [`reactions`] over the [`domain`] types, and reaches the
-//! database only through [`store`].
+//! Dependencies point one way, `http → app → store → domain` (DEVELOPERS.md): a request enters
+//! through [`http`] (layers, then a handler; the visitor is identified there with
+//! [`app::identity`]), is served by the use cases in [`app`] over the [`domain`] types, and
+//! reaches the database only through [`store`]. [`config`], [`telemetry`], [`startup`] and
+//! [`serve`] wire and run it.
 
-/// Newsroom alerts: signed webhooks when a story trends or a reaction surges under it.
-pub mod alerts;
+/// The use cases: reactions, identity, live counts, alerts.
+pub mod app;
 /// Settings from environment and flags.
 pub mod config;
 /// Articles, reactions and summaries: validated value types.
@@ -14,10 +16,6 @@ pub mod domain;
 pub mod healthcheck;
 /// The HTTP edge: routes, error shape, layers, OpenAPI.
 pub mod http;
-/// Visitor identity: keyed hashes of whoever reacts, resolved by middleware.
-pub mod identity;
-/// Read and change reactions: what handlers call.
-pub mod reactions;
 /// The HTTP/1.1 accept loop, with a deadline for each request head.
 pub mod serve;
 /// Wiring and running the service.

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use crate::app::cache::CountsCache;
+use crate::app::identity::SaltCache;
+use crate::app::live::{LiveCounts, LiveOptions};
+use crate::app::reactions::Reactions;
+use crate::app::writer::{BatchWriter, WriterOptions, WriterTasks};
 use crate::config::Config;
 use crate::http::article_cap::ArticleCap;
 use crate::http::client_ip::TrustedProxies;
 use crate::http::identity::IdentityResolver;
 use crate::http::rate_limit::{RateLimits, spawn_purger};
 use crate::http::{self, AppState, EdgeLayers, HttpOptions};
-use crate::identity::SaltCache;
-use crate::reactions::Reactions;
-use crate::reactions::cache::CountsCache;
-use crate::reactions::live::{LiveCounts, LiveOptions};
-use crate::reactions::writer::{BatchWriter, WriterOptions, WriterTasks};
 use crate::serve::ServeOptions;
 use crate::store::{Store, StoreOptions};
 
@@ -33,7 +33,7 @@ pub fn configuration() -> Config {
              (PostgreSQL)",
         );
     }
-    if let Err(line) = crate::alerts::check_settings(&config) {
+    if let Err(line) = crate::app::alerts::check_settings(&config) {
         crate::config::refuse(&line);
     }
     config
@@ -52,7 +52,7 @@ pub struct Application {
     /// Ended at shutdown, so that open streams do not hold the drain.
     live: LiveCounts,
     /// The newsroom alerts' tasks, when configured.
-    alerts: Option<crate::alerts::AlertTasks>,
+    alerts: Option<crate::app::alerts::AlertTasks>,
 }
 
 /// The longest shutdown waits for queued writes to commit.
@@ -102,7 +102,7 @@ impl Application {
         if config.migrate_on_start {
             store.migrate().await.context("while migrating the database at start-up")?;
         }
-        let secret = crate::identity::resolve_secret(config.visitor_secret.clone(), &store).await?;
+        let secret = crate::app::identity::resolve_secret(config.visitor_secret.clone(), &store).await?;
         let identity =
             Arc::new(IdentityResolver::new(secret, SaltCache::new(store.clone()), config.cookie_secure));
         let limits = config.rate_limits();
@@ -130,7 +130,7 @@ impl Application {
                 max_streams: config.live_max_streams.get() as usize,
             },
         );
-        let alerts = crate::alerts::AlertTasks::start(&config, &store)?;
+        let alerts = crate::app::alerts::AlertTasks::start(&config, &store)?;
         let admin_token = http::BearerToken::from_setting(config.admin_token.as_deref());
         let stats_token = http::BearerToken::from_setting(config.stats_token.as_deref());
         let state = AppState::new(http::Shared {

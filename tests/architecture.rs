@@ -1,6 +1,7 @@
 //! The module rule of DEVELOPERS.md: dependencies point one way, `http → app → store → domain`,
-//! and the web framework stays at the HTTP edge. This test reads the sources: nothing outside
-//! `src/http/`, `src/serve.rs`, `src/startup.rs` and `src/main.rs` may name axum, hyper or tower.
+//! and the web framework stays at the HTTP edge. These tests read the sources: nothing outside
+//! `src/http/`, `src/serve.rs`, `src/startup.rs` and `src/main.rs` may name axum, hyper or tower,
+//! and no module names one of a layer above its own.
 
 use std::path::{Path, PathBuf};
 
@@ -40,4 +41,60 @@ fn the_web_framework_is_used_only_at_the_http_edge() {
     }
     assert!(files.len() > 20, "the sources were found ({} files)", files.len());
     assert!(offenders.is_empty(), "the web framework below the HTTP edge:\n{}", offenders.join("\n"));
+}
+
+/// The layer of a source file, from the bottom: `domain` 0, `store` 1, the use cases and what
+/// they share (`app`, `config`, `telemetry`, `healthcheck`) 2, `http` 3, the wiring (`startup`,
+/// `serve`, `main`, `lib`) 4.
+fn layer_of_path(relative: &str) -> u8 {
+    let module = relative.trim_start_matches("src/").split(['/', '.']).next().unwrap();
+    layer_of_module(module).unwrap_or_else(|| panic!("{relative}: a module the layer rule does not know"))
+}
+
+fn layer_of_module(module: &str) -> Option<u8> {
+    Some(match module {
+        "domain" => 0,
+        "store" => 1,
+        "app" | "config" | "telemetry" | "healthcheck" => 2,
+        "http" => 3,
+        "startup" | "serve" | "main" | "lib" => 4,
+        _ => return None,
+    })
+}
+
+/// The crate's top-level modules a line of code names (`crate::store::…`, `use crate::{a, b}`
+/// is not used in this crate).
+fn named_modules(code: &str) -> Vec<&str> {
+    code.match_indices("crate::")
+        .map(|(at, _)| {
+            let rest = &code[at + "crate::".len()..];
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect()
+}
+
+#[test]
+fn no_module_names_a_layer_above_its_own_and_config_names_only_the_domain() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let mut offenders = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+        let layer = layer_of_path(&relative);
+        let source = std::fs::read_to_string(file).unwrap();
+        for (n, line) in source.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for module in named_modules(code) {
+                let Some(named) = layer_of_module(module) else { continue };
+                let config_rule = relative == "src/config.rs" && !matches!(module, "domain" | "config");
+                if named > layer || config_rule {
+                    offenders.push(format!("{relative}:{}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(files.len() > 20, "the sources were found ({} files)", files.len());
+    assert!(offenders.is_empty(), "names of a layer above:\n{}", offenders.join("\n"));
 }

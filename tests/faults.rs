@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use reader_reactions::app::identity::{VisitorId, VisitorKey, VisitorSecret};
 use reader_reactions::config::Config;
-use reader_reactions::identity::{VisitorId, VisitorKey, VisitorSecret};
 use reader_reactions::startup::Application;
 use serde_json::{Value, json};
 use sqlx::{Connection as _, PgConnection};

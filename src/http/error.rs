@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::fmt::Display;
 
-use crate::reactions::ChangeError;
+use crate::app::reactions::ChangeError;
 use crate::store::StoreError;
 
 /// Media type of every error body.

@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
 use super::client_ip::ClientIp;
-use crate::identity::{
+use crate::app::identity::{
     IdentityToken, SaltCache, VISITOR_ID_HEADER, VisitorId, VisitorIdError, VisitorKey, VisitorSecret,
 };
-use crate::identity::{cookie, fingerprint};
+use crate::app::identity::{cookie, fingerprint};
 
 /// What the identity layer needs to resolve visitors; shared by all requests.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::extract::{ArticleParam, ArticlePath};
 use super::{ApiError, AppState, Problem};
-use crate::reactions::live::{CountsEvent, LiveError, Subscription};
+use crate::app::live::{CountsEvent, LiveError, Subscription};
 
 /// The longest a stream goes without a line: proxies and browsers keep a connection that
 /// speaks, and a client that is gone is noticed when the write fails.

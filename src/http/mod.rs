@@ -48,7 +48,7 @@ use self::article_cap::ArticleCap;
 use self::client_ip::{TrustedProxies, resolve_client_ip};
 use self::identity::IdentityResolver;
 use self::rate_limit::{ClassOf, RateLimits, rate_limit};
-use crate::reactions::Reactions;
+use crate::app::reactions::Reactions;
 use crate::store::Store;
 
 /// Largest request body we read; larger ones get a 413.
@@ -69,7 +69,7 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub reactions: Reactions,
     /// The live counts (`/events`).
-    pub live: crate::reactions::live::LiveCounts,
+    pub live: crate::app::live::LiveCounts,
     pub store: Store,
     /// Guards the CSV export and the editorial controls; `None` switches them off.
     pub admin_token: Option<BearerToken>,
@@ -313,7 +313,10 @@ async fn unknown_route(uri: axum::http::Uri) -> ApiError {
 fn cors(allowed_origins: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::PUT, Method::DELETE, Method::OPTIONS])
-        .allow_headers([header::CONTENT_TYPE, HeaderName::from_static(crate::identity::VISITOR_ID_HEADER)])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            HeaderName::from_static(crate::app::identity::VISITOR_ID_HEADER),
+        ])
         .expose_headers([
             header::RETRY_AFTER,
             HeaderName::from_static("ratelimit"),

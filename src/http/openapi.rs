@@ -145,7 +145,7 @@ impl LayerDocs {
     /// successful write by fingerprint receives.
     pub(super) fn identity(&self, document: &mut OpenApi) {
         let cookie = ParameterBuilder::new()
-            .name(crate::identity::cookie::COOKIE_NAME)
+            .name(crate::app::identity::cookie::COOKIE_NAME)
             .parameter_in(ParameterIn::Cookie)
             .required(Required::False)
             .description(Some(

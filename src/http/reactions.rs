@@ -12,8 +12,8 @@ use super::article_cap::{SpentCap, WriteAllowance};
 use super::extract::{AppJson, ArticleParam, ArticlePath, query_pairs};
 use super::identity::Visitor;
 use super::{ApiError, AppState, Problem};
+use crate::app::cache::{Rendered, etag, tag_of};
 use crate::domain::{ArticleId, Reaction, ReactionSummary};
-use crate::reactions::cache::{Rendered, etag, tag_of};
 
 /// Most articles one batch read may ask for.
 pub const MAX_BATCH_ARTICLES: usize = 100;
@@ -165,7 +165,7 @@ async fn change(
     state: &AppState,
     allowance: WriteAllowance,
     article_id: ArticleId,
-    visitor: crate::identity::VisitorKey,
+    visitor: crate::app::identity::VisitorKey,
     reaction: Option<Reaction>,
 ) -> Result<Response, Response> {
     let allowed = state

@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reader_reactions::identity::{VisitorId, VisitorKey, VisitorSecret, key_file_for};
+use reader_reactions::app::identity::{VisitorId, VisitorKey, VisitorSecret, key_file_for};
 use reader_reactions::startup::Application;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

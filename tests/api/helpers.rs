@@ -486,7 +486,7 @@ impl Drop for TestDatabase {
                     let _ = std::fs::remove_file(PathBuf::from(file));
                 }
                 // The generated visitor secret's key file, when the service made one.
-                let _ = std::fs::remove_file(reader_reactions::identity::key_file_for(path));
+                let _ = std::fs::remove_file(reader_reactions::app::identity::key_file_for(path));
             }
         }
     }

@@ -136,7 +136,7 @@ async fn writes_during_the_rollup_fill_are_counted_exactly_once() {
 /// the reaction row the batch holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_batch_chosen_as_a_deadlock_victim_is_retried_and_stored_once() {
-    use reader_reactions::identity::{VisitorId, VisitorKey};
+    use reader_reactions::app::identity::{VisitorId, VisitorKey};
     use sqlx::Connection as _;
 
     let db = TestDatabase::create(Backend::Postgres).await;

@@ -1,14 +1,10 @@
 //! The reactions use cases: what the HTTP handlers ask for, in domain terms.
 //!
-//! Handlers call [`Reactions`]. Writes go through the group-commit [`writer`]; counts are read
-//! through the [`cache`], which the writer refreshes after every commit; both sit in front of the
-//! [`Store`]. Every write is first checked against its article's [`settings`] (editorial
+//! Handlers call [`Reactions`]. Writes go through the group-commit [`writer`](super::writer);
+//! counts are read through the [`cache`](super::cache), which the writer refreshes after every
+//! commit; both sit in front of the [`Store`]. Every write is first checked against its
+//! article's [`settings`](super::settings) (editorial
 //! controls), before it is queued.
-
-pub mod cache;
-pub mod live;
-pub mod settings;
-pub mod writer;
 
 /// Most configured articles kept in the settings directory; beyond, each article's settings are
 /// read on their own.
@@ -17,11 +13,11 @@ const DIRECTORY_LIMIT: u32 = 10_000;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use self::cache::{CountsCache, Rendered};
-use self::settings::Listed;
-use self::writer::BatchWriter;
+use super::cache::{CountsCache, Rendered};
+use super::settings::Listed;
+use super::writer::BatchWriter;
+use crate::app::identity::VisitorKey;
 use crate::domain::{ArticleId, ArticleSettings, Reaction, ReactionCounts, ReactionSet, ReactionSummary};
-use crate::identity::VisitorKey;
 use crate::store::{ReactionChange, Store, StoreError};
 
 /// Why a change was refused by its article's settings, or could not be made.

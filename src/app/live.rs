@@ -251,8 +251,8 @@ async fn pump(hub: Weak<Hub>, article_id: ArticleId, feed: Arc<Feed>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::identity::{VisitorId, VisitorKey, VisitorSecret};
     use crate::domain::Reaction;
-    use crate::identity::{VisitorId, VisitorKey, VisitorSecret};
     use crate::store::{ReactionChange, StoreOptions};
 
     #[tokio::test]
