@@ -23,8 +23,8 @@ use axum::http::Request;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group};
 use governor::clock::FakeRelativeClock;
-use reader_reactions::http::client_ip::ClientIp;
-use reader_reactions::http::rate_limit::{ClassLimiter, ClassOf, Limit, RateLimits, rate_limit};
+use reader_reactions::http::middleware::client_ip::ClientIp;
+use reader_reactions::http::middleware::rate_limit::{ClassLimiter, ClassOf, Limit, RateLimits, rate_limit};
 use tower::ServiceExt;
 
 const CLIENTS: u32 = 1_000_000;

@@ -3,24 +3,13 @@
 //! Routes and the OpenAPI document come from one registration (utoipa-axum), so the served
 //! document cannot drift from the handlers.
 
-mod admin;
-pub mod article_cap;
 mod caching;
-pub mod client_ip;
-mod dashboard;
-mod editorial;
 mod error;
 mod extract;
-mod health;
-pub mod identity;
-mod live;
+pub mod middleware;
 mod openapi;
 mod problem;
-pub mod rate_limit;
-mod reactions;
-mod request_metrics;
-mod stats;
-mod widget;
+mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
-use axum::middleware;
+use axum::middleware as axum_middleware;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -38,16 +27,16 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use admin::BearerToken;
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use extract::AppJson;
 pub use openapi::openapi_document;
-pub use reactions::public_cache_control;
+pub use routes::admin::BearerToken;
+pub use routes::reactions::public_cache_control;
 
-use self::article_cap::ArticleCap;
-use self::client_ip::{TrustedProxies, resolve_client_ip};
-use self::identity::IdentityResolver;
-use self::rate_limit::{ClassOf, RateLimits, rate_limit};
+use self::middleware::article_cap::ArticleCap;
+use self::middleware::client_ip::{TrustedProxies, resolve_client_ip};
+use self::middleware::identity::IdentityResolver;
+use self::middleware::rate_limit::{ClassOf, RateLimits, rate_limit};
 use crate::app::reactions::Reactions;
 use crate::store::Store;
 
@@ -120,13 +109,15 @@ pub struct EdgeLayers {
 pub(crate) fn api_routes(edge: Option<EdgeLayers>) -> OpenApiRouter<AppState> {
     let layer_docs = openapi::LayerDocs::new();
     // The editorial controls are admin routes like the export: the same quota, no identity.
-    let stats_routes = behind_stats_limit(stats::router().merge(editorial::router()), &edge, &layer_docs);
-    let visitor_routes = behind_visitor_edge(reactions::router().merge(live::router()), edge, &layer_docs);
+    let stats_routes =
+        behind_stats_limit(routes::stats::router().merge(routes::editorial::router()), &edge, &layer_docs);
+    let visitor_routes =
+        behind_visitor_edge(routes::reactions::router().merge(routes::live::router()), edge, &layer_docs);
     OpenApiRouter::with_openapi(openapi::ApiDoc::build())
         .merge(visitor_routes)
-        .merge(health::router())
-        .merge(widget::router())
-        .merge(dashboard::router())
+        .merge(routes::health::router())
+        .merge(routes::widget::router())
+        .merge(routes::dashboard::router())
         .merge(stats_routes)
 }
 
@@ -139,7 +130,7 @@ fn behind_stats_limit(
 ) -> OpenApiRouter<AppState> {
     docs.rate_limit(routes.get_openapi_mut(), ClassOf::Stats, false);
     if let Some(edge) = edge {
-        routes = routes.route_layer(middleware::from_fn_with_state(
+        routes = routes.route_layer(axum_middleware::from_fn_with_state(
             (edge.rate_limits.clone(), ClassOf::Stats),
             rate_limit,
         ));
@@ -160,7 +151,7 @@ fn behind_visitor_edge(
         // A look at the article cap first (so a write it refuses does not spend the IP's quota),
         // then the rate limiter, then identity, then the handler, which spends the cap.
         // Behind one `Arc`: the state of a `from_fn` layer is cloned for every request.
-        routes = routes.route_layer(middleware::from_fn_with_state(Arc::new(edge), visitor_edge));
+        routes = routes.route_layer(axum_middleware::from_fn_with_state(Arc::new(edge), visitor_edge));
     }
     routes
 }
@@ -174,9 +165,9 @@ fn behind_visitor_edge(
 /// every request: in a CPU profile of anonymous reads those clones were among the largest costs.
 async fn visitor_edge(
     axum::extract::State(edge): axum::extract::State<Arc<EdgeLayers>>,
-    client: client_ip::ClientIp,
+    client: middleware::client_ip::ClientIp,
     request: axum::extract::Request,
-    next: middleware::Next,
+    next: axum_middleware::Next,
 ) -> axum::response::Response {
     let mut request = match edge.article_writes.look_at(client.0, request).await {
         Ok(request) => request,
@@ -194,7 +185,7 @@ async fn visitor_edge(
                 }
             };
             response.headers_mut().extend(limit_fields);
-            if let Some(article_cap::SpentCap(cap_fields)) = response.extensions_mut().remove() {
+            if let Some(middleware::article_cap::SpentCap(cap_fields)) = response.extensions_mut().remove() {
                 response.headers_mut().extend(cap_fields);
             }
             response
@@ -208,7 +199,7 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
     let mut routes =
         routes.merge(openapi::router(openapi::render(&document))).fallback(unknown_route).with_state(state);
     if options.metrics_elsewhere {
-        routes = routes.route_layer(middleware::from_fn(health::hide_metrics));
+        routes = routes.route_layer(axum_middleware::from_fn(routes::health::hide_metrics));
     }
 
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
@@ -235,18 +226,21 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
                     .on_response(DefaultOnResponse::new().level(Level::INFO)),
             )
             .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(middleware::from_fn(request_metrics::track_http))
+            .layer(axum_middleware::from_fn(middleware::request_metrics::track_http))
             // Outside the timeout and panic layers, so that their answers are readable
             // cross-origin too.
             .layer(cors(&options.allowed_origins))
-            .layer(middleware::map_response(problem::ensure_problem_body))
-            .layer(middleware::from_fn(refuse_large_heads))
-            .layer(middleware::from_fn(extract::refuse_malformed_paths))
+            .layer(axum_middleware::map_response(problem::ensure_problem_body))
+            .layer(axum_middleware::from_fn(refuse_large_heads))
+            .layer(axum_middleware::from_fn(extract::refuse_malformed_paths))
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, options.request_timeout))
             // A slow body gets its 408 in half the request timeout, before the timeout's 503.
-            .layer(middleware::from_fn_with_state(options.request_timeout / 2, extract::set_body_deadline))
-            .layer(middleware::from_fn_with_state(
+            .layer(axum_middleware::from_fn_with_state(
+                options.request_timeout / 2,
+                extract::set_body_deadline,
+            ))
+            .layer(axum_middleware::from_fn_with_state(
                 Arc::new(options.trusted_proxies.clone()),
                 resolve_client_ip,
             ))
@@ -259,7 +253,7 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
 
 /// The router of the `METRICS_ADDR` listener: `/metrics` and nothing else.
 pub fn metrics_app(state: AppState) -> Router {
-    health::metrics_router()
+    routes::health::metrics_router()
         .fallback(|| async { ApiError::not_found("only /metrics is served on this address") })
         .with_state(state)
 }
@@ -267,7 +261,7 @@ pub fn metrics_app(state: AppState) -> Router {
 /// Answers 431 to requests whose header fields add up to more than [`MAX_HEADER_BYTES`].
 async fn refuse_large_heads(
     request: axum::extract::Request,
-    next: middleware::Next,
+    next: axum_middleware::Next,
 ) -> axum::response::Response {
     let size: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
     if size > MAX_HEADER_BYTES {

@@ -12,8 +12,8 @@ use utoipa::openapi::{
 };
 
 use super::AppState;
-use super::article_cap::{self, ArticleCap};
-use super::rate_limit::{self, ClassLimiter, ClassOf, RateLimits};
+use super::middleware::article_cap::{self, ArticleCap};
+use super::middleware::rate_limit::{self, ClassLimiter, ClassOf, RateLimits};
 use crate::config::RateLimitSettings;
 
 #[derive(utoipa::OpenApi)]
@@ -166,7 +166,7 @@ impl LayerDocs {
         );
         for (_, method, operation) in operations(document) {
             operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(cookie.clone()));
-            if !super::identity::is_write(&method) {
+            if !super::middleware::identity::is_write(&method) {
                 continue;
             }
             for (status, response) in operation.responses.responses.iter_mut() {

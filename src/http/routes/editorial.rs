@@ -6,12 +6,12 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::admin::Admin;
-use super::extract::{AppJson, ArticleParam, ArticlePath};
-use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleSettings, SettingsError};
+use crate::http::extract::{AppJson, ArticleParam, ArticlePath};
+use crate::http::routes::admin::Admin;
+use crate::http::{ApiError, AppState, Problem};
 
-pub(super) fn router() -> OpenApiRouter<AppState> {
+pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(EditorialDoc::openapi()).routes(routes!(get_settings, put_settings))
 }
 

@@ -37,8 +37,10 @@ use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::{NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
-use super::rate_limit::{Decision, Purge, decide, fields, limiter_key, purge_idle, refusal};
 use crate::domain::ArticleId;
+use crate::http::middleware::rate_limit::{
+    Decision, Purge, decide, fields, limiter_key, purge_idle, refusal,
+};
 
 /// The policy name in the `RateLimit` fields and in metrics.
 pub const POLICY: &str = "article-writes";
@@ -247,7 +249,7 @@ impl ArticleCap {
 }
 
 /// Whether the cap counts a request of `method` (on a route with an `{article_id}`).
-pub(super) fn is_counted(method: &Method) -> bool {
+pub(in crate::http) fn is_counted(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
@@ -281,7 +283,7 @@ impl WriteAllowance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::rate_limit::{ClassLimiter, Limit};
+    use crate::http::middleware::rate_limit::{ClassLimiter, Limit};
     use governor::clock::FakeRelativeClock;
 
     fn n(value: u32) -> NonZeroU32 {

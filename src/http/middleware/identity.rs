@@ -5,12 +5,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 
-use super::ApiError;
-use super::client_ip::ClientIp;
 use crate::app::identity::{
     IdentityToken, SaltCache, VISITOR_ID_HEADER, VisitorId, VisitorIdError, VisitorKey, VisitorSecret,
 };
 use crate::app::identity::{cookie, fingerprint};
+use crate::http::ApiError;
+use crate::http::middleware::client_ip::ClientIp;
 
 /// What the identity layer needs to resolve visitors; shared by all requests.
 #[derive(Debug)]
@@ -127,7 +127,7 @@ impl Visitor {
 
 /// Whether a request of `method` is a write: only writes may fall back to the fingerprint, and
 /// only a successful write by fingerprint gets the cookie.
-pub(super) fn is_write(method: &Method) -> bool {
+pub(in crate::http) fn is_write(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD)
 }
 

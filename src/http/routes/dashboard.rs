@@ -12,18 +12,18 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
-use super::widget::Asset;
+use crate::http::AppState;
+use crate::http::routes::widget::Asset;
 
 /// The page. Its `<meta name="stats-token">` says whether the stats reads need a token, so that
 /// the page asks for it before its first read rather than after a 401.
-pub const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard/dashboard.html");
+pub const DASHBOARD_HTML: &str = include_str!("../../../assets/dashboard/dashboard.html");
 
 /// The page's script: fetches the stats, draws the charts and tables, keeps the URL current.
-pub const DASHBOARD_JS: &str = include_str!("../../assets/dashboard/dashboard.js");
+pub const DASHBOARD_JS: &str = include_str!("../../../assets/dashboard/dashboard.js");
 
 /// The page's style sheet, light and dark.
-pub const DASHBOARD_CSS: &str = include_str!("../../assets/dashboard/dashboard.css");
+pub const DASHBOARD_CSS: &str = include_str!("../../../assets/dashboard/dashboard.css");
 
 /// What the page says when the server has no `STATS_TOKEN`, and what it says instead when it has.
 const TOKEN_NOT_NEEDED: &str = r#"<meta name="stats-token" content="none">"#;
@@ -61,7 +61,7 @@ struct DashboardDoc;
 /// The dashboard routes. Like the widget's they bypass identity and rate limiting: they serve
 /// fixed files and touch no database. The stats reads the page makes are limited (and, with
 /// `STATS_TOKEN`, guarded) as any other.
-pub(super) fn router() -> OpenApiRouter<AppState> {
+pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(DashboardDoc::openapi())
         .routes(routes!(dashboard))
         .routes(routes!(dashboard_js))

@@ -4,7 +4,7 @@ use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiError, AppJson, AppState, Problem};
+use crate::http::{ApiError, AppJson, AppState, Problem};
 
 /// Answer of the probes.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -14,18 +14,18 @@ pub struct Health {
 }
 
 /// The probe routes. They bypass identity and rate limiting: orchestrators call them.
-pub(super) fn router() -> OpenApiRouter<AppState> {
+pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
 }
 
 /// `/metrics` alone, for the `METRICS_ADDR` listener.
-pub(super) fn metrics_router() -> axum::Router<AppState> {
+pub(in crate::http) fn metrics_router() -> axum::Router<AppState> {
     axum::Router::new().route("/metrics", axum::routing::get(metrics))
 }
 
 /// Route middleware of the main listener when `METRICS_ADDR` is set: `/metrics` is a 404 there,
 /// as an unknown route is.
-pub(super) async fn hide_metrics(
+pub(in crate::http) async fn hide_metrics(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {

@@ -12,13 +12,13 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
+use crate::http::AppState;
 
 /// The custom element: plain JavaScript, no build step.
-pub const WIDGET_JS: &str = include_str!("../../assets/widget.js");
+pub const WIDGET_JS: &str = include_str!("../../../assets/widget.js");
 
 /// The demo article page.
-pub const DEMO_HTML: &str = include_str!("../../assets/demo.html");
+pub const DEMO_HTML: &str = include_str!("../../../assets/demo.html");
 
 /// Sites paste the unversioned `/widget.js` once, so a year-long `immutable` lifetime would
 /// pin a broken release on readers for a year. Instead browsers and CDNs keep it a day, may
@@ -34,15 +34,19 @@ const DEMO_CACHE_CONTROL: &str = "public, max-age=300";
 const DEMO_CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// A static asset with its strong validator.
-pub(super) struct Asset {
-    pub(super) body: &'static str,
+pub(in crate::http) struct Asset {
+    pub(in crate::http) body: &'static str,
     content_type: &'static str,
     cache_control: &'static str,
-    pub(super) etag: HeaderValue,
+    pub(in crate::http) etag: HeaderValue,
 }
 
 impl Asset {
-    pub(super) fn new(body: &'static str, content_type: &'static str, cache_control: &'static str) -> Self {
+    pub(in crate::http) fn new(
+        body: &'static str,
+        content_type: &'static str,
+        cache_control: &'static str,
+    ) -> Self {
         let digest = Sha256::digest(body.as_bytes());
         let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         let etag = HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header value");
@@ -50,11 +54,11 @@ impl Asset {
     }
 
     /// 200 with the body, or 304 when the client's copy is current.
-    pub(super) fn respond(&self, request_headers: &HeaderMap) -> Response {
+    pub(in crate::http) fn respond(&self, request_headers: &HeaderMap) -> Response {
         let mut headers = HeaderMap::new();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(self.cache_control));
         headers.insert(header::ETAG, self.etag.clone());
-        if super::caching::if_none_match(request_headers, self.etag.as_bytes()) {
+        if crate::http::caching::if_none_match(request_headers, self.etag.as_bytes()) {
             return (StatusCode::NOT_MODIFIED, headers).into_response();
         }
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type));
@@ -74,7 +78,7 @@ struct WidgetDoc;
 
 /// The widget routes. Like the probes they bypass identity and rate limiting: they serve
 /// fixed files and touch no database.
-pub(super) fn router() -> OpenApiRouter<AppState> {
+pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(WidgetDoc::openapi()).routes(routes!(widget_js)).routes(routes!(demo))
 }
 

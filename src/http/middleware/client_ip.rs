@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use ipnet::IpNet;
 
-use super::ApiError;
+use crate::http::ApiError;
 
 /// The resolved client address of a request, for rate limiting and fingerprints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,15 +13,15 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{ArticleParam, ArticlePath};
-use super::{ApiError, AppState, Problem};
 use crate::app::live::{CountsEvent, LiveError, Subscription};
+use crate::http::extract::{ArticleParam, ArticlePath};
+use crate::http::{ApiError, AppState, Problem};
 
 /// The longest a stream goes without a line: proxies and browsers keep a connection that
 /// speaks, and a client that is gone is noticed when the write fails.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
-pub(super) fn router() -> OpenApiRouter<AppState> {
+pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(article_events))
 }
 

@@ -8,17 +8,17 @@ use serde::Deserialize as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::article_cap::{SpentCap, WriteAllowance};
-use super::extract::{AppJson, ArticleParam, ArticlePath, query_pairs};
-use super::identity::Visitor;
-use super::{ApiError, AppState, Problem};
 use crate::app::cache::{Rendered, etag, tag_of};
 use crate::domain::{ArticleId, Reaction, ReactionSummary};
+use crate::http::extract::{AppJson, ArticleParam, ArticlePath, query_pairs};
+use crate::http::middleware::article_cap::{SpentCap, WriteAllowance};
+use crate::http::middleware::identity::Visitor;
+use crate::http::{ApiError, AppState, Problem};
 
 /// Most articles one batch read may ask for.
 pub const MAX_BATCH_ARTICLES: usize = 100;
 
-pub(super) fn router() -> OpenApiRouter<AppState> {
+pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_article_reactions))
         .routes(routes!(put_reaction, delete_reaction))
@@ -254,7 +254,7 @@ fn public_answer(
     body: Bytes,
     etag: Bytes,
 ) -> Response {
-    let fresh = super::caching::if_none_match(request, &etag);
+    let fresh = crate::http::caching::if_none_match(request, &etag);
     // Made from the rendered answer's bytes without copying them.
     let etag = HeaderValue::from_maybe_shared(etag).expect("a quoted hex tag is a header value");
     let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, public_cache_control.clone()), vary()];
@@ -297,7 +297,7 @@ pub fn public_cache_control(ttl: std::time::Duration) -> HeaderValue {
 }
 
 fn content_type_json() -> (header::HeaderName, HeaderValue) {
-    (header::CONTENT_TYPE, HeaderValue::from_static(super::extract::JSON_UTF8))
+    (header::CONTENT_TYPE, HeaderValue::from_static(crate::http::extract::JSON_UTF8))
 }
 
 /// Erases every reaction of the caller, on every article (privacy).

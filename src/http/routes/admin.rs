@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::{ApiError, AppState};
+use crate::http::{ApiError, AppState};
 
 /// A configured bearer token (`ADMIN_TOKEN`, `STATS_TOKEN`), kept only as its SHA-256 digest:
 /// every check compares two 32-byte digests in constant time, so timing reveals neither the

@@ -14,10 +14,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::admin::{Admin, StatsReader};
-use super::extract::{AppJson, ArticleParam, ArticlePath, query_pairs};
-use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow};
+use crate::http::extract::{AppJson, ArticleParam, ArticlePath, query_pairs};
+use crate::http::routes::admin::{Admin, StatsReader};
+use crate::http::{ApiError, AppState, Problem};
 use crate::store::{self, ExportRow};
 
 /// Most articles `top` and `trending` answer.
@@ -31,7 +31,7 @@ pub const DEFAULT_WINDOW: TimeDelta = TimeDelta::hours(24);
 /// The first line of the CSV export.
 pub const CSV_HEADER: &str = "article_id,reaction,count\r\n";
 
-pub(super) fn router() -> OpenApiRouter<AppState> {
+pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(StatsDoc::openapi())
         .routes(routes!(top))
         .routes(routes!(totals))

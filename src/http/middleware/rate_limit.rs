@@ -23,9 +23,9 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
 
-use super::client_ip::ClientIp;
-use super::{ApiError, Problem};
 use crate::config::RateLimitSettings;
+use crate::http::middleware::client_ip::ClientIp;
+use crate::http::{ApiError, Problem};
 
 /// The IETF draft's field names (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
