@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::ApiError;
 use crate::domain::ArticleId;
+use crate::identity::WriteNetwork;
 
 /// `axum::Json`, but every rejection (bad JSON, wrong content type, body too large) is a problem,
 /// and a body that has not arrived by the request's [`BodyDeadline`] is a 408.
@@ -70,6 +71,17 @@ impl<S: Send + Sync> FromRequestParts<S> for ArticlePath {
                 ))
             })?;
         ArticleId::parse(raw).map(Self).map_err(ApiError::invalid_article_id)
+    }
+}
+
+/// The network key of a write, put in the request by the identity layer (`http::identity`).
+impl<S: Send + Sync> FromRequestParts<S> for WriteNetwork {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<WriteNetwork>().copied().ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("the identity layer is not installed on this route"))
+        })
     }
 }
 

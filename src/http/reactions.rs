@@ -13,6 +13,7 @@ use super::extract::{AppJson, ArticlePath, query_pairs};
 use super::identity::{IdentitySource, Visitor};
 use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Reaction, ReactionSummary};
+use crate::identity::{NetworkKey, WriteNetwork};
 use crate::reactions::cache::{Rendered, etag, tag_of};
 
 /// Most articles one batch read may ask for.
@@ -125,6 +126,7 @@ async fn get_article_reactions(
 async fn put_reaction(
     State(state): State<AppState>,
     visitor: Visitor,
+    WriteNetwork(network): WriteNetwork,
     ArticlePath(article_id): ArticlePath,
     allowance: WriteAllowance,
     AppJson(body): AppJson<SetReaction>,
@@ -132,7 +134,7 @@ async fn put_reaction(
     let visitor = *visitor.require().map_err(IntoResponse::into_response)?;
     let reaction: Reaction =
         body.reaction.parse().map_err(|e| ApiError::unknown_reaction(e).into_response())?;
-    change(&state, allowance, article_id, visitor, Some(reaction)).await
+    change(&state, allowance, article_id, visitor, network, Some(reaction)).await
 }
 
 /// Removes the caller's reaction. Idempotent: removing a reaction not held changes nothing.
@@ -155,7 +157,8 @@ async fn delete_reaction(
     allowance: WriteAllowance,
 ) -> Result<Response, Response> {
     let visitor = *visitor.require().map_err(IntoResponse::into_response)?;
-    change(&state, allowance, article_id, visitor, None).await
+    // A removed reaction keeps no network.
+    change(&state, allowance, article_id, visitor, None, None).await
 }
 
 /// A valid write: checked against the article's settings, then spends the article cap (only
@@ -166,11 +169,12 @@ async fn change(
     allowance: WriteAllowance,
     article_id: ArticleId,
     visitor: crate::identity::VisitorKey,
+    network: Option<NetworkKey>,
     reaction: Option<Reaction>,
 ) -> Result<Response, Response> {
     let allowed = state
         .reactions
-        .allow(article_id, visitor, reaction)
+        .allow(article_id, visitor, network, reaction)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     let cap_fields = allowance.spend()?;

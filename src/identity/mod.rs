@@ -6,9 +6,13 @@
 //! the User-Agent). Every identity is reduced to a keyed hash under the service's
 //! [`VisitorSecret`] before anything else sees it. Handlers receive the resolved [`Visitor`] from
 //! the HTTP edge's identity middleware (`http::identity`); they never see raw ids, cookies, IPs or User-Agents.
+//!
+//! A write also carries a keyed hash of its client's network ([`network`]), so that trending can
+//! count the distinct networks behind an article's reactions without storing any.
 
 pub mod cookie;
 pub mod fingerprint;
+pub mod network;
 mod secret;
 
 use hmac::{Hmac, Mac};
@@ -16,6 +20,7 @@ use sha2::Sha256;
 use std::fmt;
 
 pub use fingerprint::SaltCache;
+pub use network::{ClientNetwork, NetworkKey, WriteNetwork};
 pub use secret::{SecretError, VisitorSecret, key_file_for, resolve_secret};
 
 /// Name of the request header a client uses to identify its visitor.

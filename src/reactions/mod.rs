@@ -21,7 +21,7 @@ use self::cache::{CountsCache, Rendered};
 use self::settings::Listed;
 use self::writer::BatchWriter;
 use crate::domain::{ArticleId, ArticleSettings, Reaction, ReactionCounts, ReactionSet, ReactionSummary};
-use crate::identity::VisitorKey;
+use crate::identity::{NetworkKey, VisitorKey};
 use crate::store::{ReactionChange, Store, StoreError};
 
 /// Why a change was refused by its article's settings, or could not be made.
@@ -166,8 +166,8 @@ impl Reactions {
         Ok(summaries.pop().expect("one summary per article asked"))
     }
 
-    /// Checks a change to set or switch (`Some`) or remove (`None`) a visitor's reaction
-    /// against its article's settings: refused when the article is closed, or when the reaction
+    /// Checks a change to set or switch (`Some`) or remove (`None`) a visitor's reaction, made
+    /// from `network`, against its article's settings: refused when the article is closed, or when the reaction
     /// is not one it offers (removing one is always allowed on an open article, so that a
     /// reaction held from before a restriction can be taken back).
     ///
@@ -178,6 +178,7 @@ impl Reactions {
         &self,
         article_id: ArticleId,
         visitor: VisitorKey,
+        network: Option<NetworkKey>,
         reaction: Option<Reaction>,
     ) -> Result<AllowedChange, ChangeError> {
         let settings = self.settings_of(&article_id).await?;
@@ -187,7 +188,7 @@ impl Reactions {
         if let Some(reaction) = reaction.filter(|r| !settings.offers(*r)) {
             return Err(ChangeError::NotOffered { reaction, offered: settings.offered() });
         }
-        Ok(AllowedChange { change: ReactionChange { article_id, visitor, reaction }, settings })
+        Ok(AllowedChange { change: ReactionChange { article_id, visitor, network, reaction }, settings })
     }
 
     /// Makes an allowed change and answers the summary after it, once it is committed.

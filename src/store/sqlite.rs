@@ -154,24 +154,22 @@ impl SqliteStore {
 
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
     pub async fn apply(&self, changes: &[ReactionChange]) -> Result<Applied, StoreError> {
-        // The last change per (article, visitor) is the one that counts.
-        let mut net: BTreeMap<(&str, &[u8]), Option<Reaction>> = BTreeMap::new();
+        // The last change per (article, visitor) is the one that counts, with its network.
+        let mut net: BTreeMap<(&str, &[u8]), Change<'_>> = BTreeMap::new();
         for change in changes {
-            net.insert((change.article_id.as_str(), change.visitor.as_bytes()), change.reaction);
+            let network = change.network.as_ref().map(|n| n.as_bytes().as_slice());
+            net.insert((change.article_id.as_str(), change.visitor.as_bytes()), (change.reaction, network));
         }
         self.apply_once(&net).await.map_err(|e| classify(e, "while applying reaction changes"))
     }
 
-    async fn apply_once(
-        &self,
-        net: &BTreeMap<(&str, &[u8]), Option<Reaction>>,
-    ) -> Result<Applied, sqlx::Error> {
+    async fn apply_once(&self, net: &BTreeMap<(&str, &[u8]), Change<'_>>) -> Result<Applied, sqlx::Error> {
         let now = micros(Utc::now());
         let mut tx = self.pool.begin_with("begin immediate").await?;
         // This transaction holds the file's write lock from here to its commit.
         let order = next_lock_order();
         let mut deltas: BTreeMap<(&str, Reaction), i64> = BTreeMap::new();
-        for (&(article_id, visitor), &target) in net {
+        for (&(article_id, visitor), &(target, network)) in net {
             let held: Option<String> = sqlx::query_scalar(
                 "select reaction from reactions where article_id = $1 and visitor_key = $2",
             )
@@ -185,21 +183,23 @@ impl SqliteStore {
             }
             let write = match (held, target) {
                 (None, Some(new)) => sqlx::query(
-                    "insert into reactions (article_id, visitor_key, reaction, updated_at)
-                     values ($1, $2, $3, $4)",
+                    "insert into reactions (article_id, visitor_key, reaction, updated_at, network)
+                     values ($1, $2, $3, $4, $5)",
                 )
                 .bind(article_id)
                 .bind(visitor)
                 .bind(new.key())
-                .bind(now),
+                .bind(now)
+                .bind(network),
                 (Some(_), Some(new)) => sqlx::query(
-                    "update reactions set reaction = $3, updated_at = $4
+                    "update reactions set reaction = $3, updated_at = $4, network = $5
                      where article_id = $1 and visitor_key = $2",
                 )
                 .bind(article_id)
                 .bind(visitor)
                 .bind(new.key())
-                .bind(now),
+                .bind(now)
+                .bind(network),
                 (_, None) => sqlx::query("delete from reactions where article_id = $1 and visitor_key = $2")
                     .bind(article_id)
                     .bind(visitor),
@@ -289,6 +289,10 @@ impl SqliteStore {
             .collect()
     }
 }
+
+/// A visitor's last change to one article in a batch: the reaction it sets (`None` removes) and
+/// the network key the row gets with it.
+type Change<'a> = (Option<Reaction>, Option<&'a [u8]>);
 
 /// Adds the deltas to the counts rows. A positive delta may create its row; a negative one
 /// finds it (the CHECK refuses a count below zero).

@@ -1,0 +1,166 @@
+//! Client networks, for brigading-resistant trending: how many distinct networks an article's
+//! reactions come from, counted without storing a network.
+//!
+//! A network is an IPv4 /24 or an IPv6 /48 (an IPv4-mapped IPv6 address is IPv4): the block a
+//! single household, office or hosting customer usually holds, so that one attacker with many
+//! addresses of one block still counts once. Each write stores only a [`NetworkKey`]: a keyed
+//! hash of the network under the service secret and the day's fingerprint salt. While the salt
+//! lives (48 hours, see [`super::fingerprint`]) the holder of the secret and the salt could
+//! recover a /24 by trying all 2^24 of them; once the salt is deleted, nobody can. Because the
+//! salt changes every UTC day, so does a network's key: the same network counts once per day.
+
+use std::net::IpAddr;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::VisitorSecret;
+
+/// The network a client address belongs to: its IPv4 /24 or its IPv6 /48.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientNetwork {
+    /// The first three octets of an IPv4 address (also of an IPv4-mapped IPv6 one).
+    V4([u8; 3]),
+    /// The first six octets (48 bits) of an IPv6 address.
+    V6([u8; 6]),
+}
+
+impl ClientNetwork {
+    /// The network of `ip`.
+    pub fn of(ip: IpAddr) -> Self {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                Self::V4([a, b, c])
+            }
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                Self::V6([o[0], o[1], o[2], o[3], o[4], o[5]])
+            }
+        }
+    }
+}
+
+/// The keyed hash under which a write's network is stored: the first 16 bytes of HMAC-SHA-256,
+/// under the service secret, of the day's salt and the network. Domain-separated from the
+/// visitor keys and the fingerprints, so that no value of one can equal a value of another.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NetworkKey([u8; 16]);
+
+impl NetworkKey {
+    /// The key of `network` under the day's `salt`. Fields are length-prefixed, and the family is
+    /// part of the message, so an IPv4 /24 and an IPv6 /48 never share a key.
+    pub fn derive(secret: &VisitorSecret, salt: &[u8], network: ClientNetwork) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
+        mac.update(b"reader-reactions/network/v1\0");
+        let (family, prefix): (&[u8], &[u8]) = match &network {
+            ClientNetwork::V4(prefix) => (b"ipv4/24", prefix),
+            ClientNetwork::V6(prefix) => (b"ipv6/48", prefix),
+        };
+        for field in [salt, family, prefix] {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field);
+        }
+        let digest = mac.finalize().into_bytes();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        Self(key)
+    }
+
+    /// The 16 bytes stored in the database.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for NetworkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NetworkKey(<redacted>)")
+    }
+}
+
+/// The network key of a write, carried from the identity layer to the write: `None` when the
+/// day's salt could not be read (the write then stores no network and counts towards no
+/// article's networks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteNetwork(pub Option<NetworkKey>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(ip: &str) -> ClientNetwork {
+        ClientNetwork::of(ip.parse().unwrap())
+    }
+
+    #[test]
+    fn an_ipv4_network_is_its_slash_24() {
+        assert_eq!(network("198.51.100.7"), ClientNetwork::V4([198, 51, 100]));
+        assert_eq!(network("198.51.100.7"), network("198.51.100.254"), "the same /24");
+        assert_eq!(network("198.51.100.0"), network("198.51.100.255"), "both ends of the /24");
+        assert_ne!(network("198.51.100.7"), network("198.51.101.7"), "the next /24");
+        assert_ne!(network("198.51.100.7"), network("199.51.100.7"));
+        assert_eq!(network("127.10.3.1"), ClientNetwork::V4([127, 10, 3]), "the tests' loopback networks");
+    }
+
+    #[test]
+    fn an_ipv6_network_is_its_slash_48() {
+        assert_eq!(network("2001:db8:1234::1"), ClientNetwork::V6([0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34]));
+        assert_eq!(
+            network("2001:db8:1234::1"),
+            network("2001:db8:1234:ffff:ffff:ffff:ffff:ffff"),
+            "the same /48"
+        );
+        assert_eq!(network("2001:db8:1234:1::"), network("2001:db8:1234:2::"), "two /64s of one /48");
+        assert_ne!(network("2001:db8:1234::1"), network("2001:db8:1235::1"), "the next /48");
+        assert_ne!(network("2001:db8:1234::1"), network("2001:db9:1234::1"));
+    }
+
+    #[test]
+    fn an_ipv4_mapped_ipv6_address_is_its_ipv4_network() {
+        assert_eq!(network("::ffff:198.51.100.7"), network("198.51.100.7"));
+        assert_eq!(network("::ffff:198.51.100.7"), ClientNetwork::V4([198, 51, 100]));
+        assert_ne!(network("::ffff:198.51.100.7"), network("::ffff:198.51.101.7"));
+        // Not mapped: an IPv6 address whose last 32 bits look like an IPv4 address.
+        assert_eq!(network("64:ff9b::198.51.100.7"), ClientNetwork::V6([0, 0x64, 0xff, 0x9b, 0, 0]));
+        assert!(matches!(network("::1"), ClientNetwork::V6(_)), "the IPv6 loopback is IPv6");
+    }
+
+    /// The stored bytes are the documented HMAC, computed here independently.
+    #[test]
+    fn keys_are_the_documented_truncated_hmac() {
+        let secret = VisitorSecret::from_bytes(vec![5; 32]);
+        let salt = [7u8; 32];
+        let mut message = b"reader-reactions/network/v1\0".to_vec();
+        for field in [&salt[..], b"ipv4/24", &[198, 51, 100]] {
+            message.extend((field.len() as u64).to_be_bytes());
+            message.extend(field);
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(&[5; 32]).unwrap();
+        mac.update(&message);
+        let digest = mac.finalize().into_bytes();
+        let key = NetworkKey::derive(&secret, &salt, network("198.51.100.7"));
+        assert_eq!(key.as_bytes()[..], digest[..16]);
+    }
+
+    #[test]
+    fn keys_change_with_the_salt_the_secret_and_the_network() {
+        let secret = VisitorSecret::from_bytes(vec![5; 32]);
+        let (today, tomorrow) = ([1u8; 32], [2u8; 32]);
+        let key =
+            |secret: &VisitorSecret, salt: &[u8], ip: &str| NetworkKey::derive(secret, salt, network(ip));
+        let base = key(&secret, &today, "198.51.100.7");
+        assert_eq!(base, key(&secret, &today, "198.51.100.200"), "one /24, one key");
+        assert_eq!(base, key(&secret, &today, "::ffff:198.51.100.9"), "mapped: the same key");
+        assert_ne!(base, key(&secret, &tomorrow, "198.51.100.7"), "a new day, a new key");
+        assert_ne!(base, key(&VisitorSecret::from_bytes(vec![6; 32]), &today, "198.51.100.7"));
+        assert_ne!(base, key(&secret, &today, "198.51.101.7"));
+        // An IPv6 /48 whose first three octets are those of the /24 is another network.
+        assert_ne!(base, key(&secret, &today, "c633:6400::1"));
+        assert_eq!(format!("{base:?}"), "NetworkKey(<redacted>)");
+    }
+}
