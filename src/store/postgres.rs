@@ -298,19 +298,17 @@ impl PgStore {
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
     pub async fn apply(&self, changes: &[ReactionChange]) -> Result<Applied, StoreError> {
         // The last change per (article, visitor) is the one that counts, with its network.
-        let mut last: HashMap<(&str, &[u8]), (Option<Reaction>, Option<&[u8]>)> =
-            HashMap::with_capacity(changes.len());
+        let mut last: HashMap<RowKey<'_>, &ReactionChange> = HashMap::with_capacity(changes.len());
         for change in changes {
-            let network = change.network.as_ref().map(|n| n.as_bytes().as_slice());
-            last.insert((change.article_id.as_str(), change.visitor.as_bytes()), (change.reaction, network));
+            last.insert((change.article_id.as_str(), change.visitor.as_bytes()), change);
         }
         let mut net: Vec<NetChange<'_>> = last
-            .into_iter()
-            .map(|((article_id, visitor), (target, network))| NetChange {
-                article_id,
-                visitor,
-                target,
-                network,
+            .into_values()
+            .map(|change| NetChange {
+                article_id: change.article_id.as_str(),
+                visitor: change.visitor.as_bytes(),
+                target: change.reaction,
+                network: change.network.as_ref().map(|n| n.as_bytes().as_slice()),
             })
             .collect();
         net.sort_unstable_by(|a, b| (a.article_id, a.visitor).cmp(&(b.article_id, b.visitor)));

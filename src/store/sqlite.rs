@@ -155,21 +155,25 @@ impl SqliteStore {
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
     pub async fn apply(&self, changes: &[ReactionChange]) -> Result<Applied, StoreError> {
         // The last change per (article, visitor) is the one that counts, with its network.
-        let mut net: BTreeMap<(&str, &[u8]), Change<'_>> = BTreeMap::new();
+        let mut net: BTreeMap<(&str, &[u8]), &ReactionChange> = BTreeMap::new();
         for change in changes {
-            let network = change.network.as_ref().map(|n| n.as_bytes().as_slice());
-            net.insert((change.article_id.as_str(), change.visitor.as_bytes()), (change.reaction, network));
+            net.insert((change.article_id.as_str(), change.visitor.as_bytes()), change);
         }
         self.apply_once(&net).await.map_err(|e| classify(e, "while applying reaction changes"))
     }
 
-    async fn apply_once(&self, net: &BTreeMap<(&str, &[u8]), Change<'_>>) -> Result<Applied, sqlx::Error> {
+    async fn apply_once(
+        &self,
+        net: &BTreeMap<(&str, &[u8]), &ReactionChange>,
+    ) -> Result<Applied, sqlx::Error> {
         let now = micros(Utc::now());
         let mut tx = self.pool.begin_with("begin immediate").await?;
         // This transaction holds the file's write lock from here to its commit.
         let order = next_lock_order();
         let mut deltas: BTreeMap<(&str, Reaction), i64> = BTreeMap::new();
-        for (&(article_id, visitor), &(target, network)) in net {
+        for (&(article_id, visitor), change) in net {
+            let (target, network) =
+                (change.reaction, change.network.as_ref().map(|n| n.as_bytes().as_slice()));
             let held: Option<String> = sqlx::query_scalar(
                 "select reaction from reactions where article_id = $1 and visitor_key = $2",
             )
@@ -289,10 +293,6 @@ impl SqliteStore {
             .collect()
     }
 }
-
-/// A visitor's last change to one article in a batch: the reaction it sets (`None` removes) and
-/// the network key the row gets with it.
-type Change<'a> = (Option<Reaction>, Option<&'a [u8]>);
 
 /// Adds the deltas to the counts rows. A positive delta may create its row; a negative one
 /// finds it (the CHECK refuses a count below zero).
