@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
 use super::client_ip::ClientIp;
-use crate::identity::{ClientNetwork, NetworkKey, WriteNetwork};
+use crate::identity::WriteNetwork;
 use crate::identity::{
     IdentityToken, SaltCache, VISITOR_ID_HEADER, VisitorId, VisitorIdError, VisitorKey, VisitorSecret,
 };
@@ -129,8 +129,11 @@ impl IdentityResolver {
             .then_some(visitor.token)
             .flatten()
             .map(PendingCookie);
-        let network = if is_write && visitor.key.is_some() { self.network(client).await } else { None };
-        request.extensions_mut().insert(WriteNetwork(network));
+        let network = match is_write && visitor.key.is_some() {
+            true => WriteNetwork::of(&self.secret, &self.salts, client.0).await,
+            false => WriteNetwork(None),
+        };
+        request.extensions_mut().insert(network);
         request.extensions_mut().insert(visitor);
         Ok(cookie)
     }
@@ -154,24 +157,5 @@ impl<S: Send + Sync> FromRequestParts<S> for Visitor {
         parts.extensions.get::<Visitor>().cloned().ok_or_else(|| {
             ApiError::Internal(anyhow::anyhow!("the identity layer is not installed on this route"))
         })
-    }
-}
-
-impl IdentityResolver {
-    /// The keyed hash of the client's network under today's salt, stored with a write so that
-    /// trending can count distinct networks. `None` when the salt cannot be read: the write then
-    /// stores no network (a write by header or cookie still succeeds; one by fingerprint has no
-    /// visitor either and is refused).
-    async fn network(&self, client: ClientIp) -> Option<NetworkKey> {
-        match self.salts.current().await {
-            Ok(salt) => Some(NetworkKey::derive(&self.secret, &salt, ClientNetwork::of(client.0))),
-            Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "no fingerprint salt: the write's network is not stored"
-                );
-                None
-            }
-        }
     }
 }

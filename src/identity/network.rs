@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::VisitorSecret;
+use super::{SaltCache, VisitorSecret};
 
 /// The network a client address belongs to: its IPv4 /24 or its IPv6 /48.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +88,24 @@ impl std::fmt::Debug for NetworkKey {
 /// article's networks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteNetwork(pub Option<NetworkKey>);
+
+impl WriteNetwork {
+    /// The network key of a write from `ip`, under today's salt. Without the salt (the
+    /// database unreachable for it) the write stores no network: one by header or cookie still
+    /// succeeds, one by fingerprint has no visitor either and is refused.
+    pub async fn of(secret: &VisitorSecret, salts: &SaltCache, ip: IpAddr) -> Self {
+        match salts.current().await {
+            Ok(salt) => Self(Some(NetworkKey::derive(secret, &salt, ClientNetwork::of(ip)))),
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "no fingerprint salt: the write's network is not stored"
+                );
+                Self(None)
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
