@@ -23,10 +23,14 @@ alter table reactions add constraint reactions_network_length
 -- each article it is about to list: the time-series index, (article_id, updated_at), now carries
 -- the network too, so that count is read from the index alone, like the time series.
 --
--- building it locks reactions against writes (reads go on) for as long as it takes: about six
--- seconds per ten million rows. on a large live table, build it by hand first with
+-- building it locks reactions against writes (reads go on) for as long as it takes: seconds per
+-- ten million rows. on a large live table, build it by hand first with
 -- `create index concurrently` (same name and definition) and drop the old one with
 -- `drop index concurrently`; this migration then finds them done and does nothing more.
+--
+-- the build runs longer than the service's statement timeout on a large table, and the service
+-- applies migrations on connections that carry it.
+set local statement_timeout = 0;
 create index if not exists reactions_article_updated_at_network_idx
     on reactions (article_id, updated_at) include (reaction, network);
 drop index if exists reactions_article_updated_at_idx;

@@ -10,8 +10,10 @@
 //!
 //! The partial hours are read through the indexes of migration `20261126000003_stats_indexes.sql`
 //! (`(reaction, updated_at)` site-wide, naming all seven reactions so that the first index column
-//! is bounded, and `(article_id, updated_at)` for one article's time series).
-//! `docs/stats-performance.md` has the plans and timings on ten million rows.
+//! is bounded, and `(article_id, updated_at)` for one article's time series; since migration
+//! `20261201000001_reaction_networks.sql` the latter carries the network too, for trending's
+//! count of each candidate's distinct networks). `docs/stats-performance.md` has the plans and
+//! timings on ten million rows.
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, BoxStream, StreamExt as _};

@@ -274,8 +274,10 @@ impl TestDatabase {
 
     /// Stores reactions `(article, reaction key, time of the last change)` straight into both
     /// tables, each by a visitor of its own from a client network of its own (a random network
-    /// key), keeping every count equal to its rows.
+    /// key, once the schema has them), keeping every count equal to its rows.
     pub async fn insert_reactions(&self, rows: &[(&str, &str, DateTime<Utc>)]) {
+        // Upgrade tests store reactions under an older schema, without networks.
+        let with_networks = self.has_reaction_networks().await;
         let articles: Vec<&str> = rows.iter().map(|r| r.0).collect();
         let reactions: Vec<&str> = rows.iter().map(|r| r.1).collect();
         let random = |length: usize| {
@@ -289,17 +291,22 @@ impl TestDatabase {
             Backend::Postgres => {
                 let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.2).collect();
                 let mut conn = self.connect().await;
-                sqlx::query(
+                sqlx::query(if with_networks {
                     "insert into reactions (article_id, visitor_key, reaction, updated_at, network)
                      select article_id, visitor_key, reaction::reaction, updated_at, network
                      from unnest($1::text[], $2::bytea[], $3::text[], $4::timestamptz[], $5::bytea[])
-                       as s(article_id, visitor_key, reaction, updated_at, network)",
-                )
+                       as s(article_id, visitor_key, reaction, updated_at, network)"
+                } else {
+                    "insert into reactions (article_id, visitor_key, reaction, updated_at)
+                     select article_id, visitor_key, reaction::reaction, updated_at
+                     from unnest($1::text[], $2::bytea[], $3::text[], $4::timestamptz[])
+                       as s(article_id, visitor_key, reaction, updated_at)"
+                })
                 .bind(&articles)
                 .bind(&visitors)
                 .bind(&reactions)
                 .bind(&times)
-                .bind(&networks)
+                .bind(with_networks.then_some(&networks))
                 .execute(&mut conn)
                 .await
                 .unwrap();
@@ -322,11 +329,14 @@ impl TestDatabase {
                     })
                     .collect();
                 let mut conn = self.sqlite().await;
-                sqlx::query(
+                sqlx::query(if with_networks {
                     "insert into reactions (article_id, visitor_key, reaction, updated_at, network)
                      select value ->> 0, unhex(value ->> 3), value ->> 1, value ->> 2, unhex(value ->> 4)
-                     from json_each($1)",
-                )
+                     from json_each($1)"
+                } else {
+                    "insert into reactions (article_id, visitor_key, reaction, updated_at)
+                     select value ->> 0, unhex(value ->> 3), value ->> 1, value ->> 2 from json_each($1)"
+                })
                 .bind(Value::Array(json).to_string())
                 .execute(&mut conn)
                 .await
@@ -341,6 +351,28 @@ impl TestDatabase {
                 .unwrap();
             }
         }
+    }
+
+    /// Whether `reactions` has the `network` column yet (migration 20261201000001).
+    async fn has_reaction_networks(&self) -> bool {
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::query_scalar(
+                    "select exists (select 1 from information_schema.columns
+                                where table_name = 'reactions' and column_name = 'network')",
+                )
+                .fetch_one(&mut self.connect().await)
+                .await
+            }
+            Backend::Sqlite => {
+                sqlx::query_scalar(
+                    "select count(*) > 0 from pragma_table_info('reactions') where name = 'network'",
+                )
+                .fetch_one(&mut self.sqlite().await)
+                .await
+            }
+        }
+        .unwrap()
     }
 
     /// Empties `reactions` and the counts behind the service's back, as an operator would:
