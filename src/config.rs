@@ -175,6 +175,13 @@ pub struct Config {
     #[arg(long, env = "ALERT_CHECK_INTERVAL_MS", default_value = "10000", value_parser = parse_millis)]
     pub alert_check_interval: Duration,
 
+    /// Distinct client networks (IPv4 /24, IPv6 /48) an article's reactions in the recent window
+    /// must come from for it to be listed as trending (and alerted on): 0 to 1000. 0 lists
+    /// articles whatever their networks.
+    #[arg(long, env = "TRENDING_MIN_NETWORKS", default_value = "5",
+          value_parser = clap::value_parser!(u32).range(0..=MAX_TRENDING_MIN_NETWORKS as i64))]
+    pub trending_min_networks: u32,
+
     /// The `1h` trending score at which `article.trending` fires.
     #[arg(long, env = "ALERT_TRENDING_SCORE", default_value = "8")]
     pub alert_trending_score: f64,
@@ -311,6 +318,10 @@ impl Config {
         config
     }
 }
+
+/// Largest `TRENDING_MIN_NETWORKS` accepted: a story read from a thousand networks within the
+/// hour is big news already; a larger threshold would quietly empty the trending list.
+pub const MAX_TRENDING_MIN_NETWORKS: u32 = 1000;
 
 /// Shortest bearer token accepted: as long as the visitor secret, so that guessing one is out of
 /// reach.

@@ -140,6 +140,7 @@ impl Application {
             store,
             admin_token,
             stats_token,
+            trending_min_networks: config.trending_min_networks,
         });
         let options = HttpOptions {
             request_timeout: config.request_timeout,

@@ -277,8 +277,12 @@ mod tests {
         for n in 1..=writes {
             let id = VisitorId::parse(format!("visitor-{n:04}").as_bytes()).unwrap();
             let visitor = VisitorKey::from_header_id(&secret, &id);
-            let change =
-                ReactionChange { article_id: article.clone(), visitor, reaction: Some(Reaction::Love) };
+            let change = ReactionChange {
+                article_id: article.clone(),
+                visitor,
+                network: None,
+                reaction: Some(Reaction::Love),
+            };
             store.apply(&[change]).await.unwrap();
             store.notify_changed([&article]);
             let event = tokio::time::timeout(Duration::from_secs(2), keeping_up.events.recv()).await;

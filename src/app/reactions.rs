@@ -16,8 +16,8 @@ use std::time::Instant;
 use super::cache::{CountsCache, Rendered};
 use super::settings::Listed;
 use super::writer::BatchWriter;
-use crate::app::identity::VisitorKey;
 use crate::domain::{ArticleId, ArticleSettings, Reaction, ReactionCounts, ReactionSet, ReactionSummary};
+use crate::domain::{NetworkKey, VisitorKey};
 use crate::store::{ReactionChange, Store, StoreError};
 
 /// Why a change was refused by its article's settings, or could not be made.
@@ -162,8 +162,8 @@ impl Reactions {
         Ok(summaries.pop().expect("one summary per article asked"))
     }
 
-    /// Checks a change to set or switch (`Some`) or remove (`None`) a visitor's reaction
-    /// against its article's settings: refused when the article is closed, or when the reaction
+    /// Checks a change to set or switch (`Some`) or remove (`None`) a visitor's reaction, made
+    /// from `network`, against its article's settings: refused when the article is closed, or when the reaction
     /// is not one it offers (removing one is always allowed on an open article, so that a
     /// reaction held from before a restriction can be taken back).
     ///
@@ -174,6 +174,7 @@ impl Reactions {
         &self,
         article_id: ArticleId,
         visitor: VisitorKey,
+        network: Option<NetworkKey>,
         reaction: Option<Reaction>,
     ) -> Result<AllowedChange, ChangeError> {
         let settings = self.settings_of(&article_id).await?;
@@ -183,7 +184,7 @@ impl Reactions {
         if let Some(reaction) = reaction.filter(|r| !settings.offers(*r)) {
             return Err(ChangeError::NotOffered { reaction, offered: settings.offered() });
         }
-        Ok(AllowedChange { change: ReactionChange { article_id, visitor, reaction }, settings })
+        Ok(AllowedChange { change: ReactionChange { article_id, visitor, network, reaction }, settings })
     }
 
     /// Makes an allowed change and answers the summary after it, once it is committed.

@@ -15,6 +15,7 @@ pub use reaction::{Reaction, ReactionCounts, UnknownReaction};
 pub use settings::{ArticleSettings, ReactionSet, SettingsError};
 pub use summary::ReactionSummary;
 pub use visitor::{
-    IdentityToken, MIN_SECRET_BYTES, SecretError, VisitorId, VisitorIdError, VisitorKey, VisitorSecret,
+    ClientNetwork, IdentityToken, MIN_SECRET_BYTES, NetworkKey, SecretError, VisitorId, VisitorIdError,
+    VisitorKey, VisitorSecret,
 };
 pub use window::{Bucket, EmptyWindow, TimeWindow, UnknownBucket, WindowParts, rfc3339};

@@ -6,6 +6,7 @@
 //! resolved to one of them is the identity layer's business (`identity`, `http::identity`).
 
 use std::fmt;
+use std::net::IpAddr;
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -151,6 +152,73 @@ impl std::str::FromStr for VisitorSecret {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
+    }
+}
+
+/// The network a client address belongs to: its IPv4 /24 or its IPv6 /48.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientNetwork {
+    /// The first three octets of an IPv4 address (also of an IPv4-mapped IPv6 one).
+    V4([u8; 3]),
+    /// The first six octets (48 bits) of an IPv6 address.
+    V6([u8; 6]),
+}
+
+impl ClientNetwork {
+    /// The network of `ip`.
+    pub fn of(ip: IpAddr) -> Self {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                Self::V4([a, b, c])
+            }
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                Self::V6([o[0], o[1], o[2], o[3], o[4], o[5]])
+            }
+        }
+    }
+}
+
+/// The keyed hash under which a write's network is stored: the first 16 bytes of HMAC-SHA-256,
+/// under the service secret, of the day's salt and the network. Domain-separated from the
+/// visitor keys and the fingerprints, so that no value of one can equal a value of another.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NetworkKey([u8; 16]);
+
+impl NetworkKey {
+    /// The key of `network` under the day's `salt`. Fields are length-prefixed, and the family is
+    /// part of the message, so an IPv4 /24 and an IPv6 /48 never share a key.
+    pub fn derive(secret: &VisitorSecret, salt: &[u8], network: ClientNetwork) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
+        mac.update(b"reader-reactions/network/v1\0");
+        let (family, prefix): (&[u8], &[u8]) = match &network {
+            ClientNetwork::V4(prefix) => (b"ipv4/24", prefix),
+            ClientNetwork::V6(prefix) => (b"ipv6/48", prefix),
+        };
+        for field in [salt, family, prefix] {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field);
+        }
+        let digest = mac.finalize().into_bytes();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        Self(key)
+    }
+
+    /// The 16 bytes stored in the database.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NetworkKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NetworkKey(<redacted>)")
     }
 }
 

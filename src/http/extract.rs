@@ -11,6 +11,7 @@ use axum::response::Response;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use crate::app::identity::WriteNetwork;
 use crate::domain::ArticleId;
 
 /// `axum::Json`, but every rejection (bad JSON, wrong content type, body too large) is a problem,
@@ -82,6 +83,17 @@ impl<S: Send + Sync> FromRequestParts<S> for ArticlePath {
                 ))
             })?;
         ArticleId::parse(raw).map(Self).map_err(ApiError::invalid_article_id)
+    }
+}
+
+/// The network key of a write, put in the request by the identity layer (`http::identity`).
+impl<S: Send + Sync> FromRequestParts<S> for WriteNetwork {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<WriteNetwork>().copied().ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("the identity layer is not installed on this route"))
+        })
     }
 }
 

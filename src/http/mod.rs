@@ -66,6 +66,8 @@ pub struct Shared {
     pub stats_token: Option<BearerToken>,
     /// `Cache-Control` of anonymous reads ([`public_cache_control`]).
     pub public_cache_control: HeaderValue,
+    /// `TRENDING_MIN_NETWORKS`: the distinct networks an article needs to be listed as trending.
+    pub trending_min_networks: u32,
 }
 
 impl AppState {

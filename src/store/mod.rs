@@ -74,13 +74,16 @@ pub use stats::{ArticleCount, EXPORT_BATCH_ROWS, ExportRow, ExportStream, Trendi
 
 use crate::domain::{ArticleId, ArticleSettings, Reaction, ReactionCounts};
 use crate::domain::{Bucket, TimeWindow};
-use crate::domain::{VisitorKey, VisitorSecret};
+use crate::domain::{NetworkKey, VisitorKey, VisitorSecret};
 
 /// One visitor's intended state for one article: `Some` sets or switches, `None` removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReactionChange {
     pub article_id: ArticleId,
     pub visitor: VisitorKey,
+    /// The keyed hash of the network the change came from, stored with the reaction it sets or
+    /// switches to (the network of its last change); `None` stores none.
+    pub network: Option<NetworkKey>,
     pub reaction: Option<Reaction>,
 }
 
@@ -390,13 +393,18 @@ impl Store {
     }
 
     /// Articles gathering reactions faster in `recent` than in the window of the same length
-    /// before it, by trending score.
+    /// before it, by trending score, whose reactions in `recent` come from at least
+    /// `min_networks` distinct client networks. The filter applies before the limit: articles
+    /// from too few networks leave no gap in the list.
     pub async fn trending(
         &self,
         recent: &TimeWindow,
         limit: u32,
+        min_networks: u32,
     ) -> Result<Vec<TrendingArticle>, StoreError> {
-        self.breaker.guard(async { on_backend!(self, s => s.trending(recent, limit).await) }).await
+        self.breaker
+            .guard(async { on_backend!(self, s => s.trending(recent, limit, min_networks).await) })
+            .await
     }
 
     /// Counts per (article, reaction) in `window`, streamed in batches from the database.

@@ -41,17 +41,18 @@ const MAX_ATTEMPTS: u32 = 6;
 // articles' locks.
 
 /// Statement 1: inserts the reactions of visitors who hold none yet on the article. Inputs:
-/// `$1`, `$2`, `$3` article ids, visitor keys and reactions of the sets, sorted by (article,
-/// visitor), so that inserts take their index entries in one order.
+/// `$1`, `$2`, `$3`, `$4` article ids, visitor keys, reactions and network keys (null: none) of
+/// the sets, sorted by (article, visitor), so that inserts take their index entries in one order.
 ///
 /// Answers the inserted keys and, in one last row, the transaction's `now()` (the `updated_at`
 /// of every row it writes). That row also marks the transaction for the rollup triggers, which
 /// leave its reaction changes to the service (migration `20261130000001`).
 const INSERT_SQL: &str = r#"
 with inserted as (
-    insert into reactions (article_id, visitor_key, reaction)
-    select article_id, visitor_key, reaction::reaction
-    from unnest($1::text[], $2::bytea[], $3::text[]) with ordinality as i(article_id, visitor_key, reaction, n)
+    insert into reactions (article_id, visitor_key, reaction, network)
+    select article_id, visitor_key, reaction::reaction, network
+    from unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[])
+      with ordinality as i(article_id, visitor_key, reaction, network, n)
     order by n
     on conflict (article_id, visitor_key) do nothing
     returning article_id, visitor_key
@@ -63,19 +64,20 @@ from (select set_config('reader_reactions.rollups_applied_by', 'transaction', tr
 "#;
 
 /// Statement 2, for the keys whose row exists (a set whose insert found a row, or a removal):
-/// locks those rows in (article, visitor) order, switches (`$3` a reaction) or deletes (`$3`
-/// null) them, and answers each locked row as it was, so that the service knows which reaction
-/// and bucket each change leaves. A key with no row (removed meanwhile by another transaction)
-/// is absent from the answer.
+/// locks those rows in (article, visitor) order, switches (`$3` a reaction, `$4` the network of
+/// the switch) or deletes (`$3` null) them, and answers each locked row as it was, so that the
+/// service knows which reaction and bucket each change leaves. A key with no row (removed
+/// meanwhile by another transaction) is absent from the answer. A set of the reaction already
+/// held changes nothing, its network included: a row's network is that of its `updated_at`.
 const EXISTING_SQL: &str = r#"
 with locked as (
-    select r.article_id, r.visitor_key, r.reaction, r.updated_at, i.target
-    from unnest($1::text[], $2::bytea[], $3::text[]) as i(article_id, visitor_key, target)
+    select r.article_id, r.visitor_key, r.reaction, r.updated_at, i.target, i.network
+    from unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) as i(article_id, visitor_key, target, network)
     join reactions r on r.article_id = i.article_id and r.visitor_key = i.visitor_key
     order by r.article_id, r.visitor_key
     for update of r
 ), switched as (
-    update reactions r set reaction = l.target::reaction, updated_at = now()
+    update reactions r set reaction = l.target::reaction, updated_at = now(), network = l.network
     from locked l
     where r.article_id = l.article_id and r.visitor_key = l.visitor_key
       and l.target is not null and l.target::reaction <> l.reaction
@@ -199,6 +201,8 @@ struct NetChange<'a> {
     article_id: &'a str,
     visitor: &'a [u8],
     target: Option<Reaction>,
+    /// The network key the row gets if the change inserts or switches it.
+    network: Option<&'a [u8]>,
 }
 
 /// The seven counts of one rollup row, in [`Reaction::ALL`] order.
@@ -293,14 +297,19 @@ impl PgStore {
 
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
     pub async fn apply(&self, changes: &[ReactionChange]) -> Result<Applied, StoreError> {
-        // The last change per (article, visitor) is the one that counts.
-        let mut last: HashMap<(&str, &[u8]), Option<Reaction>> = HashMap::with_capacity(changes.len());
+        // The last change per (article, visitor) is the one that counts, with its network.
+        let mut last: HashMap<RowKey<'_>, &ReactionChange> = HashMap::with_capacity(changes.len());
         for change in changes {
-            last.insert((change.article_id.as_str(), change.visitor.as_bytes()), change.reaction);
+            last.insert((change.article_id.as_str(), change.visitor.as_bytes()), change);
         }
         let mut net: Vec<NetChange<'_>> = last
-            .into_iter()
-            .map(|((article_id, visitor), target)| NetChange { article_id, visitor, target })
+            .into_values()
+            .map(|change| NetChange {
+                article_id: change.article_id.as_str(),
+                visitor: change.visitor.as_bytes(),
+                target: change.reaction,
+                network: change.network.as_ref().map(|n| n.as_bytes().as_slice()),
+            })
             .collect();
         net.sort_unstable_by(|a, b| (a.article_id, a.visitor).cmp(&(b.article_id, b.visitor)));
 
@@ -514,6 +523,7 @@ async fn change_rows<'a>(
                 .bind(to_insert.iter().map(|c| c.article_id).collect::<Vec<_>>())
                 .bind(to_insert.iter().map(|c| c.visitor).collect::<Vec<_>>())
                 .bind(to_insert.iter().map(|c| c.target.map(Reaction::key)).collect::<Vec<_>>())
+                .bind(to_insert.iter().map(|c| c.network).collect::<Vec<_>>())
                 .fetch_all(&mut **tx)
                 .await?;
             let mut inserted: HashSet<RowKey<'_>> = HashSet::with_capacity(rows.len());
@@ -545,6 +555,7 @@ async fn change_rows<'a>(
             .bind(to_lock.iter().map(|c| c.article_id).collect::<Vec<_>>())
             .bind(to_lock.iter().map(|c| c.visitor).collect::<Vec<_>>())
             .bind(to_lock.iter().map(|c| c.target.map(Reaction::key)).collect::<Vec<_>>())
+            .bind(to_lock.iter().map(|c| c.network).collect::<Vec<_>>())
             .fetch_all(&mut **tx)
             .await?;
         let mut held: HashMap<RowKey<'_>, (Reaction, DateTime<Utc>)> = HashMap::with_capacity(rows.len());

@@ -154,24 +154,26 @@ impl SqliteStore {
 
     #[tracing::instrument(skip_all, fields(changes = changes.len()))]
     pub async fn apply(&self, changes: &[ReactionChange]) -> Result<Applied, StoreError> {
-        // The last change per (article, visitor) is the one that counts.
-        let mut net: BTreeMap<(&str, &[u8]), Option<Reaction>> = BTreeMap::new();
+        // The last change per (article, visitor) is the one that counts, with its network.
+        let mut net: BTreeMap<(&str, &[u8]), &ReactionChange> = BTreeMap::new();
         for change in changes {
-            net.insert((change.article_id.as_str(), change.visitor.as_bytes()), change.reaction);
+            net.insert((change.article_id.as_str(), change.visitor.as_bytes()), change);
         }
         self.apply_once(&net).await.map_err(|e| classify(e, "while applying reaction changes"))
     }
 
     async fn apply_once(
         &self,
-        net: &BTreeMap<(&str, &[u8]), Option<Reaction>>,
+        net: &BTreeMap<(&str, &[u8]), &ReactionChange>,
     ) -> Result<Applied, sqlx::Error> {
         let now = micros(Utc::now());
         let mut tx = self.pool.begin_with("begin immediate").await?;
         // This transaction holds the file's write lock from here to its commit.
         let order = next_lock_order();
         let mut deltas: BTreeMap<(&str, Reaction), i64> = BTreeMap::new();
-        for (&(article_id, visitor), &target) in net {
+        for (&(article_id, visitor), change) in net {
+            let (target, network) =
+                (change.reaction, change.network.as_ref().map(|n| n.as_bytes().as_slice()));
             let held: Option<String> = sqlx::query_scalar(
                 "select reaction from reactions where article_id = $1 and visitor_key = $2",
             )
@@ -185,21 +187,23 @@ impl SqliteStore {
             }
             let write = match (held, target) {
                 (None, Some(new)) => sqlx::query(
-                    "insert into reactions (article_id, visitor_key, reaction, updated_at)
-                     values ($1, $2, $3, $4)",
+                    "insert into reactions (article_id, visitor_key, reaction, updated_at, network)
+                     values ($1, $2, $3, $4, $5)",
                 )
                 .bind(article_id)
                 .bind(visitor)
                 .bind(new.key())
-                .bind(now),
+                .bind(now)
+                .bind(network),
                 (Some(_), Some(new)) => sqlx::query(
-                    "update reactions set reaction = $3, updated_at = $4
+                    "update reactions set reaction = $3, updated_at = $4, network = $5
                      where article_id = $1 and visitor_key = $2",
                 )
                 .bind(article_id)
                 .bind(visitor)
                 .bind(new.key())
-                .bind(now),
+                .bind(now)
+                .bind(network),
                 (_, None) => sqlx::query("delete from reactions where article_id = $1 and visitor_key = $2")
                     .bind(article_id)
                     .bind(visitor),

@@ -166,6 +166,11 @@ mod sql {
          where recent > previous"
     );
 
+    /// `$1` article id, `$2`–`$3` the recent window. The distinct networks of the article's
+    /// reactions in it, read from the `(article_id, updated_at, reaction, network)` index alone.
+    pub const ARTICLE_NETWORKS: &str = "select count(distinct network) from reactions
+         where article_id = $1 and updated_at >= $2 and updated_at < $3";
+
     /// `$1`–`$6` the window. Reactions in display order, like the PostgreSQL enum, counts above
     /// zero only.
     pub const EXPORT: &str = concat!(
@@ -269,37 +274,64 @@ impl SqliteStore {
         Ok(series)
     }
 
-    #[tracing::instrument(skip_all, fields(limit = limit))]
+    /// As on PostgreSQL: the candidates ranked by score, then each one's distinct networks in
+    /// `recent` counted, best first, until `limit` articles with at least `min_networks` are found.
+    /// One read transaction, so that the paces and the networks are of one state.
+    #[tracing::instrument(skip_all, fields(limit = limit, min_networks = min_networks))]
     pub async fn trending(
         &self,
         recent: &TimeWindow,
         limit: u32,
+        min_networks: u32,
     ) -> Result<Vec<TrendingArticle>, StoreError> {
+        self.trending_once(recent, limit, min_networks)
+            .await
+            .map_err(|e| classify(e, "while reading trending articles"))
+    }
+
+    async fn trending_once(
+        &self,
+        recent: &TimeWindow,
+        limit: u32,
+        min_networks: u32,
+    ) -> Result<Vec<TrendingArticle>, sqlx::Error> {
         let previous = TimeWindow::new(recent.since() - (recent.until() - recent.since()), recent.since())
             .expect("a window before a non-empty window is not empty");
+        let mut tx = self.pool.begin().await?;
         let query =
             bind_window(sqlx::query_as(sql::TRENDING_PACES), &WindowParts::new(&previous, Bucket::Day));
-        let rows: Vec<(String, i64, i64)> = bind_window(query, &WindowParts::new(recent, Bucket::Day))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| classify(e, "while reading trending articles"))?;
-        let mut articles = rows
+        let rows: Vec<(String, i64, i64)> =
+            bind_window(query, &WindowParts::new(recent, Bucket::Day)).fetch_all(&mut *tx).await?;
+        let mut candidates: Vec<(String, i64, i64, f64)> = rows
             .into_iter()
             .map(|(article_id, recent, previous)| {
                 // The same operations in the same order as the PostgreSQL query, so both backends
                 // answer the same score to the last bit.
                 let score = (recent - previous) as f64 / (previous as f64 + 1.0).sqrt();
-                Ok(TrendingArticle { article_id: stored_article_id(article_id)?, recent, previous, score })
+                (article_id, recent, previous, score)
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        articles.sort_by(|a, b| {
-            b.score
-                .partial_cmp(&a.score)
-                .unwrap_or(Ordering::Equal)
-                .then(b.recent.cmp(&a.recent))
-                .then_with(|| a.article_id.as_str().cmp(b.article_id.as_str()))
+            .collect();
+        candidates.sort_by(|a, b| {
+            b.3.partial_cmp(&a.3).unwrap_or(Ordering::Equal).then(b.1.cmp(&a.1)).then_with(|| a.0.cmp(&b.0))
         });
-        articles.truncate(limit as usize);
+        let mut articles = Vec::with_capacity((limit as usize).min(candidates.len()));
+        for (article_id, recent_count, previous, score) in candidates {
+            if articles.len() >= limit as usize {
+                break;
+            }
+            let networks: i64 = sqlx::query_scalar(sql::ARTICLE_NETWORKS)
+                .bind(&article_id)
+                .bind(micros(recent.since()))
+                .bind(micros(recent.until()))
+                .fetch_one(&mut *tx)
+                .await?;
+            if networks < i64::from(min_networks) {
+                continue;
+            }
+            let article_id = stored_article_id(article_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
+            articles.push(TrendingArticle { article_id, recent: recent_count, previous, score, networks });
+        }
+        tx.commit().await?;
         Ok(articles)
     }
 

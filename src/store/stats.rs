@@ -10,8 +10,10 @@
 //!
 //! The partial hours are read through the indexes of migration `20261126000003_stats_indexes.sql`
 //! (`(reaction, updated_at)` site-wide, naming all seven reactions so that the first index column
-//! is bounded, and `(article_id, updated_at)` for one article's time series).
-//! `docs/stats-performance.md` has the plans and timings on ten million rows.
+//! is bounded, and `(article_id, updated_at)` for one article's time series; since migration
+//! `20261201000001_reaction_networks.sql` the latter carries the network too, for trending's
+//! count of each candidate's distinct networks). `docs/stats-performance.md` has the plans and
+//! timings on ten million rows.
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, BoxStream, StreamExt as _};
@@ -35,13 +37,16 @@ pub struct ArticleCount {
 }
 
 /// An article's reactions in the recent window and in the one before, with its trending score
-/// `(recent - previous) / sqrt(previous + 1)`.
+/// `(recent - previous) / sqrt(previous + 1)`, and the distinct client networks its reactions
+/// in the recent window come from (exact: a `count(distinct)` of their network keys; reactions
+/// without one are not counted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrendingArticle {
     pub article_id: ArticleId,
     pub recent: i64,
     pub previous: i64,
     pub score: f64,
+    pub networks: i64,
 }
 
 /// How many reactions of one kind one article gathered in a window: a row of the CSV export.
@@ -166,11 +171,18 @@ pub mod sql {
     );
 
     /// `$1` reaction weights, `$2`–`$7` the previous window, `$8`–`$13` the recent one, `$14`
-    /// limit.
+    /// limit, `$15` the fewest distinct networks an article needs.
+    ///
+    /// The candidates (articles with more reactions in the recent window than before) are
+    /// ranked first; then, best first, each one's distinct networks in the recent window
+    /// `[$8, $13)` are counted from the `(article_id, updated_at) include (reaction, network)`
+    /// index alone, until `limit` articles with enough of them are found. So the filter applies
+    /// before the limit, and the count is paid for the articles looked at, not for every one.
     pub const TRENDING: &str = concat!(
-        "select article_id, recent, previous,
-                (recent - previous)::float8 / sqrt(previous + 1.0::float8) as score
-         from (select article_id, sum(recent)::int8 as recent, sum(previous)::int8 as previous
+        "select article_id, recent, previous, score, networks
+         from (select article_id, recent, previous,
+                      (recent - previous)::float8 / sqrt(previous + 1.0::float8) as score
+               from (select article_id, sum(recent)::int8 as recent, sum(previous)::int8 as previous
                from (select article_id, ",
         weighted_sum!(),
         " as recent, 0 as previous
@@ -186,7 +198,14 @@ pub mod sql {
         ") as w
                      group by article_id) as paces
                group by article_id) as articles
-         where recent > previous
+               where recent > previous
+               order by score desc, recent desc, article_id) as candidates
+         cross join lateral (
+             select count(distinct network) as networks
+             from reactions r
+             where r.article_id = candidates.article_id and r.updated_at >= $8 and r.updated_at < $13
+         ) as spread
+         where networks >= $15
          order by score desc, recent desc, article_id
          limit $14"
     );
@@ -321,12 +340,14 @@ impl super::PgStore {
 
     /// Articles gathering reactions faster in `recent` than in the window of the same length
     /// just before it, best score first (ties: more recent reactions, then article id). Only
-    /// articles with more reactions in `recent` than before are listed.
-    #[tracing::instrument(skip_all, fields(limit = limit))]
+    /// articles with more reactions in `recent` than before, from at least `min_networks`
+    /// distinct networks in `recent`, are listed.
+    #[tracing::instrument(skip_all, fields(limit = limit, min_networks = min_networks))]
     pub async fn trending(
         &self,
         recent: &TimeWindow,
         limit: u32,
+        min_networks: u32,
     ) -> Result<Vec<TrendingArticle>, StoreError> {
         let previous = TimeWindow::new(recent.since() - (recent.until() - recent.since()), recent.since())
             .expect("a window before a non-empty window is not empty");
@@ -336,14 +357,22 @@ impl super::PgStore {
         // that grows by a few percent.
         let query = sqlx::query_as(sql::TRENDING).bind(reaction_weights(&[]));
         let query = bind_window(query, &WindowParts::new(&previous, Bucket::Day));
-        let rows: Vec<(String, i64, i64, f64)> = bind_window(query, &WindowParts::new(recent, Bucket::Day))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| classify(e, "while reading trending articles"))?;
+        let rows: Vec<(String, i64, i64, f64, i64)> =
+            bind_window(query, &WindowParts::new(recent, Bucket::Day))
+                .bind(i64::from(limit))
+                .bind(i64::from(min_networks))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| classify(e, "while reading trending articles"))?;
         rows.into_iter()
-            .map(|(article_id, recent, previous, score)| {
-                Ok(TrendingArticle { article_id: stored_article_id(article_id)?, recent, previous, score })
+            .map(|(article_id, recent, previous, score, networks)| {
+                Ok(TrendingArticle {
+                    article_id: stored_article_id(article_id)?,
+                    recent,
+                    previous,
+                    score,
+                    networks,
+                })
             })
             .collect()
     }

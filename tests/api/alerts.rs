@@ -109,6 +109,7 @@ fn alerting_config(db_url: &str, receiver: &Receiver) -> Config {
     config.webhook_secret = Some(SECRET.to_owned());
     config.alert_check_interval = Duration::from_millis(200);
     config.alert_trending_score = 2.5;
+    config.trending_min_networks = 1; // the readers all write from the loopback
     config.alert_surge_min = std::num::NonZeroU32::new(3).unwrap();
     config
 }
@@ -160,6 +161,7 @@ async fn an_alert_refused_once_is_retried_with_the_same_id_and_signed() {
     assert_eq!(trending["data"]["recent"], 3);
     assert_eq!(trending["data"]["previous"], 0);
     assert_eq!(trending["data"]["score"], 3.0);
+    assert_eq!(trending["data"]["networks"], 1);
     assert_eq!(trending["data"]["counts"]["angry"], 3);
     assert_eq!(trending["data"]["counts"].as_object().unwrap().len(), 7);
     assert!(chrono::DateTime::parse_from_rfc3339(trending["timestamp"].as_str().unwrap()).is_ok());
@@ -225,6 +227,28 @@ async fn an_alert_survives_a_restart_between_its_event_and_its_delivery() {
     let accepted = receiver.wait_for_accepted(2, Duration::from_secs(20)).await;
     assert_eq!(accepted.keys().cloned().collect::<BTreeSet<_>>(), attempted, "the same events, the same ids");
     drop(restarted);
+}
+
+/// `article.trending` follows the trending list: a story whose readers all come from one
+/// network is not alerted on as trending (the surge, a fact about its counts, still is).
+#[tokio::test]
+async fn a_story_from_one_network_is_not_alerted_as_trending() {
+    let receiver = Receiver::start(0).await;
+    let db = TestDatabase::create().await;
+    let mut config = alerting_config(&db.url, &receiver);
+    config.trending_min_networks = 2;
+    let app = spawn_with(db, config).await;
+    angry_readers(&app, "story-4", 0..3).await;
+
+    receiver.wait_for_accepted(1, Duration::from_secs(10)).await;
+    // Both rules are evaluated in one pass; a few more passes for good measure.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let types: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["article.reaction_surge"], "no article.trending from one network");
 }
 
 #[tokio::test]

@@ -10,6 +10,9 @@ fn a_bad_setting_exits_2_with_one_line_naming_it() {
         ("TRUSTED_PROXIES", "10.0.0.0/8,banana", "trusted-proxies"),
         ("MIGRATE_ON_START", "maybe", "migrate-on-start"),
         ("LOG_FORMAT", "xml", "log-format"),
+        ("TRENDING_MIN_NETWORKS", "1001", "trending-min-networks"),
+        ("TRENDING_MIN_NETWORKS", "-1", "trending-min-networks"),
+        ("TRENDING_MIN_NETWORKS", "five", "trending-min-networks"),
         ("VISITOR_SECRET", "too-short", "visitor-secret"),
         ("DATABASE_URL", "mysql://reader:password@127.0.0.1/reactions", "database-url"),
     ];

@@ -183,6 +183,20 @@ impl TestDatabase {
         .unwrap()
     }
 
+    /// The network keys stored with `article`'s reactions, one per reaction (null: none).
+    pub async fn network_keys(&self, article: &str) -> Vec<Option<Vec<u8>>> {
+        const SQL: &str = "select network from reactions where article_id = $1";
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::query_scalar(SQL).bind(article).fetch_all(&mut self.connect().await).await
+            }
+            Backend::Sqlite => {
+                sqlx::query_scalar(SQL).bind(article).fetch_all(&mut self.sqlite().await).await
+            }
+        }
+        .unwrap()
+    }
+
     /// Every visitor key stored, as bytes.
     pub async fn visitor_keys(&self) -> Vec<Vec<u8>> {
         const SQL: &str = "select visitor_key from reactions";
@@ -259,32 +273,40 @@ impl TestDatabase {
     }
 
     /// Stores reactions `(article, reaction key, time of the last change)` straight into both
-    /// tables, each by a visitor of its own, keeping every count equal to its rows.
+    /// tables, each by a visitor of its own from a client network of its own (a random network
+    /// key, once the schema has them), keeping every count equal to its rows.
     pub async fn insert_reactions(&self, rows: &[(&str, &str, DateTime<Utc>)]) {
+        // Upgrade tests store reactions under an older schema, without networks.
+        let with_networks = self.has_reaction_networks().await;
         let articles: Vec<&str> = rows.iter().map(|r| r.0).collect();
         let reactions: Vec<&str> = rows.iter().map(|r| r.1).collect();
-        let visitors: Vec<Vec<u8>> = rows
-            .iter()
-            .map(|_| {
-                let mut key = vec![0u8; 32];
-                rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
-                key
-            })
-            .collect();
+        let random = |length: usize| {
+            let mut key = vec![0u8; length];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+            key
+        };
+        let visitors: Vec<Vec<u8>> = rows.iter().map(|_| random(32)).collect();
+        let networks: Vec<Vec<u8>> = rows.iter().map(|_| random(16)).collect();
         match self.backend {
             Backend::Postgres => {
                 let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.2).collect();
                 let mut conn = self.connect().await;
-                sqlx::query(
+                sqlx::query(if with_networks {
+                    "insert into reactions (article_id, visitor_key, reaction, updated_at, network)
+                     select article_id, visitor_key, reaction::reaction, updated_at, network
+                     from unnest($1::text[], $2::bytea[], $3::text[], $4::timestamptz[], $5::bytea[])
+                       as s(article_id, visitor_key, reaction, updated_at, network)"
+                } else {
                     "insert into reactions (article_id, visitor_key, reaction, updated_at)
                      select article_id, visitor_key, reaction::reaction, updated_at
                      from unnest($1::text[], $2::bytea[], $3::text[], $4::timestamptz[])
-                       as s(article_id, visitor_key, reaction, updated_at)",
-                )
+                       as s(article_id, visitor_key, reaction, updated_at)"
+                })
                 .bind(&articles)
                 .bind(&visitors)
                 .bind(&reactions)
                 .bind(&times)
+                .bind(with_networks.then_some(&networks))
                 .execute(&mut conn)
                 .await
                 .unwrap();
@@ -301,16 +323,20 @@ impl TestDatabase {
                 // SQLite has no array parameters: one JSON array of rows, unpacked by json_each.
                 let json: Vec<Value> = rows
                     .iter()
-                    .zip(&visitors)
-                    .map(|((article, reaction, at), visitor)| {
-                        json!([article, reaction, at.timestamp_micros(), hex(visitor)])
+                    .zip(visitors.iter().zip(&networks))
+                    .map(|((article, reaction, at), (visitor, network))| {
+                        json!([article, reaction, at.timestamp_micros(), hex(visitor), hex(network)])
                     })
                     .collect();
                 let mut conn = self.sqlite().await;
-                sqlx::query(
+                sqlx::query(if with_networks {
+                    "insert into reactions (article_id, visitor_key, reaction, updated_at, network)
+                     select value ->> 0, unhex(value ->> 3), value ->> 1, value ->> 2, unhex(value ->> 4)
+                     from json_each($1)"
+                } else {
                     "insert into reactions (article_id, visitor_key, reaction, updated_at)
-                     select value ->> 0, unhex(value ->> 3), value ->> 1, value ->> 2 from json_each($1)",
-                )
+                     select value ->> 0, unhex(value ->> 3), value ->> 1, value ->> 2 from json_each($1)"
+                })
                 .bind(Value::Array(json).to_string())
                 .execute(&mut conn)
                 .await
@@ -325,6 +351,28 @@ impl TestDatabase {
                 .unwrap();
             }
         }
+    }
+
+    /// Whether `reactions` has the `network` column yet (migration 20261201000001).
+    async fn has_reaction_networks(&self) -> bool {
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::query_scalar(
+                    "select exists (select 1 from information_schema.columns
+                                where table_name = 'reactions' and column_name = 'network')",
+                )
+                .fetch_one(&mut self.connect().await)
+                .await
+            }
+            Backend::Sqlite => {
+                sqlx::query_scalar(
+                    "select count(*) > 0 from pragma_table_info('reactions') where name = 'network'",
+                )
+                .fetch_one(&mut self.sqlite().await)
+                .await
+            }
+        }
+        .unwrap()
     }
 
     /// Empties `reactions` and the counts behind the service's back, as an operator would:
@@ -553,6 +601,17 @@ async fn spawn_on(db: Arc<TestDatabase>, config: Config) -> TestApp {
     }
 }
 
+/// A client whose connections come from `127.10.{network}.{host}`, an address of the client
+/// network (IPv4 /24) `127.10.{network}.0/24`: Linux delivers all of 127.0.0.0/8 to the
+/// loopback, so a test can be many networks at once without a proxy in between.
+pub fn client_in_network(network: u8, host: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 10, network, host]))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
 /// Logs only when a test asks for them: `TEST_LOG=1 cargo test`.
 fn init_logs() {
     static INIT: OnceLock<()> = OnceLock::new();
@@ -608,7 +667,19 @@ impl TestApp {
         visitor: Option<&str>,
         body: Option<Value>,
     ) -> Response {
-        let mut request = self.client.request(method, self.url(path));
+        self.request_by(&self.client, method, path, visitor, body).await
+    }
+
+    /// [`TestApp::request`] sent by `client` (say one of [`client_in_network`]).
+    pub async fn request_by(
+        &self,
+        client: &reqwest::Client,
+        method: Method,
+        path: &str,
+        visitor: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = client.request(method, self.url(path));
         if let Some(visitor) = visitor {
             request = request.header("X-Visitor-Id", visitor);
         }
@@ -624,8 +695,20 @@ impl TestApp {
     }
 
     pub async fn put_reaction(&self, article_id: &str, visitor: &str, reaction: &str) -> Response {
+        self.put_reaction_by(&self.client, article_id, visitor, reaction).await
+    }
+
+    /// [`TestApp::put_reaction`] sent by `client`.
+    pub async fn put_reaction_by(
+        &self,
+        client: &reqwest::Client,
+        article_id: &str,
+        visitor: &str,
+        reaction: &str,
+    ) -> Response {
         let path = format!("/v1/articles/{}/reaction", segment(article_id));
-        self.request(Method::PUT, &path, Some(visitor), Some(json!({ "reaction": reaction }))).await
+        self.request_by(client, Method::PUT, &path, Some(visitor), Some(json!({ "reaction": reaction })))
+            .await
     }
 
     pub async fn delete_reaction(&self, article_id: &str, visitor: &str) -> Response {

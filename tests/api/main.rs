@@ -33,6 +33,8 @@ macro_rules! backend_suite {
         mod bad_input;
         #[path = "ballot_stuffing.rs"]
         mod ballot_stuffing;
+        #[path = "brigading.rs"]
+        mod brigading;
         #[path = "cache_consistency.rs"]
         mod cache_consistency;
         #[path = "concurrency.rs"]

@@ -325,9 +325,19 @@ async fn timeseries_answers_at_most_a_thousand_buckets() {
     assert_problem(one_second_too_many, StatusCode::BAD_REQUEST, "a partial 1001st bucket").await;
 }
 
+/// A service that lists trending articles whatever their networks (at least one): these tests
+/// are about the score, `brigading.rs` about the networks. Seeded reactions come from a network
+/// each.
+async fn app_trending_from_any_network() -> TestApp {
+    let db = TestDatabase::create().await;
+    let mut config = test_config(&db.url);
+    config.trending_min_networks = 1;
+    spawn_with(db, config).await
+}
+
 #[tokio::test]
 async fn trending_ranks_by_the_documented_score_on_known_data() {
-    let app = spawn_app().await;
+    let app = app_trending_from_any_network().await;
     let mut rows: Vec<(&str, &str, String)> = Vec::new();
     let mut add = |article: &'static str, n: usize, at: &str| {
         rows.extend((0..n).map(|_| (article, "like", at.to_owned())));
@@ -354,7 +364,8 @@ async fn trending_ranks_by_the_documented_score_on_known_data() {
     let top_two = get_json(&app, &format!("/v1/stats/trending?until={UNTIL}&limit=2")).await;
     let day = get_json(&app, &format!("/v1/stats/trending?window=24h&until={UNTIL}")).await;
 
-    let entry = |id: &str, score: f64, recent: i64, previous: i64| json!({"article_id": id, "score": score, "recent": recent, "previous": previous});
+    // Every seeded reaction comes from a network of its own: as many networks as reactions.
+    let entry = |id: &str, score: f64, recent: i64, previous: i64| json!({"article_id": id, "score": score, "recent": recent, "previous": previous, "networks": recent});
     assert_eq!(
         hour,
         json!({
@@ -387,7 +398,7 @@ async fn trending_ranks_by_the_documented_score_on_known_data() {
 
 #[tokio::test]
 async fn trending_scores_a_fractional_pace_and_defaults_to_the_last_hour() {
-    let app = spawn_app().await;
+    let app = app_trending_from_any_network().await;
     let mut rows = vec![("grower", "love", "2025-11-27T10:30:00Z"); 1];
     rows.extend(vec![("grower", "love", "2025-11-27T11:30:00Z"); 3]);
     seed(&app, &rows).await;
@@ -400,7 +411,7 @@ async fn trending_scores_a_fractional_pace_and_defaults_to_the_last_hour() {
     assert!((score - 2.0 / 2f64.sqrt()).abs() < 1e-12, "1 -> 3: (3 - 1) / sqrt(2), got {score}");
     assert_eq!(
         now["articles"],
-        json!([{"article_id": "just-now", "score": 1.0, "recent": 1, "previous": 0}])
+        json!([{"article_id": "just-now", "score": 1.0, "recent": 1, "previous": 0, "networks": 1}])
     );
     assert_eq!(instant(&now["until"]) - instant(&now["since"]), TimeDelta::hours(1));
 }
@@ -831,6 +842,10 @@ fn the_openapi_document_defines_the_trending_score_and_the_export_token() {
     let top = &paths["/v1/stats/top"]["get"];
 
     assert!(trending.contains("score = (recent - previous) / sqrt(previous + 1)"), "{trending}");
+    assert!(trending.contains("TRENDING_MIN_NETWORKS") && trending.contains("/24"), "{trending}");
+    let entry = &document["components"]["schemas"]["TrendingArticle"];
+    assert!(entry["required"].as_array().unwrap().contains(&json!("networks")), "{entry}");
+    assert_eq!(entry["properties"]["networks"]["type"], "integer");
     assert_eq!(export["security"], json!([{"admin_token": []}]));
     assert_eq!(document["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
     for status in ["200", "400", "401", "404", "429", "503"] {

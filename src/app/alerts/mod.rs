@@ -108,6 +108,7 @@ impl AlertTasks {
             trending_score: config.alert_trending_score,
             surge_min: i64::from(config.alert_surge_min.get()),
             surge_share: config.alert_surge_share,
+            trending_min_networks: config.trending_min_networks,
         };
         let recorded = Arc::new(Notify::new());
         let evaluator =

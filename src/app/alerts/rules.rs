@@ -25,6 +25,8 @@ pub struct Rules {
     pub surge_min: i64,
     /// `ALERT_SURGE_SHARE`.
     pub surge_share: f64,
+    /// `TRENDING_MIN_NETWORKS`: an article alerted on as trending is one the trending list shows.
+    pub trending_min_networks: u32,
 }
 
 impl Rules {
@@ -41,7 +43,7 @@ impl Rules {
         let mut recorded = 0;
 
         // The trending list of `/v1/stats/trending?window=1h`.
-        for article in store.trending(&window, CANDIDATES).await? {
+        for article in store.trending(&window, CANDIDATES, self.trending_min_networks).await? {
             if article.score < self.trending_score {
                 break; // best first
             }
@@ -52,6 +54,7 @@ impl Rules {
                 "score": article.score,
                 "recent": article.recent,
                 "previous": article.previous,
+                "networks": article.networks,
                 "counts": counts,
             });
             recorded += record(store, urls, now, TRENDING, &article.article_id, None, period, data).await?;

@@ -9,10 +9,12 @@
 
 pub mod cookie;
 pub mod fingerprint;
+pub mod network;
 mod secret;
 
 pub use crate::domain::{IdentityToken, VisitorId, VisitorIdError, VisitorKey, VisitorSecret};
 pub use fingerprint::SaltCache;
+pub use network::WriteNetwork;
 pub use secret::{key_file_for, resolve_secret};
 
 /// Name of the request header a client uses to identify its visitor.

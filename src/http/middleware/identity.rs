@@ -5,6 +5,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::app::identity::WriteNetwork;
 use crate::app::identity::{
     IdentityToken, SaltCache, VISITOR_ID_HEADER, VisitorId, VisitorIdError, VisitorKey, VisitorSecret,
 };
@@ -149,6 +150,11 @@ impl IdentityResolver {
             .then_some(visitor.token)
             .flatten()
             .map(PendingCookie);
+        let network = match is_write && visitor.key.is_some() {
+            true => WriteNetwork::of(&self.secret, &self.salts, client.0).await,
+            false => WriteNetwork(None),
+        };
+        request.extensions_mut().insert(network);
         request.extensions_mut().insert(visitor);
         Ok(cookie)
     }

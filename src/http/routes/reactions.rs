@@ -9,6 +9,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::cache::{Rendered, etag, tag_of};
+use crate::app::identity::WriteNetwork;
+use crate::domain::NetworkKey;
 use crate::domain::{ArticleId, Reaction, ReactionSummary};
 use crate::http::extract::{AppJson, ArticleParam, ArticlePath, query_pairs};
 use crate::http::middleware::article_cap::{SpentCap, WriteAllowance};
@@ -125,6 +127,7 @@ async fn get_article_reactions(
 async fn put_reaction(
     State(state): State<AppState>,
     visitor: Visitor,
+    WriteNetwork(network): WriteNetwork,
     ArticlePath(article_id): ArticlePath,
     allowance: WriteAllowance,
     AppJson(body): AppJson<SetReaction>,
@@ -132,7 +135,7 @@ async fn put_reaction(
     let visitor = *visitor.require().map_err(IntoResponse::into_response)?;
     let reaction: Reaction =
         body.reaction.parse().map_err(|e| ApiError::unknown_reaction(e).into_response())?;
-    change(&state, allowance, article_id, visitor, Some(reaction)).await
+    change(&state, allowance, article_id, visitor, network, Some(reaction)).await
 }
 
 /// Removes the caller's reaction. Idempotent: removing a reaction not held changes nothing.
@@ -155,7 +158,8 @@ async fn delete_reaction(
     allowance: WriteAllowance,
 ) -> Result<Response, Response> {
     let visitor = *visitor.require().map_err(IntoResponse::into_response)?;
-    change(&state, allowance, article_id, visitor, None).await
+    // A removed reaction keeps no network.
+    change(&state, allowance, article_id, visitor, None, None).await
 }
 
 /// A valid write: checked against the article's settings, then spends the article cap (only
@@ -165,12 +169,13 @@ async fn change(
     state: &AppState,
     allowance: WriteAllowance,
     article_id: ArticleId,
-    visitor: crate::app::identity::VisitorKey,
+    visitor: crate::domain::VisitorKey,
+    network: Option<NetworkKey>,
     reaction: Option<Reaction>,
 ) -> Result<Response, Response> {
     let allowed = state
         .reactions
-        .allow(article_id, visitor, reaction)
+        .allow(article_id, visitor, network, reaction)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     let cap_fields = allowance.spend()?;

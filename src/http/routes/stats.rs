@@ -170,6 +170,11 @@ pub struct TrendingArticle {
     recent: i64,
     /// Reactions whose last change falls in the window before, `[since - window, since)`.
     previous: i64,
+    /// Distinct client networks (IPv4 /24, IPv6 /48) the reactions of `recent` come from; at
+    /// least `TRENDING_MIN_NETWORKS`. Exact. A network that reacted on both sides of midnight
+    /// UTC within the window counts twice (its keyed hash changes with the daily salt).
+    #[schema(minimum = 0)]
+    networks: i64,
 }
 
 /// Answer of `GET /v1/stats/trending`.
@@ -183,7 +188,8 @@ pub struct TrendingArticles {
     #[schema(value_type = String, format = DateTime)]
     until: DateTime<Utc>,
     /// Highest score first; ties by more recent reactions, then article id. Only articles
-    /// gathering reactions faster than before (score above zero); at most `limit`.
+    /// gathering reactions faster than before (score above zero) from at least
+    /// `TRENDING_MIN_NETWORKS` networks; at most `limit`.
     articles: Vec<TrendingArticle>,
 }
 
@@ -328,6 +334,16 @@ async fn timeseries(
 /// that grows by a few percent, and the `+ 1` keeps new articles finite (0 → 4 reactions scores
 /// 4, 100 → 150 scores about 5, 1000 → 1100 about 3). Only articles with a score above zero are
 /// listed.
+///
+/// **Brigading resistance.** An article is listed only when its reactions in the recent window
+/// come from at least `TRENDING_MIN_NETWORKS` (default 5) distinct client networks (IPv4 /24,
+/// IPv6 /48; an IPv4-mapped IPv6 address counts as IPv4), reported as `networks`, so one network
+/// inventing visitor ids cannot make a story trend. The filter applies before `limit`: articles
+/// from too few networks are skipped, never counted against the limit. The count is exact. It is
+/// taken from a keyed hash of each reaction's network under the day's fingerprint salt, so a
+/// network counts once per UTC day: a window that spans midnight UTC (every `24h` window not
+/// ending at midnight) can count one network twice. Reactions stored without a network (written
+/// while the salt could not be read) count towards none.
 #[utoipa::path(
     get,
     path = "/v1/stats/trending",
@@ -358,18 +374,19 @@ async fn trending(
     let limit = query.limit()?;
     let until = query.timestamp("until")?.unwrap_or_else(now);
     let recent = TimeWindow::new(until - window.length(), until).map_err(ApiError::invalid_query)?;
-    let articles = state.store.trending(&recent, limit).await?;
+    let articles = state.store.trending(&recent, limit, state.trending_min_networks).await?;
     Ok(AppJson(TrendingArticles {
         window,
         since: recent.since(),
         until: recent.until(),
         articles: articles
             .into_iter()
-            .map(|store::TrendingArticle { article_id, recent, previous, score }| TrendingArticle {
+            .map(|store::TrendingArticle { article_id, recent, previous, score, networks }| TrendingArticle {
                 article_id,
                 score,
                 recent,
                 previous,
+                networks,
             })
             .collect(),
     }))
