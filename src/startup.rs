@@ -137,10 +137,9 @@ impl Application {
             public_cache_control: http::public_cache_control(cache.ttl()),
             reactions: Reactions::new(store.clone(), cache, writer),
             live: live.clone(),
-            store,
+            stats: crate::app::Stats::new(store, config.trending_min_networks),
             admin_token,
             stats_token,
-            trending_min_networks: config.trending_min_networks,
         });
         let options = HttpOptions {
             request_timeout: config.request_timeout,

@@ -16,7 +16,10 @@ pub mod live;
 pub mod reactions;
 /// Editorial settings of articles, cached for the write path.
 pub mod settings;
+/// The dashboards' reads and the instance's health.
+pub mod stats;
 /// The group-commit writer: queued changes to the store in batches.
 pub mod writer;
 
 pub use reactions::Reactions;
+pub use stats::Stats;

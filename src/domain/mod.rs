@@ -6,6 +6,7 @@
 mod article_id;
 mod reaction;
 mod settings;
+mod stats;
 mod summary;
 mod visitor;
 mod window;
@@ -13,6 +14,7 @@ mod window;
 pub use article_id::{ArticleId, ArticleIdError};
 pub use reaction::{Reaction, ReactionCounts, UnknownReaction};
 pub use settings::{ArticleSettings, ReactionSet, SettingsError};
+pub use stats::{ArticleCount, TrendingArticle};
 pub use summary::ReactionSummary;
 pub use visitor::{
     ClientNetwork, IdentityToken, MIN_SECRET_BYTES, NetworkKey, SecretError, VisitorId, VisitorIdError,

@@ -38,7 +38,6 @@ use self::middleware::client_ip::{TrustedProxies, resolve_client_ip};
 use self::middleware::identity::IdentityResolver;
 use self::middleware::rate_limit::{ClassOf, RateLimits, rate_limit};
 use crate::app::reactions::Reactions;
-use crate::store::Store;
 
 /// Largest request body we read; larger ones get a 413.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
@@ -59,15 +58,14 @@ pub struct Shared {
     pub reactions: Reactions,
     /// The live counts (`/events`).
     pub live: crate::app::live::LiveCounts,
-    pub store: Store,
+    /// The dashboards' reads and the instance's health.
+    pub stats: crate::app::Stats,
     /// Guards the CSV export and the editorial controls; `None` switches them off.
     pub admin_token: Option<BearerToken>,
     /// Guards the stats reads (not the export); `None` leaves them public.
     pub stats_token: Option<BearerToken>,
     /// `Cache-Control` of anonymous reads ([`public_cache_control`]).
     pub public_cache_control: HeaderValue,
-    /// `TRENDING_MIN_NETWORKS`: the distinct networks an article needs to be listed as trending.
-    pub trending_min_networks: u32,
 }
 
 impl AppState {

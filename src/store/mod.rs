@@ -70,9 +70,9 @@ pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore};
 /// `examples/stats_sql.rs`); not an interface.
 #[doc(hidden)]
 pub use stats::sql as stats_sql;
-pub use stats::{ArticleCount, EXPORT_BATCH_ROWS, ExportRow, ExportStream, TrendingArticle};
+pub use stats::{EXPORT_BATCH_ROWS, ExportRow, ExportStream};
 
-use crate::domain::{ArticleId, ArticleSettings, Reaction, ReactionCounts};
+use crate::domain::{ArticleCount, ArticleId, ArticleSettings, Reaction, ReactionCounts, TrendingArticle};
 use crate::domain::{Bucket, TimeWindow};
 use crate::domain::{NetworkKey, VisitorKey, VisitorSecret};
 

@@ -22,12 +22,12 @@ use sqlx::sqlite::SqliteArguments;
 use tokio::sync::mpsc;
 
 use super::sqlite::{classify, micros};
-use super::stats::{
-    ArticleCount, CountsRow, EXPORT_BATCH_ROWS, ExportRow, ExportStream, TrendingArticle, counts_of,
-};
+use super::stats::{CountsRow, EXPORT_BATCH_ROWS, ExportRow, ExportStream, counts_of};
 use super::{SqliteStore, StoreError};
 use super::{stored_article_id, stored_reaction};
-use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, WindowParts};
+use crate::domain::{
+    ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
+};
 
 /// A piece of a window read from `reactions`: each row counts 1 in its reaction's column, at
 /// its `updated_at`.

@@ -21,33 +21,15 @@ use sqlx::{Postgres, Transaction};
 
 use super::postgres::classify;
 use super::{StoreError, stored_article_id, stored_reaction};
-use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, WindowParts};
+use crate::domain::{
+    ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
+};
 
 /// Rows the CSV export reads from its cursor at a time: what one export holds in memory.
 pub const EXPORT_BATCH_ROWS: usize = 1000;
 // FETCH takes its row count as a literal, not a parameter: keep the statement in step.
 const FETCH_EXPORT_BATCH: &str = "fetch forward 1000 from stats_export";
 const _: () = assert!(EXPORT_BATCH_ROWS == 1000);
-
-/// One article and how many reactions it gathered in a window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArticleCount {
-    pub article_id: ArticleId,
-    pub count: i64,
-}
-
-/// An article's reactions in the recent window and in the one before, with its trending score
-/// `(recent - previous) / sqrt(previous + 1)`, and the distinct client networks its reactions
-/// in the recent window come from (exact: a `count(distinct)` of their network keys; reactions
-/// without one are not counted).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrendingArticle {
-    pub article_id: ArticleId,
-    pub recent: i64,
-    pub previous: i64,
-    pub score: f64,
-    pub networks: i64,
-}
 
 /// How many reactions of one kind one article gathered in a window: a row of the CSV export.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -58,7 +58,7 @@ async fn healthz() -> AppJson<Health> {
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<AppJson<Health>, ApiError> {
-    state.store.ping().await?;
+    state.stats.ready().await?;
     Ok(AppJson(Health { status: "ready" }))
 }
 
@@ -72,7 +72,7 @@ async fn readyz(State(state): State<AppState>) -> Result<AppJson<Health>, ApiErr
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"))
 )]
 async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    let pool = state.store.pool_status();
+    let pool = state.stats.pool_status();
     let text = crate::telemetry::metrics::render(crate::telemetry::metrics::Snapshot {
         queued_writes: state.reactions.queued_writes(),
         pool_size: pool.size,

@@ -14,11 +14,11 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow};
+use crate::domain::{ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle};
 use crate::http::extract::{AppJson, ArticleParam, ArticlePath, query_pairs};
 use crate::http::routes::admin::{Admin, StatsReader};
 use crate::http::{ApiError, AppState, Problem};
-use crate::store::{self, ExportRow};
+use crate::store::ExportRow;
 
 /// Most articles `top` and `trending` answer.
 pub const MAX_LIMIT: u32 = 100;
@@ -76,15 +76,6 @@ impl utoipa::Modify for BearerSchemes {
     }
 }
 
-/// One article and its reactions in the window.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct TopArticle {
-    #[schema(value_type = String, min_length = 1, max_length = 256)]
-    article_id: ArticleId,
-    /// Reactions (of the kind asked for, or all) whose last change falls in the window.
-    count: i64,
-}
-
 /// Answer of `GET /v1/stats/top`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct TopArticles {
@@ -99,7 +90,7 @@ pub struct TopArticles {
     reaction: Option<Reaction>,
     /// Most reactions first, ties by article id (byte order); at most `limit`. Articles without
     /// reactions in the window are absent.
-    articles: Vec<TopArticle>,
+    articles: Vec<ArticleCount>,
 }
 
 /// Answer of `GET /v1/stats/totals`.
@@ -159,24 +150,6 @@ impl TrendingWindow {
     }
 }
 
-/// One trending article.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct TrendingArticle {
-    #[schema(value_type = String, min_length = 1, max_length = 256)]
-    article_id: ArticleId,
-    /// `(recent - previous) / sqrt(previous + 1)`; always above zero.
-    score: f64,
-    /// Reactions whose last change falls in the recent window, `[since, until)`.
-    recent: i64,
-    /// Reactions whose last change falls in the window before, `[since - window, since)`.
-    previous: i64,
-    /// Distinct client networks (IPv4 /24, IPv6 /48) the reactions of `recent` come from; at
-    /// least `TRENDING_MIN_NETWORKS`. Exact. A network that reacted on both sides of midnight
-    /// UTC within the window counts twice (its keyed hash changes with the daily salt).
-    #[schema(minimum = 0)]
-    networks: i64,
-}
-
 /// Answer of `GET /v1/stats/trending`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct TrendingArticles {
@@ -221,16 +194,8 @@ async fn top(
     let reaction = query.reaction()?;
     let window = query.window(|until| until - DEFAULT_WINDOW)?;
     let limit = query.limit()?;
-    let articles = state.store.top_articles(&window, reaction.as_slice(), limit).await?;
-    Ok(AppJson(TopArticles {
-        since: window.since(),
-        until: window.until(),
-        reaction,
-        articles: articles
-            .into_iter()
-            .map(|store::ArticleCount { article_id, count }| TopArticle { article_id, count })
-            .collect(),
-    }))
+    let articles = state.stats.top(&window, reaction, limit).await?;
+    Ok(AppJson(TopArticles { since: window.since(), until: window.until(), reaction, articles }))
 }
 
 /// Site-wide counts per reaction in a window.
@@ -259,7 +224,7 @@ async fn totals(
 ) -> Result<AppJson<WindowTotals>, ApiError> {
     let query = StatsQuery::parse(query.as_deref(), &["since", "until"])?;
     let window = query.window(|until| until - DEFAULT_WINDOW)?;
-    let counts = state.store.window_totals(&window).await?;
+    let counts = state.stats.totals(&window).await?;
     Ok(AppJson(WindowTotals { since: window.since(), until: window.until(), total: counts.total(), counts }))
 }
 
@@ -307,14 +272,8 @@ async fn timeseries(
             if bucket == Bucket::Hour { " or ask for bucket=day" } else { "" }
         )));
     }
-    let mut found =
-        state.store.article_timeseries(&article_id, &window, bucket).await?.into_iter().peekable();
-    let buckets = bucket
-        .starts(&window)
-        .map(|start| {
-            let counts = found.next_if(|(at, _)| *at == start).map(|(_, counts)| counts).unwrap_or_default();
-            TimeSeriesBucket { start, total: counts.total(), counts }
-        })
+    let buckets = (state.stats.timeseries(&article_id, &window, bucket).await?.into_iter())
+        .map(|(start, counts)| TimeSeriesBucket { start, total: counts.total(), counts })
         .collect();
     Ok(AppJson(TimeSeries { article_id, bucket, since: window.since(), until: window.until(), buckets }))
 }
@@ -374,22 +333,8 @@ async fn trending(
     let limit = query.limit()?;
     let until = query.timestamp("until")?.unwrap_or_else(now);
     let recent = TimeWindow::new(until - window.length(), until).map_err(ApiError::invalid_query)?;
-    let articles = state.store.trending(&recent, limit, state.trending_min_networks).await?;
-    Ok(AppJson(TrendingArticles {
-        window,
-        since: recent.since(),
-        until: recent.until(),
-        articles: articles
-            .into_iter()
-            .map(|store::TrendingArticle { article_id, recent, previous, score, networks }| TrendingArticle {
-                article_id,
-                score,
-                recent,
-                previous,
-                networks,
-            })
-            .collect(),
-    }))
+    let articles = state.stats.trending(&recent, limit).await?;
+    Ok(AppJson(TrendingArticles { window, since: recent.since(), until: recent.until(), articles }))
 }
 
 /// Counts per article and reaction in a window, as CSV, for analysts.
@@ -433,7 +378,7 @@ async fn export(
 ) -> Result<Response, ApiError> {
     let query = StatsQuery::parse(query.as_deref(), &["since", "until"])?;
     let window = query.window(|until| until - DEFAULT_WINDOW)?;
-    let batches = state.store.export_counts(&window).await?;
+    let batches = state.stats.export(&window).await?;
     let rows = batches.map(|batch| {
         batch.map(|rows| Bytes::from(csv_rows(&rows))).inspect_err(|error| {
             tracing::warn!(error = format!("{error:#}"), "the CSV export failed after it started");
