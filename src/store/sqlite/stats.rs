@@ -1,4 +1,4 @@
-//! The dashboard reads on SQLite: the same answers as [`super::stats`] gives on PostgreSQL, read
+//! The dashboard reads on SQLite: the same answers as [`super::super::postgres`] gives on PostgreSQL, read
 //! the same way, from the pieces of a [`WindowParts`]: whole days from `reaction_counts_daily`,
 //! whole hours from `reaction_counts_hourly` (migration
 //! `migrations/sqlite/20261127000001_stats_rollups.sql`) and the partial hours at the window's
@@ -21,13 +21,12 @@ use sqlx::query::QueryAs;
 use sqlx::sqlite::SqliteArguments;
 use tokio::sync::mpsc;
 
-use super::sqlite::{classify, micros};
-use super::stats::{CountsRow, EXPORT_BATCH_ROWS, ExportRow, ExportStream, counts_of};
-use super::{SqliteStore, StoreError};
-use super::{stored_article_id, stored_reaction};
+use super::{SqliteStore, classify, micros};
 use crate::domain::{
     ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
 };
+use crate::store::rows::{CountsRow, EXPORT_BATCH_ROWS, ExportRow, ExportStream, counts_of};
+use crate::store::{StoreError, stored_article_id, stored_reaction};
 
 /// A piece of a window read from `reactions`: each row counts 1 in its reaction's column, at
 /// its `updated_at`.

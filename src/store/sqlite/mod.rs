@@ -8,6 +8,8 @@
 //! the file. A batch's changes are applied row by row (statements are cheap in-process) but in one
 //! transaction, so the group-commit writer still commits, and syncs the file, once per batch.
 
+mod stats;
+
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context as _;

@@ -7,6 +7,13 @@
 //! process or another, do not deadlock; the rare deadlock or serialization failure that remains
 //! is retried.
 
+mod stats;
+
+/// The PostgreSQL stats statements, for `scripts/stats-explain.sh` (through
+/// `examples/stats_sql.rs`); not an interface.
+#[doc(hidden)]
+pub use stats::sql as stats_sql;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 

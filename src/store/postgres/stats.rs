@@ -16,32 +16,19 @@
 //! timings on ten million rows.
 
 use chrono::{DateTime, Utc};
-use futures_util::stream::{self, BoxStream, StreamExt as _};
+use futures_util::stream::{self, StreamExt as _};
 use sqlx::{Postgres, Transaction};
 
-use super::postgres::classify;
-use super::{StoreError, stored_article_id, stored_reaction};
+use super::classify;
 use crate::domain::{
     ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
 };
+use crate::store::rows::{CountsRow, EXPORT_BATCH_ROWS, ExportRow, ExportStream, counts_of};
+use crate::store::{StoreError, stored_article_id, stored_reaction};
 
-/// Rows the CSV export reads from its cursor at a time: what one export holds in memory.
-pub const EXPORT_BATCH_ROWS: usize = 1000;
 // FETCH takes its row count as a literal, not a parameter: keep the statement in step.
 const FETCH_EXPORT_BATCH: &str = "fetch forward 1000 from stats_export";
 const _: () = assert!(EXPORT_BATCH_ROWS == 1000);
-
-/// How many reactions of one kind one article gathered in a window: a row of the CSV export.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportRow {
-    pub article_id: ArticleId,
-    pub reaction: Reaction,
-    pub count: i64,
-}
-
-/// The export's rows in batches of at most [`EXPORT_BATCH_ROWS`], read from the database as the
-/// stream is polled. Dropping the stream ends the export and frees its connection.
-pub type ExportStream = BoxStream<'static, Result<Vec<ExportRow>, StoreError>>;
 
 /// A piece of a window read from `reactions`: its rows counted per reaction, grouped by article
 /// and by `$at`, an expression of `updated_at` (the bucket of a time series, or a constant
@@ -236,10 +223,6 @@ fn bind_window<'q, O>(
     parts.instants().into_iter().fold(query, |query, instant| query.bind(instant))
 }
 
-/// A row of counts per reaction in display order; `None` when no row was summed.
-pub(super) type CountsRow =
-    (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-
 /// A row of a time series: a bucket's start and its counts.
 type SeriesRow = (
     DateTime<Utc>,
@@ -251,15 +234,6 @@ type SeriesRow = (
     Option<i64>,
     Option<i64>,
 );
-
-pub(super) fn counts_of(row: CountsRow) -> ReactionCounts {
-    let (like, dislike, love, funny, angry, sad, wow) = row;
-    let mut counts = ReactionCounts::default();
-    for (reaction, count) in Reaction::ALL.into_iter().zip([like, dislike, love, funny, angry, sad, wow]) {
-        counts.add(reaction, count.unwrap_or(0));
-    }
-    counts
-}
 
 impl super::PgStore {
     /// The articles with the most reactions of the given kinds (all when empty) in `window`,
