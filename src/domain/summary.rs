@@ -20,7 +20,10 @@ pub struct ReactionSummary {
     pub counts: ReactionCounts,
     /// The sum of all seven counts.
     pub total: i64,
-    /// The caller's reaction, or `null` when the caller holds none or is not identified.
+    /// The caller's reaction, or `null` when the caller holds none or is not identified. Reads
+    /// show it to an `X-Visitor-Id` only: the `rr_vid` cookie is minted from a fingerprint that
+    /// others behind the same address and browser build share, so it reads as anonymous. A write's
+    /// answer shows the reaction it just set, however the writer was identified.
     #[schema(required = true)]
     pub viewer_reaction: Option<Reaction>,
     /// The article is closed to new reactions (an editor's choice): writes answer 409.

@@ -100,8 +100,7 @@ impl ApiError {
         Self::client(StatusCode::BAD_REQUEST, "invalid-visitor-id", "Invalid visitor id", detail)
     }
 
-    /// A request that must name its visitor (erase-me) but carried neither `X-Visitor-Id` nor a
-    /// valid `rr_vid` cookie.
+    /// A request that must name its visitor personally (erase-me) but carried no `X-Visitor-Id`.
     pub fn visitor_required(detail: impl Display) -> Self {
         Self::client(StatusCode::BAD_REQUEST, "visitor-required", "Visitor identity required", detail)
     }

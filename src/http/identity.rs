@@ -22,10 +22,18 @@ pub struct IdentityResolver {
 }
 
 /// Which kind of identity a request carried.
+///
+/// Only a header id is personal. The cookie is minted from a fingerprint by a fingerprinted
+/// write, so everyone behind one address with one browser build that day is handed the same
+/// one: like the fingerprint, it keeps a browser's writes deduplicated (after the salt rotates
+/// too) but never reads a reaction back and never erases ([`Visitor::personal_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentitySource {
+    /// `X-Visitor-Id`: a personal id the client keeps (the widget's, in localStorage).
     Header,
+    /// The signed `rr_vid` cookie, carrying the fingerprint token of the browser's first write.
     Cookie,
+    /// A keyed hash of the day's salt, the client address and the User-Agent (writes only).
     Fingerprint,
     /// No identity: an anonymous read, or a write while the salt was unavailable.
     None,
@@ -100,6 +108,13 @@ impl Visitor {
     /// How the visitor was identified.
     pub fn source(&self) -> IdentitySource {
         self.source
+    }
+
+    /// The visitor's key when it names one person: a header id. What is stored under a
+    /// fingerprint's or its cookie's key may be another person's doing (same address, same
+    /// browser build), so reads by them are anonymous and they never erase.
+    pub fn personal_key(&self) -> Option<&VisitorKey> {
+        self.key.as_ref().filter(|_| self.source == IdentitySource::Header)
     }
 
     /// The visitor's key; writes need one. Without it the database was unreachable for the

@@ -13,7 +13,8 @@ use super::AppState;
         title = "reader-reactions",
         description = "Reaction buttons under news articles (like, dislike, love, funny, angry, sad, \
 wow) with per-article counts for sites and dashboards.\n\n\
-Visitors are identified by the `X-Visitor-Id` header; only a keyed hash of it is stored. \
+Visitors are identified by the `X-Visitor-Id` header (else, for writes, by the `rr_vid` cookie \
+or an anonymous fingerprint); only keyed hashes are stored. \
 Every error is `application/problem+json` (RFC 9457).",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
@@ -105,8 +106,11 @@ pub(super) fn describe_layers(document: &mut utoipa::openapi::OpenApi) {
         .required(Required::False)
         .description(Some(
             "The service's signed visitor cookie, used when no X-Visitor-Id header is sent. \
-             A cookie that fails verification is ignored. Without either, the visitor is an \
-             anonymous fingerprint (a keyed hash of a daily salt, the client IP and User-Agent).",
+             A cookie that fails verification is ignored. Without either, a write's visitor is an \
+             anonymous fingerprint (a keyed hash of a daily salt, the client IP and User-Agent). \
+             The cookie is minted from that fingerprint, which others behind the same address and \
+             browser build share: it keeps the browser's writes deduplicated, but a read with it \
+             is anonymous and it never erases (only X-Visitor-Id does).",
         ))
         .schema(Some(Object::with_type(Type::String)))
         .build();

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::article_cap::{SpentCap, WriteAllowance};
 use super::extract::{AppJson, ArticlePath, query_pairs};
-use super::identity::{IdentitySource, Visitor};
+use super::identity::Visitor;
 use super::{ApiError, AppState, Problem};
 use crate::domain::{ArticleId, Reaction, ReactionSummary};
 use crate::identity::{NetworkKey, WriteNetwork};
@@ -96,11 +96,11 @@ async fn get_article_reactions(
     ArticlePath(article_id): ArticlePath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if visitor.key().is_none() {
+    let Some(viewer) = visitor.personal_key() else {
         let Rendered { json, etag, .. } = state.reactions.anonymous_one(&article_id).await?;
         return Ok(public_answer(&headers, &state.public_cache_control, json, etag));
-    }
-    let summary = state.reactions.summary(&article_id, visitor.key()).await?;
+    };
+    let summary = state.reactions.summary(&article_id, Some(viewer)).await?;
     Ok(private_answer(&summary))
 }
 
@@ -232,11 +232,11 @@ async fn get_batch_reactions(
     if articles.is_empty() {
         return Err(ApiError::invalid_query("give at least one article_id parameter"));
     }
-    if visitor.key().is_none() {
+    let Some(viewer) = visitor.personal_key() else {
         let (json, tag) = join_batch(&state.reactions.anonymous(&articles).await?);
         return Ok(public_answer(&headers, &state.public_cache_control, json, etag(tag)));
-    }
-    let articles = state.reactions.summaries(&articles, visitor.key()).await?;
+    };
+    let articles = state.reactions.summaries(&articles, Some(viewer)).await?;
     Ok(private_answer(&BatchSummaries { articles }))
 }
 
@@ -314,10 +314,11 @@ fn content_type_json() -> (header::HeaderName, HeaderValue) {
 
 /// Erases every reaction of the caller, on every article (privacy).
 ///
-/// The caller must name itself with `X-Visitor-Id` or a valid `rr_vid` cookie. A request with
-/// neither is a 400 that erases nothing and sets no cookie: the anonymous fingerprint (address
-/// and User-Agent) is shared by everyone behind one address with the same browser build, so it
-/// never erases.
+/// The caller must name itself with `X-Visitor-Id`. A request without it is a 400 that erases
+/// nothing and sets no cookie: the anonymous fingerprint (address and User-Agent) is shared by
+/// everyone behind one address with the same browser build, and so is the `rr_vid` cookie a
+/// fingerprinted write mints from it (a neighbour's write is handed the same one), so neither
+/// erases.
 #[utoipa::path(
     delete,
     path = "/v1/visitors/me",
@@ -325,18 +326,17 @@ fn content_type_json() -> (header::HeaderName, HeaderValue) {
     params(VisitorHeader),
     responses(
         (status = 200, description = "How many reactions were removed", body = Erased),
-        (status = 400, description = "Malformed visitor header, or neither `X-Visitor-Id` nor a valid `rr_vid` cookie (nothing is erased)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed visitor header, or no `X-Visitor-Id` (nothing is erased; the `rr_vid` cookie, minted from a shared fingerprint, never erases)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn erase_me(State(state): State<AppState>, visitor: Visitor) -> Result<AppJson<Erased>, ApiError> {
-    if !matches!(visitor.source(), IdentitySource::Header | IdentitySource::Cookie) {
+    let Some(visitor) = visitor.personal_key() else {
         return Err(ApiError::visitor_required(
-            "erasing needs the X-Visitor-Id header or the rr_vid cookie of the visitor to erase; \
-             an address and browser are shared by others and never erase",
+            "erasing needs the X-Visitor-Id header of the visitor to erase; an address and browser, \
+             and the rr_vid cookie minted from them, are shared by others and never erase",
         ));
-    }
-    let visitor = visitor.require()?;
+    };
     let removed = state.reactions.erase_visitor(visitor).await?;
     Ok(AppJson(Erased { removed }))
 }

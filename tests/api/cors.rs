@@ -141,20 +141,24 @@ async fn the_cookie_path_works_cross_site_with_credentials() {
     let cookie = header(headers, "set-cookie").expect("a fingerprinted write gets the cookie").to_owned();
     assert!(cookie.contains("SameSite=None") && cookie.contains("Secure"), "sent cross-site: {cookie}");
 
-    // The browser sends the cookie back from another network and browser: still the same reader.
+    // The browser sends the cookie back from another browser: still the same visitor, so the
+    // switch replaces the first reaction.
     let value = cookie.split(';').next().unwrap().to_owned();
-    let read = app
+    let switch = app
         .client
-        .get(app.url("/v1/articles/2025%2F11%2F27%2Fleaked-witkoff-call/reactions"))
+        .put(app.url(ARTICLE_PATH))
         .header("origin", SITE)
         .header("cookie", value)
         .header("user-agent", "AnotherBrowser/1.0")
+        .json(&json!({"reaction": "love"}))
         .send()
         .await
         .unwrap();
-    assert_eq!(header(read.headers(), "access-control-allow-credentials"), Some("true"));
-    let body: serde_json::Value = read.json().await.unwrap();
-    assert_eq!(body["viewer_reaction"], "wow", "the cookie identified the reader: {body}");
+    assert_eq!(header(switch.headers(), "access-control-allow-credentials"), Some("true"));
+    assert_eq!(header(switch.headers(), "set-cookie"), None, "the cookie was accepted");
+    let body: serde_json::Value = switch.json().await.unwrap();
+    assert_eq!(body["total"], 1, "the cookie identified the visitor: {body}");
+    assert_eq!(body["counts"]["love"], 1, "{body}");
 }
 
 #[tokio::test]

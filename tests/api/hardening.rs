@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reader_reactions::identity::{VisitorId, VisitorKey, VisitorSecret, key_file_for};
 use reader_reactions::startup::Application;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 
@@ -119,7 +119,7 @@ fn set_cookie(response: &reqwest::Response) -> Option<String> {
 }
 
 #[tokio::test]
-async fn erase_me_without_header_or_cookie_is_a_400_that_erases_nothing_and_sets_no_cookie() {
+async fn erase_me_without_a_header_is_a_400_that_erases_nothing_and_sets_no_cookie() {
     let app = spawn_app().await;
     // The first person reacts without a header (by fingerprint) and gets a cookie.
     let first = anonymous(&app, Method::PUT, "/v1/articles/story/reaction", None).await;
@@ -140,17 +140,38 @@ async fn erase_me_without_header_or_cookie_is_a_400_that_erases_nothing_and_sets
 
     // A reading neighbour sees the counts, never the first person's choice.
     let read = json_ok(anonymous(&app, Method::GET, "/v1/articles/story/reactions", None).await).await;
-    assert_eq!(read["viewer_reaction"], serde_json::Value::Null, "reads never resolve a fingerprint");
+    assert_eq!(read["viewer_reaction"], Value::Null, "reads never resolve a fingerprint");
     assert_eq!(read["counts"]["love"], 1);
 
-    // The person with the cookie may erase.
-    let own = anonymous(&app, Method::DELETE, "/v1/visitors/me", Some(&first_cookie)).await;
-    assert_eq!(json_ok(own).await["removed"], 1);
-    assert_eq!(app.stored_reactions().await, 0);
+    // The neighbour's own fingerprinted write (another article) is handed the very same cookie:
+    // it names the address and browser, not a person. So it reads nothing back and erases
+    // nothing, for whoever holds it.
+    let neighbour = anonymous(&app, Method::PUT, "/v1/articles/other-story/reaction", None).await;
+    let neighbour_cookie = set_cookie(&neighbour).expect("a write by fingerprint sets the cookie");
+    assert_eq!(neighbour_cookie, first_cookie, "the same fingerprint mints the same cookie");
+    let read = anonymous(&app, Method::GET, "/v1/articles/story/reactions", Some(&neighbour_cookie)).await;
+    assert!(
+        read.headers()["cache-control"].to_str().unwrap().starts_with("public"),
+        "a read with the cookie is anonymous: {:?}",
+        read.headers()
+    );
+    let read = json_ok(read).await;
+    assert_eq!(read["viewer_reaction"], Value::Null, "the cookie never reads the first person's choice");
+    let batch =
+        json_ok(anonymous(&app, Method::GET, "/v1/reactions?article_id=story", Some(&neighbour_cookie)).await).await;
+    assert_eq!(batch["articles"][0]["viewer_reaction"], Value::Null, "nor does a batch read: {batch}");
+    let erase = anonymous(&app, Method::DELETE, "/v1/visitors/me", Some(&neighbour_cookie)).await;
+    assert!(erase.headers().get("set-cookie").is_none());
+    assert_problem(erase, StatusCode::BAD_REQUEST, "a cookie minted from a fingerprint never erases").await;
+    assert_eq!(app.stored_reactions().await, 2, "nothing was erased");
 
-    // And so may a header-identified visitor.
+    // A header-identified visitor reads its own choice back and erases it.
     app.put_reaction("story", "reader-0001", "wow").await;
+    let own = json_ok(app.request(Method::GET, "/v1/articles/story/reactions", Some("reader-0001"), None).await).await;
+    assert_eq!(own["viewer_reaction"], "wow");
     assert_eq!(json_ok(app.erase_me("reader-0001").await).await["removed"], 1);
+    assert_eq!(app.stored_reactions().await, 2);
+    app.assert_counts_match_rows().await;
 }
 
 // ---------------------------------------------------------------------------------------------

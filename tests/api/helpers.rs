@@ -426,6 +426,15 @@ impl TestDatabase {
         }
     }
 
+    /// One integer from a query run straight on the database, behind the service's back.
+    pub async fn query_i64(&self, sql: &'static str) -> i64 {
+        match self.backend {
+            Backend::Postgres => sqlx::query_scalar(sql).fetch_one(&mut self.connect().await).await,
+            Backend::Sqlite => sqlx::query_scalar(sql).fetch_one(&mut self.sqlite().await).await,
+        }
+        .unwrap()
+    }
+
     /// Takes the database's write lock from a connection of its own and holds it until
     /// [`WriteLock::release`]: `lock table` on PostgreSQL (reads go on), `begin immediate` on
     /// SQLite. The service's writes wait for it, up to their statement (busy) timeout.

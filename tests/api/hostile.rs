@@ -579,7 +579,8 @@ async fn every_hostile_request_gets_its_4xx_and_changes_nothing() {
 #[tokio::test]
 async fn forged_huge_and_repeated_cookies_are_ignored_not_trusted() {
     let app = hostile_app().await;
-    // A reaction held by a cookie, so that a forged cookie that were trusted would show it.
+    // A reaction held by a cookie, so that a forged cookie that were trusted would name its
+    // holder: a write with it from another browser would change nothing.
     let write = app
         .client
         .put(app.url("/v1/articles/a/reaction"))
@@ -588,11 +589,17 @@ async fn forged_huge_and_repeated_cookies_are_ignored_not_trusted() {
         .await
         .unwrap();
     let genuine = write.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let read_with = |cookie: String| {
-        let request = app.client.get(app.url("/v1/articles/a/reactions")).header("cookie", cookie);
+    let write_with = |cookie: String, user_agent: String| {
+        let request = app
+            .client
+            .put(app.url("/v1/articles/a/reaction"))
+            .header("cookie", cookie)
+            .header("user-agent", user_agent)
+            .json(&serde_json::json!({"reaction": "love"}));
         async move { crate::helpers::json_ok(request.send().await.unwrap()).await }
     };
-    assert_eq!(read_with(genuine.clone()).await["viewer_reaction"], "love", "the genuine cookie");
+    let summary = write_with(genuine.clone(), "GenuineHolder/1".to_owned()).await;
+    assert_eq!(summary["total"], 1, "the genuine cookie names its visitor");
     let (token, signature) = genuine.rsplit_once('.').unwrap();
     let cookies = [
         format!("rr_vid={}", "A".repeat(20_000)),
@@ -610,11 +617,14 @@ async fn forged_huge_and_repeated_cookies_are_ignored_not_trusted() {
         ";;;;=;=;rr_vid".to_owned(),
     ];
 
-    for cookie in cookies {
-        let summary = read_with(cookie.clone()).await;
-        assert_eq!(summary["viewer_reaction"], Value::Null, "{:.40}: anonymous", cookie);
-        assert_eq!(summary["total"], 1, "{:.40}", cookie);
+    // Each forger writes from a browser of its own: ignored, the cookie leaves it a new visitor
+    // (by its fingerprint), never the genuine cookie's.
+    for (n, cookie) in cookies.iter().enumerate() {
+        let summary = write_with(cookie.clone(), format!("Forger/{n}")).await;
+        assert_eq!(summary["total"], n + 2, "{:.40}: a new visitor", cookie);
+        assert_eq!(summary["viewer_reaction"], "love", "{:.40}", cookie);
     }
+    app.assert_counts_match_rows().await;
 }
 
 /// A slow request head (slowloris) holds a connection only as long as the request timeout: the

@@ -56,14 +56,23 @@ async fn a_fingerprinted_write_sets_a_cookie_and_precedence_is_header_cookie_fin
     let cookie = set_cookie(&write).expect("a write identified by fingerprint gets the cookie");
     let attributes = write.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(attributes.contains("HttpOnly") && attributes.contains("Max-Age=31536000"), "{attributes}");
-    assert_eq!(json_ok(write).await["viewer_reaction"], "love");
+    assert_eq!(json_ok(write).await["viewer_reaction"], "love", "a write's answer shows what it set");
 
     assert_eq!(viewer(&app, None, None, UA).await, Value::Null, "reads without an identity are anonymous");
-    assert_eq!(viewer(&app, None, Some(&cookie), "OtherBrowser/2").await, "love", "the cookie identifies");
-    assert_eq!(viewer(&app, Some("header-visitor"), Some(&cookie), UA).await, Value::Null, "the header wins");
+    assert_eq!(
+        viewer(&app, None, Some(&cookie), "OtherBrowser/2").await,
+        Value::Null,
+        "the cookie is minted from a shared fingerprint: it never reads a reaction back"
+    );
+    // But it names the visitor for writes: from another browser, with the cookie, the same visitor.
+    let by_cookie = send(&app, Method::PUT, "story", None, Some(&cookie), "OtherBrowser/2").await;
+    assert!(set_cookie(&by_cookie).is_none(), "a visitor with a valid cookie keeps it");
+    assert_eq!(json_ok(by_cookie).await["counts"]["love"], 1, "the cookie's holder, not a new visitor");
 
-    let header_write = send(&app, Method::PUT, "story", Some("header-visitor"), None, UA).await;
+    let header_write = send(&app, Method::PUT, "story", Some("header-visitor"), Some(&cookie), UA).await;
     assert!(set_cookie(&header_write).is_none(), "header-identified writes get no cookie");
+    assert_eq!(json_ok(header_write).await["counts"]["love"], 2, "the header wins over the cookie");
+    assert_eq!(viewer(&app, Some("header-visitor"), Some(&cookie), UA).await, "love", "a header reads back");
     let other_browser = send(&app, Method::PUT, "story", None, None, "OtherBrowser/2").await;
     let other_cookie = set_cookie(&other_browser).expect("another fingerprint, another cookie");
     assert_ne!(other_cookie, cookie);
@@ -86,9 +95,12 @@ async fn a_tampered_or_foreign_cookie_is_ignored_never_an_error() {
     let app = spawn_app().await;
     let cookie = set_cookie(&send(&app, Method::PUT, "story", None, None, UA).await).unwrap();
 
-    // The genuine cookie names the visitor, so a forgery that kept its token would too: only the
-    // signature check tells them apart.
-    assert_eq!(viewer(&app, None, Some(&cookie), "OtherBrowser/2").await, "love", "the genuine cookie");
+    // The genuine cookie names the visitor who wrote: a write with it from another browser
+    // changes nothing. A forgery that kept its token would do the same if the signature were
+    // not checked; checked, it is ignored and the write goes by the forger's own fingerprint.
+    let genuine = send(&app, Method::PUT, "story", None, Some(&cookie), "OtherBrowser/2").await;
+    assert!(set_cookie(&genuine).is_none());
+    assert_eq!(json_ok(genuine).await["counts"]["love"], 1, "the genuine cookie");
     // The token kept, one character of the signature changed (the middle one: base64url's last
     // character carries padding bits).
     let (token, signature) = cookie.rsplit_once('.').unwrap();
@@ -97,24 +109,27 @@ async fn a_tampered_or_foreign_cookie_is_ignored_never_an_error() {
     forged_signature[middle] = if forged_signature[middle] == b'A' { b'B' } else { b'A' };
     let tampered = format!("{token}.{}", String::from_utf8(forged_signature).unwrap());
     let unsigned = format!("{token}.");
-    for (value, why) in [
+    let cases = [
         (tampered.as_str(), "tampered signature"),
         (unsigned.as_str(), "signature removed"),
         ("v1.AAAA.BBBB", "forged"),
         ("garbage", "garbage"),
         ("", "empty"),
-    ] {
-        let response = send(&app, Method::GET, "story", None, Some(value), "OtherBrowser/2").await;
-        assert_eq!(response.status(), StatusCode::OK, "{why}");
-        assert_eq!(
-            json_ok(response).await["viewer_reaction"],
-            Value::Null,
-            "{why}: falls back to the fingerprint"
-        );
+    ];
+    for (n, (value, why)) in cases.into_iter().enumerate() {
+        let read = send(&app, Method::GET, "story", None, Some(value), "OtherBrowser/2").await;
+        assert_eq!(read.status(), StatusCode::OK, "{why}");
+        // Each forger writes from a browser of its own: a new visitor, by fingerprint.
+        let write = send(&app, Method::PUT, "story", None, Some(value), &format!("Forger/{n}")).await;
+        assert_eq!(write.status(), StatusCode::OK, "{why}");
+        let fresh = set_cookie(&write).unwrap_or_else(|| panic!("{why}: identified by fingerprint"));
+        assert_ne!(fresh, cookie, "{why}: not the cookie's visitor");
+        assert_eq!(json_ok(write).await["counts"]["love"], n + 2, "{why}: a new visitor");
     }
-    // A write with a bad cookie is identified by fingerprint and gets a fresh cookie.
+    // A write with a bad cookie from the cookie's own browser is that browser's fingerprint.
     let write = send(&app, Method::PUT, "story", None, Some(&tampered), UA).await;
     assert_eq!(set_cookie(&write).as_deref(), Some(cookie.as_str()), "same fingerprint, same token");
+    app.assert_counts_match_rows().await;
 }
 
 #[tokio::test]
@@ -131,7 +146,12 @@ async fn fingerprints_change_when_the_salt_rotates_but_the_cookie_keeps_the_visi
     let new_cookie = set_cookie(&after).expect("a fingerprinted write");
     assert_ne!(new_cookie, cookie, "a new salt makes a new fingerprint");
     assert_eq!(json_ok(after).await["counts"]["love"], 2, "so the same browser without its cookie is new");
-    assert_eq!(viewer(&fresh, None, Some(&cookie), UA).await, "love", "the cookie survives the rotation");
+    let with_cookie = send(&fresh, Method::PUT, "story", None, Some(&cookie), UA).await;
+    assert!(set_cookie(&with_cookie).is_none());
+    assert_eq!(json_ok(with_cookie).await["counts"]["love"], 2, "the cookie survives the rotation");
+    let undo = send(&fresh, Method::DELETE, "story", None, Some(&cookie), UA).await;
+    assert_eq!(json_ok(undo).await["counts"]["love"], 1, "and undoes the first write");
+    fresh.assert_counts_match_rows().await;
 }
 
 #[tokio::test]
@@ -159,9 +179,9 @@ async fn two_instances_with_a_generated_secret_agree_on_every_kind_of_identity()
     let cookie = set_cookie(&send(&first, Method::PUT, "story", None, None, UA).await).unwrap();
 
     assert_eq!(viewer(&second, Some("header-visitor"), None, "X/1").await, "love", "header");
-    assert_eq!(viewer(&second, None, Some(&cookie), "X/1").await, "love", "cookie");
-    let summary = json_ok(second.get_reactions("story", None).await).await;
-    assert_eq!(summary["counts"]["love"], 2, "two visitors, counted once each");
+    let by_cookie = send(&second, Method::PUT, "story", None, Some(&cookie), "X/1").await;
+    assert!(set_cookie(&by_cookie).is_none(), "the cookie verifies on the second instance");
+    assert_eq!(json_ok(by_cookie).await["counts"]["love"], 2, "two visitors, counted once each");
     let undo = send(&second, Method::DELETE, "story", None, None, UA).await;
     assert_eq!(set_cookie(&undo).as_deref(), Some(cookie.as_str()), "fingerprint: the same token");
     assert_eq!(json_ok(undo).await["counts"]["love"], 1, "the fingerprint's reaction is removed");
