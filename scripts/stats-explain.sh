@@ -32,7 +32,7 @@ server="${server%/*}"
 scratch="rr_stats_explain"
 url="$server/$scratch"
 sqlx="$(command -v sqlx || echo "$HOME/.cargo/bin/sqlx")"
-token="stats-explain-token"
+token="stats-explain-token-stats-explain-token"
 base="http://127.0.0.1:$PORT"
 out="$(mktemp)"
 
