@@ -6,7 +6,7 @@
 # following it with a 12-hour mean delay (the few that would lie in the future fall anywhere in
 # the 30 days instead), a few articles far more popular than the rest, stored in the order of
 # their time as a live table fills. Applies the migrations with sqlx-cli and prints EXPLAIN
-# (ANALYZE, BUFFERS) of every stats query exactly as src/store/stats.rs runs it (the statements,
+# (ANALYZE, BUFFERS) of every stats query exactly as src/store/postgres/stats.rs runs it (the statements,
 # and the pieces each window is cut into, come from the service's code through
 # examples/stats_sql.rs), then the execution times without per-node timing (which inflates
 # them), as a custom plan and as the generic plan a prepared statement switches to. Then it runs
@@ -58,7 +58,7 @@ trap cleanup EXIT
 # The statements and the window pieces come from the service's own code (examples/stats_sql.rs).
 cargo build --quiet --example stats_sql
 stats_sql="target/debug/examples/stats_sql"
-# The statement named $1 in src/store/stats.rs, the text the service sends.
+# The statement named $1 in src/store/postgres/stats.rs, the text the service sends.
 statement() { "$stats_sql" statement "$1"; }
 # The six instants a window [$1, $2) is read by (SQL expressions, evaluated by the server), no
 # piece coarser than $3 (hour or day), as SQL literals: the parameters the service binds.
