@@ -20,26 +20,46 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-#[test]
-fn the_web_framework_is_used_only_at_the_http_edge() {
+/// A line of code in `src/`: its file (relative to the repository, `/`-separated), its
+/// number, and the line, whole and without its comment.
+struct CodeLine {
+    file: String,
+    number: usize,
+    line: String,
+    code: String,
+}
+
+impl CodeLine {
+    fn cited(&self) -> String {
+        format!("{}:{}: {}", self.file, self.number, self.line.trim())
+    }
+}
+
+/// Every line of every source file under `src/`.
+fn code_lines() -> Vec<CodeLine> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
-    let mut offenders = Vec::new();
-    for file in &files {
-        let relative = file.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
-        if EDGE.iter().any(|edge| relative.starts_with(edge)) {
-            continue;
-        }
-        let source = std::fs::read_to_string(file).unwrap();
-        for (n, line) in source.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            if FRAMEWORK.iter().any(|name| code.contains(name)) {
-                offenders.push(format!("{relative}:{}: {}", n + 1, line.trim()));
-            }
+    assert!(files.len() > 20, "the sources were found ({} files)", files.len());
+    let mut lines = Vec::new();
+    for path in &files {
+        let file = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+        for (n, line) in std::fs::read_to_string(path).unwrap().lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("").to_owned();
+            lines.push(CodeLine { file: file.clone(), number: n + 1, line: line.to_owned(), code });
         }
     }
-    assert!(files.len() > 20, "the sources were found ({} files)", files.len());
+    lines
+}
+
+#[test]
+fn the_web_framework_is_used_only_at_the_http_edge() {
+    let offenders: Vec<String> = code_lines()
+        .into_iter()
+        .filter(|l| !EDGE.iter().any(|edge| l.file.starts_with(edge)))
+        .filter(|l| FRAMEWORK.iter().any(|name| l.code.contains(name)))
+        .map(|l| l.cited())
+        .collect();
     assert!(offenders.is_empty(), "the web framework below the HTTP edge:\n{}", offenders.join("\n"));
 }
 
@@ -76,25 +96,17 @@ fn named_modules(code: &str) -> Vec<&str> {
 
 #[test]
 fn no_module_names_a_layer_above_its_own_and_config_names_only_the_domain() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
-    let mut offenders = Vec::new();
-    for file in &files {
-        let relative = file.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
-        let layer = layer_of_path(&relative);
-        let source = std::fs::read_to_string(file).unwrap();
-        for (n, line) in source.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            for module in named_modules(code) {
-                let Some(named) = layer_of_module(module) else { continue };
-                let config_rule = relative == "src/config.rs" && !matches!(module, "domain" | "config");
-                if named > layer || config_rule {
-                    offenders.push(format!("{relative}:{}: {}", n + 1, line.trim()));
-                }
-            }
-        }
-    }
-    assert!(files.len() > 20, "the sources were found ({} files)", files.len());
+    let offenders: Vec<String> = code_lines()
+        .into_iter()
+        .filter(|l| {
+            let layer = layer_of_path(&l.file);
+            named_modules(&l.code).into_iter().any(|module| {
+                let above = layer_of_module(module).is_some_and(|named| named > layer);
+                let config_rule = l.file == "src/config.rs" && !matches!(module, "domain" | "config");
+                above || (config_rule && layer_of_module(module).is_some())
+            })
+        })
+        .map(|l| l.cited())
+        .collect();
     assert!(offenders.is_empty(), "names of a layer above:\n{}", offenders.join("\n"));
 }

@@ -43,6 +43,12 @@ impl TimeWindow {
     pub fn contains(&self, instant: DateTime<Utc>) -> bool {
         self.since <= instant && instant < self.until
     }
+
+    /// The window of the same length that ends where this one starts (trending compares the
+    /// two).
+    pub fn preceding(&self) -> Self {
+        Self { since: self.since - (self.until - self.since), until: self.since }
+    }
 }
 
 /// A window cut into the pieces the stats queries read it from: whole UTC days from the daily
@@ -204,6 +210,14 @@ pub fn rfc3339(instant: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_preceding_window_has_the_same_length_and_ends_where_this_one_starts() {
+        let at = |h: i64| DateTime::UNIX_EPOCH + TimeDelta::hours(h);
+        let recent = TimeWindow::new(at(30), at(54)).unwrap();
+        let previous = recent.preceding();
+        assert_eq!((previous.since(), previous.until()), (at(6), at(30)));
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -7,22 +7,33 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use super::TestDatabase;
-use crate::helpers::{assert_problem, spawn_with, test_config};
+use crate::helpers::{TestApp, WriteLock, assert_problem, spawn_with, test_config};
 
-#[tokio::test]
-async fn a_request_that_outlasts_the_request_timeout_gets_a_503_at_the_timeout() {
+/// A service with these timeouts and one reaction stored, the database's write lock taken behind
+/// its back, and a second write sent into it: the service, the lock, that write's answer and how
+/// long it took.
+async fn write_into_a_lock(
+    request_timeout: Duration,
+    statement_timeout: Duration,
+) -> (TestApp, WriteLock, reqwest::Response, Duration) {
     let db = TestDatabase::create().await;
     let mut config = test_config(&db.url);
-    config.request_timeout = Duration::from_millis(600);
-    // The database would make the write wait far longer than the request may take.
-    config.database_statement_timeout = Duration::from_secs(20);
+    config.request_timeout = request_timeout;
+    config.database_statement_timeout = statement_timeout;
     let app = spawn_with(db, config).await;
     app.put_reaction("a", "visitor-0001", "love").await;
     let lock = app.db.lock_writes().await;
-
     let started = Instant::now();
     let response = app.put_reaction("a", "visitor-0002", "wow").await;
     let elapsed = started.elapsed();
+    (app, lock, response, elapsed)
+}
+
+#[tokio::test]
+async fn a_request_that_outlasts_the_request_timeout_gets_a_503_at_the_timeout() {
+    // The database would make the write wait far longer than the request may take.
+    let (app, lock, response, elapsed) =
+        write_into_a_lock(Duration::from_millis(600), Duration::from_secs(20)).await;
 
     assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "a request past its timeout").await;
     assert!(elapsed >= Duration::from_millis(600), "not before the timeout: {elapsed:?}");
@@ -37,17 +48,8 @@ async fn a_request_that_outlasts_the_request_timeout_gets_a_503_at_the_timeout()
 
 #[tokio::test]
 async fn a_write_that_waits_past_the_statement_timeout_gets_a_quick_503_and_changes_nothing() {
-    let db = TestDatabase::create().await;
-    let mut config = test_config(&db.url);
-    config.request_timeout = Duration::from_secs(20);
-    config.database_statement_timeout = Duration::from_millis(300);
-    let app = spawn_with(db, config).await;
-    app.put_reaction("a", "visitor-0001", "love").await;
-    let lock = app.db.lock_writes().await;
-
-    let started = Instant::now();
-    let response = app.put_reaction("a", "visitor-0002", "wow").await;
-    let elapsed = started.elapsed();
+    let (app, lock, response, elapsed) =
+        write_into_a_lock(Duration::from_secs(20), Duration::from_millis(300)).await;
 
     let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "a locked database").await;
     assert!(elapsed < Duration::from_secs(5), "the statement timeout, not the request's: {elapsed:?}");

@@ -150,7 +150,9 @@ impl IdentityResolver {
             .then_some(visitor.token)
             .flatten()
             .map(PendingCookie);
-        let network = match is_write && visitor.key.is_some() {
+        // Only a set or switch (PUT) stores the network it came from: removals and erasures pay
+        // for no keyed hash.
+        let network = match request.method() == Method::PUT && visitor.key.is_some() {
             true => WriteNetwork::of(&self.secret, &self.salts, client.0).await,
             false => WriteNetwork(None),
         };

@@ -305,8 +305,7 @@ impl super::PgStore {
         limit: u32,
         min_networks: u32,
     ) -> Result<Vec<TrendingArticle>, StoreError> {
-        let previous = TimeWindow::new(recent.since() - (recent.until() - recent.since()), recent.since())
-            .expect("a window before a non-empty window is not empty");
+        let previous = recent.preceding();
         // The score is a Poisson z-score: how many standard deviations the recent count lies
         // above what the previous pace predicts. +1 keeps it finite for new articles and damps
         // tiny counts; the square root lets a small article that triples rank beside a big one

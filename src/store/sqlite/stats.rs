@@ -294,8 +294,7 @@ impl SqliteStore {
         limit: u32,
         min_networks: u32,
     ) -> Result<Vec<TrendingArticle>, sqlx::Error> {
-        let previous = TimeWindow::new(recent.since() - (recent.until() - recent.since()), recent.since())
-            .expect("a window before a non-empty window is not empty");
+        let previous = recent.preceding();
         let mut tx = self.pool.begin().await?;
         let query =
             bind_window(sqlx::query_as(sql::TRENDING_PACES), &WindowParts::new(&previous, Bucket::Day));
