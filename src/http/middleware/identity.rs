@@ -28,7 +28,7 @@ pub struct IdentityResolver {
 /// one: like the fingerprint, it keeps a browser's writes deduplicated (after the salt rotates
 /// too) but never reads a reaction back and never erases ([`Visitor::personal_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentitySource {
+enum IdentitySource {
     /// `X-Visitor-Id`: a personal id the client keeps (the widget's, in localStorage).
     Header,
     /// The signed `rr_vid` cookie, carrying the fingerprint token of the browser's first write.
@@ -100,16 +100,6 @@ impl IdentityResolver {
 }
 
 impl Visitor {
-    /// The visitor's key, when the request identified one.
-    pub fn key(&self) -> Option<&VisitorKey> {
-        self.key.as_ref()
-    }
-
-    /// How the visitor was identified.
-    pub fn source(&self) -> IdentitySource {
-        self.source
-    }
-
     /// The visitor's key when it names one person: a header id. What is stored under a
     /// fingerprint's or its cookie's key may be another person's doing (same address, same
     /// browser build), so reads by them are anonymous and they never erase.
