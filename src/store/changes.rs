@@ -28,6 +28,13 @@ const MAX_PAYLOAD_BYTES: usize = 7900;
 /// More `NOTIFY`s than this for one announcement, and "everything changed" is sent instead.
 const MAX_NOTIFIES: usize = 8;
 
+/// Shortest time between two rounds of `NOTIFY`s of one instance. A `NOTIFY` is a transaction
+/// of its own, with a commit PostgreSQL writes to disk: one per write batch cost the hot-article
+/// write path about 15 % of its throughput (`loadtest/run.sh`, BENCHMARKS.md). Gathered over this
+/// time, they cost at most 20 small transactions a second, and a live event at most this much
+/// lag, against the one event per `LIVE_MIN_INTERVAL_MS` (default 1 s) a stream gets anyway.
+const NOTIFY_GAP: Duration = Duration::from_millis(50);
+
 /// Announcements queued for the `NOTIFY` sender before further ones are folded into "everything
 /// changed".
 const ANNOUNCE_QUEUE: usize = 1024;
@@ -143,9 +150,13 @@ fn parse_payload(payload: &str) -> Changed {
     Changed::Articles(articles.into())
 }
 
-/// Sends the queued announcements, gathering whatever queued while the previous `NOTIFY` ran.
+/// Sends the queued announcements, gathering whatever queued while the previous `NOTIFY` ran
+/// and during the [`NOTIFY_GAP`] after it. The first change after a quiet spell is sent at once.
 async fn send_notifies(pool: PgPool, mut queue: mpsc::Receiver<Vec<ArticleId>>, overflowed: Arc<AtomicBool>) {
+    let mut next_round = tokio::time::Instant::now();
     while let Some(first) = queue.recv().await {
+        tokio::time::sleep_until(next_round).await;
+        next_round = tokio::time::Instant::now() + NOTIFY_GAP;
         let mut articles: BTreeSet<ArticleId> = first.into_iter().collect();
         while let Ok(more) = queue.try_recv() {
             articles.extend(more);
