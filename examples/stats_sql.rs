@@ -19,12 +19,12 @@ fn main() {
     match args.as_slice() {
         ["statement", name] => {
             let statement = match *name {
-                "TOP_ARTICLES" => sql::TOP_ARTICLES,
-                "WINDOW_TOTALS" => sql::WINDOW_TOTALS,
-                "ARTICLE_TIMESERIES" => sql::ARTICLE_TIMESERIES,
-                "TRENDING" => sql::TRENDING,
+                "TOP_ARTICLES" => sql::TOP_ARTICLES.as_str(),
+                "WINDOW_TOTALS" => sql::WINDOW_TOTALS.as_str(),
+                "ARTICLE_TIMESERIES" => sql::ARTICLE_TIMESERIES.as_str(),
+                "TRENDING" => sql::TRENDING.as_str(),
                 "EXPORT_SETTINGS" => sql::EXPORT_SETTINGS,
-                "EXPORT_CURSOR" => sql::EXPORT_CURSOR,
+                "EXPORT_CURSOR" => sql::EXPORT_CURSOR.as_str(),
                 other => fail(&format!("no statement {other}")),
             };
             println!("{}", statement.trim());

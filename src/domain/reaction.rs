@@ -1,67 +1,103 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// One of the seven reactions a reader can give, by stable key.
-///
-/// The keys are names, never positions: storage and JSON both use the lower-case key, so adding
-/// an eighth reaction later cannot move any count.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Reaction {
-    Like,
-    Dislike,
-    Love,
-    Funny,
-    Angry,
-    Sad,
-    Wow,
+/// Declares the reactions, in display order, from one list of `Variant => key` lines: the
+/// [`Reaction`] enum, [`Reaction::ALL`], the keys, and the fields of [`ReactionCounts`]. The
+/// storage statements are generated from [`Reaction::ALL`] (`store::sql`), so an eighth
+/// reaction is one more line here plus a migration for each backend that adds it to the
+/// database (the PostgreSQL enum value, and a count column in both rollup tables; on SQLite the
+/// rollup triggers are rewritten to count it).
+macro_rules! reactions {
+    ($($variant:ident => $key:ident),+ $(,)?) => {
+        /// A reaction a reader can give, by stable key.
+        ///
+        /// The keys are names, never positions: storage and JSON both use the lower-case key, so
+        /// adding a reaction later cannot move any count.
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            serde::Serialize,
+            serde::Deserialize,
+            utoipa::ToSchema,
+        )]
+        #[serde(rename_all = "lowercase")]
+        pub enum Reaction {
+            $($variant),+
+        }
+
+        impl Reaction {
+            /// Every reaction, in display order.
+            pub const ALL: [Reaction; [$(stringify!($key)),+].len()] = [$(Reaction::$variant),+];
+
+            /// The stable lower-case key used in JSON, SQL and metrics.
+            pub const fn key(self) -> &'static str {
+                match self {
+                    $(Reaction::$variant => stringify!($key)),+
+                }
+            }
+        }
+
+        /// How many visitors currently hold each reaction. Every key is always present.
+        #[derive(
+            Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+        )]
+        pub struct ReactionCounts {
+            $(pub $key: i64),+
+        }
+
+        impl ReactionCounts {
+            fn slot(&self, reaction: Reaction) -> &i64 {
+                match reaction {
+                    $(Reaction::$variant => &self.$key),+
+                }
+            }
+
+            fn slot_mut(&mut self, reaction: Reaction) -> &mut i64 {
+                match reaction {
+                    $(Reaction::$variant => &mut self.$key),+
+                }
+            }
+        }
+    };
 }
 
-/// A string that is not one of the seven reaction keys.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown reaction {0:?}; expected one of like, dislike, love, funny, angry, sad, wow")]
+reactions! {
+    Like => like,
+    Dislike => dislike,
+    Love => love,
+    Funny => funny,
+    Angry => angry,
+    Sad => sad,
+    Wow => wow,
+}
+
+/// A string that is not one of the reaction keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownReaction(pub String);
 
-impl Reaction {
-    /// Every reaction, in display order.
-    pub const ALL: [Reaction; 7] = [
-        Reaction::Like,
-        Reaction::Dislike,
-        Reaction::Love,
-        Reaction::Funny,
-        Reaction::Angry,
-        Reaction::Sad,
-        Reaction::Wow,
-    ];
+impl fmt::Display for UnknownReaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown reaction {:?}; expected one of ", self.0)?;
+        for (i, reaction) in Reaction::ALL.iter().enumerate() {
+            f.write_str(if i == 0 { "" } else { ", " })?;
+            f.write_str(reaction.key())?;
+        }
+        Ok(())
+    }
+}
 
+impl std::error::Error for UnknownReaction {}
+
+impl Reaction {
     /// The reaction's position in [`Reaction::ALL`] (display order), for per-reaction arrays.
     pub fn index(self) -> usize {
         Reaction::ALL.iter().position(|r| *r == self).expect("every reaction is in ALL")
-    }
-
-    /// The stable lower-case key used in JSON, SQL and metrics.
-    pub const fn key(self) -> &'static str {
-        match self {
-            Reaction::Like => "like",
-            Reaction::Dislike => "dislike",
-            Reaction::Love => "love",
-            Reaction::Funny => "funny",
-            Reaction::Angry => "angry",
-            Reaction::Sad => "sad",
-            Reaction::Wow => "wow",
-        }
     }
 }
 
@@ -79,20 +115,6 @@ impl fmt::Display for Reaction {
     }
 }
 
-/// How many visitors currently hold each reaction. All seven keys are always present.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-pub struct ReactionCounts {
-    pub like: i64,
-    pub dislike: i64,
-    pub love: i64,
-    pub funny: i64,
-    pub angry: i64,
-    pub sad: i64,
-    pub wow: i64,
-}
-
 impl ReactionCounts {
     pub fn get(&self, reaction: Reaction) -> i64 {
         *self.slot(reaction)
@@ -102,33 +124,9 @@ impl ReactionCounts {
         *self.slot_mut(reaction) += n;
     }
 
-    /// The sum over all seven reactions.
+    /// The sum over every reaction.
     pub fn total(&self) -> i64 {
         Reaction::ALL.iter().map(|r| self.get(*r)).sum()
-    }
-
-    fn slot(&self, reaction: Reaction) -> &i64 {
-        match reaction {
-            Reaction::Like => &self.like,
-            Reaction::Dislike => &self.dislike,
-            Reaction::Love => &self.love,
-            Reaction::Funny => &self.funny,
-            Reaction::Angry => &self.angry,
-            Reaction::Sad => &self.sad,
-            Reaction::Wow => &self.wow,
-        }
-    }
-
-    fn slot_mut(&mut self, reaction: Reaction) -> &mut i64 {
-        match reaction {
-            Reaction::Like => &mut self.like,
-            Reaction::Dislike => &mut self.dislike,
-            Reaction::Love => &mut self.love,
-            Reaction::Funny => &mut self.funny,
-            Reaction::Angry => &mut self.angry,
-            Reaction::Sad => &mut self.sad,
-            Reaction::Wow => &mut self.wow,
-        }
     }
 }
 
@@ -150,6 +148,10 @@ mod tests {
             assert_eq!(r.index(), i, "{r}");
         }
         assert!("".parse::<Reaction>().is_err());
+        assert_eq!(
+            UnknownReaction("meh".into()).to_string(),
+            r#"unknown reaction "meh"; expected one of like, dislike, love, funny, angry, sad, wow"#
+        );
     }
 
     #[test]

@@ -4,14 +4,13 @@
 //! in as a new variant without touching the HTTP code: PostgreSQL for production, SQLite as the
 //! embedded default that needs no server.
 
-#[macro_use]
-mod sql;
 mod alerts;
 mod breaker;
 mod changes;
 mod postgres;
 mod rows;
 mod settings;
+mod sql;
 mod sqlite;
 
 use std::collections::HashMap;

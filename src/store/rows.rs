@@ -20,16 +20,17 @@ pub struct ExportRow {
 /// stream is polled. Dropping the stream ends the export and frees its connection.
 pub type ExportStream = BoxStream<'static, Result<Vec<ExportRow>, StoreError>>;
 
-/// A row of counts per reaction in display order; `None` when no row was summed.
-pub(super) type CountsRow =
-    (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-
-/// The counts of a [`CountsRow`] (a missing sum is zero).
-pub(super) fn counts_of(row: CountsRow) -> ReactionCounts {
-    let (like, dislike, love, funny, angry, sad, wow) = row;
+/// The counts of a row's columns `first..first + 7`, one per reaction in display order (a
+/// missing sum, `NULL`, is zero). Both backends' stats rows hold their counts so.
+pub(super) fn counts_at<'r, R>(row: &'r R, first: usize) -> Result<ReactionCounts, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     let mut counts = ReactionCounts::default();
-    for (reaction, count) in Reaction::ALL.into_iter().zip([like, dislike, love, funny, angry, sad, wow]) {
-        counts.add(reaction, count.unwrap_or(0));
+    for (i, reaction) in Reaction::ALL.into_iter().enumerate() {
+        counts.add(reaction, row.try_get::<Option<i64>, _>(first + i)?.unwrap_or(0));
     }
-    counts
+    Ok(counts)
 }

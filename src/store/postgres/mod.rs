@@ -15,6 +15,7 @@ mod stats;
 pub use stats::sql as stats_sql;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -30,6 +31,7 @@ use super::{
 };
 use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts};
 use crate::domain::{VisitorKey, VisitorSecret};
+use crate::store::sql::{REACTIONS, count_column, count_columns, each_reaction};
 
 /// The schema migrations in `migrations/`, embedded at compile time. `sqlx migrate run` applies
 /// the same folder.
@@ -112,51 +114,54 @@ select pg_advisory_xact_lock($2, key)
 from (select distinct hashtext(article_id) as key from unnest($1::text[]) as a(article_id) order by key) as keys
 "#;
 
-/// Statement 4: adds the deltas to the count rows (`$1`–`$3`) and to the hourly (`$4`–`$12`)
-/// and daily (`$13`–`$21`) rollup rows, and answers every count row of the batch's articles
-/// (`$22`): the changed ones as changed (kind 0), all of them as they were before (kind 1).
+/// Two CTEs of [`WRITE_SQL`] for one rollup table: `<name>_added` upserts the rows whose deltas
+/// are all positive, `<name>_changed` adds to the rows with a negative delta (which exist: a
+/// reaction was counted in them). Their parameters are arrays from `$first`: article, bucket
+/// start, then one delta per reaction in display order.
+fn rollup_change(name: &str, table: &str, first: usize) -> String {
+    let columns = count_columns();
+    let deltas = each_reaction(", ", |i, _| format!("${}::int4[]", first + 2 + i));
+    let added = each_reaction(", ", |_, r| format!("{c} = h.{c} + excluded.{c}", c = count_column(r)));
+    let changed = each_reaction(", ", |_, r| format!("{c} = h.{c} + u.{c}", c = count_column(r)));
+    format!(
+        "{name}_deltas as (
+    select * from unnest(${article}::text[], ${bucket}::timestamptz[], {deltas})
+      as u(article_id, bucket_start, {columns})
+), {name}_added as (
+    insert into {table} as h
+    select * from {name}_deltas where least({columns}) >= 0
+    on conflict (article_id, bucket_start) do update set {added}
+    returning 1
+), {name}_changed as (
+    update {table} h set {changed}
+    from {name}_deltas u
+    where least({u_columns}) < 0 and h.article_id = u.article_id and h.bucket_start = u.bucket_start
+    returning 1
+)",
+        article = first,
+        bucket = first + 1,
+        u_columns = each_reaction(", ", |_, r| format!("u.{}", count_column(r))),
+    )
+}
+
+/// The first parameters of [`WRITE_SQL`]'s hourly and daily rollup deltas (each an article, a
+/// bucket start and one delta per reaction), and its parameter of the batch's articles.
+const HOURLY_PARAMS: usize = 4;
+const DAILY_PARAMS: usize = HOURLY_PARAMS + 2 + REACTIONS;
+const ARTICLES_PARAM: usize = DAILY_PARAMS + 2 + REACTIONS;
+
+/// Statement 4: adds the deltas to the count rows (`$1`–`$3`: articles, reactions, deltas) and
+/// to the hourly and daily rollup rows (from [`HOURLY_PARAMS`] and [`DAILY_PARAMS`]), and answers
+/// every count row of the batch's articles ([`ARTICLES_PARAM`]): the changed ones as changed
+/// (kind 0), all of them as they were before (kind 1).
 ///
 /// A CHECK is evaluated on the row an INSERT proposes before ON CONFLICT applies, so only rows
 /// whose deltas are all positive are upserted; a row with a negative delta exists (a reaction was
 /// counted in it) and is updated. The two sets are disjoint, so no row is changed twice. The
 /// last row (kind 2) says how many rollup rows were changed, which must be all of them.
-/// Two CTEs of [`WRITE_SQL`] for one rollup table: `<name>_added` upserts the rows whose deltas
-/// are all positive, `<name>_changed` adds to the rows with a negative delta (which exist: a
-/// reaction was counted in them). The nine parameters are the deltas' arrays: article, bucket
-/// start and the seven counts in display order.
-macro_rules! rollup_change {
-    ($name:literal, $table:literal, $article:literal, $bucket:literal, $l:literal, $d:literal, $lo:literal,
-     $f:literal, $a:literal, $s:literal, $w:literal) => {
-        concat!(
-            $name, "_deltas as (
-    select * from unnest(", $article, "::text[], ", $bucket, "::timestamptz[], ", $l, "::int4[], ", $d,
-            "::int4[], ", $lo, "::int4[], ", $f, "::int4[], ", $a, "::int4[], ", $s, "::int4[], ", $w,
-            "::int4[]) as u(article_id, bucket_start, l, d, lo, f, a, s, w)
-), ", $name, "_added as (
-    insert into ", $table, " as h
-    select * from ", $name, "_deltas where least(l, d, lo, f, a, s, w) >= 0
-    on conflict (article_id, bucket_start) do update
-    set like_count = h.like_count + excluded.like_count, dislike_count = h.dislike_count + excluded.dislike_count,
-        love_count = h.love_count + excluded.love_count, funny_count = h.funny_count + excluded.funny_count,
-        angry_count = h.angry_count + excluded.angry_count, sad_count = h.sad_count + excluded.sad_count,
-        wow_count = h.wow_count + excluded.wow_count
-    returning 1
-), ", $name, "_changed as (
-    update ", $table, " h
-    set like_count = h.like_count + u.l, dislike_count = h.dislike_count + u.d, love_count = h.love_count + u.lo,
-        funny_count = h.funny_count + u.f, angry_count = h.angry_count + u.a, sad_count = h.sad_count + u.s,
-        wow_count = h.wow_count + u.w
-    from ", $name, "_deltas u
-    where least(u.l, u.d, u.lo, u.f, u.a, u.s, u.w) < 0
-      and h.article_id = u.article_id and h.bucket_start = u.bucket_start
-    returning 1
-)"
-        )
-    };
-}
-
-const WRITE_SQL: &str = concat!(
-    "with count_deltas as (
+static WRITE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "with count_deltas as (
     select * from unnest($1::text[], $2::text[], $3::int8[]) as u(article_id, reaction, delta)
 ), counts_added as (
     insert into article_reaction_counts as c (article_id, reaction, count)
@@ -168,22 +173,21 @@ const WRITE_SQL: &str = concat!(
     from count_deltas d
     where d.delta < 0 and c.article_id = d.article_id and c.reaction = d.reaction::reaction
     returning c.article_id, c.reaction, c.count
-), ",
-    rollup_change!("hourly", "reaction_counts_hourly", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12"),
-    ", ",
-    rollup_change!("daily", "reaction_counts_daily", "$13", "$14", "$15", "$16", "$17", "$18", "$19", "$20", "$21"),
-    "
+), {hourly}, {daily}
 select 0::int2, article_id, reaction::text, count from counts_added
 union all
 select 0::int2, article_id, reaction::text, count from counts_removed
 union all
-select 1::int2, article_id, reaction::text, count from article_reaction_counts where article_id = any($22::text[])
+select 1::int2, article_id, reaction::text, count from article_reaction_counts where article_id = any(${ARTICLES_PARAM}::text[])
 union all
 select 2::int2, null, null,
        (select count(*) from hourly_added) + (select count(*) from hourly_changed)
        + (select count(*) from daily_added) + (select count(*) from daily_changed)
-"
-);
+",
+        hourly = rollup_change("hourly", "reaction_counts_hourly", HOURLY_PARAMS),
+        daily = rollup_change("daily", "reaction_counts_daily", DAILY_PARAMS),
+    )
+});
 
 /// A row of [`INSERT_SQL`]: an inserted (article, visitor), or (null, null) and the
 /// transaction's `now()` in the last row.
@@ -213,7 +217,7 @@ struct NetChange<'a> {
 }
 
 /// The seven counts of one rollup row, in [`Reaction::ALL`] order.
-type RollupCounts = [i64; 7];
+type RollupCounts = [i64; REACTIONS];
 
 impl PgStore {
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
@@ -360,7 +364,7 @@ impl PgStore {
 
         let count_deltas: Vec<(&str, Reaction, i64)> =
             count_deltas.into_iter().filter(|(_, d)| *d != 0).map(|((a, r), d)| (a, r, d)).collect();
-        let mut query = sqlx::query_as::<_, WrittenRow>(WRITE_SQL)
+        let mut query = sqlx::query_as::<_, WrittenRow>(WRITE_SQL.as_str())
             .bind(count_deltas.iter().map(|c| c.0).collect::<Vec<_>>())
             .bind(count_deltas.iter().map(|c| c.1.key()).collect::<Vec<_>>())
             .bind(count_deltas.iter().map(|c| c.2).collect::<Vec<_>>());
@@ -368,7 +372,7 @@ impl PgStore {
             query = query
                 .bind(rows.keys().map(|k| k.0).collect::<Vec<_>>())
                 .bind(rows.keys().map(|k| k.1).collect::<Vec<_>>());
-            for slot in 0..7 {
+            for slot in 0..REACTIONS {
                 let column: Vec<i32> =
                     rows.values().map(|d| i32::try_from(d[slot]).unwrap_or(i32::MAX)).collect();
                 query = query.bind(column);

@@ -17,13 +17,14 @@
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt as _};
-use sqlx::{Postgres, Transaction};
+use sqlx::{Postgres, Row as _, Transaction};
 
 use super::classify;
 use crate::domain::{
     ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
 };
-use crate::store::rows::{CountsRow, EXPORT_BATCH_ROWS, ExportRow, ExportStream, counts_of};
+use crate::store::rows::{EXPORT_BATCH_ROWS, ExportRow, ExportStream, counts_at};
+use crate::store::sql::{count_column, count_columns, each_reaction, reaction_weights, window_union};
 use crate::store::{StoreError, stored_article_id, stored_reaction};
 
 // FETCH takes its row count as a literal, not a parameter: keep the statement in step.
@@ -31,113 +32,89 @@ const FETCH_EXPORT_BATCH: &str = "fetch forward 1000 from stats_export";
 const _: () = assert!(EXPORT_BATCH_ROWS == 1000);
 
 /// A piece of a window read from `reactions`: its rows counted per reaction, grouped by article
-/// and by `$at`, an expression of `updated_at` (the bucket of a time series, or a constant
-/// where the time does not matter), so that the queries around it handle one row per group
-/// rather than one per reaction. Naming all seven reactions lets PostgreSQL bound the first
-/// column of `(reaction, updated_at)` and scan one short range per reaction.
-macro_rules! reactions_piece {
-    ($filter:literal, $at:literal, $from:literal, $to:literal) => {
-        concat!(
-            "select article_id, ",
-            $at,
-            " as at, count(*) filter (where reaction = 'like') as like_count,
-                    count(*) filter (where reaction = 'dislike') as dislike_count,
-                    count(*) filter (where reaction = 'love') as love_count,
-                    count(*) filter (where reaction = 'funny') as funny_count,
-                    count(*) filter (where reaction = 'angry') as angry_count,
-                    count(*) filter (where reaction = 'sad') as sad_count,
-                    count(*) filter (where reaction = 'wow') as wow_count
+/// and by `at`, an expression of `updated_at` (the bucket of a time series, or a constant where
+/// the time does not matter), so that the queries around it handle one row per group rather
+/// than one per reaction. Naming every reaction lets PostgreSQL bound the first column of
+/// `(reaction, updated_at)` and scan one short range per reaction.
+fn reactions_piece(filter: &str, at: &str, from: &str, to: &str) -> String {
+    let counts = each_reaction(",\n                    ", |_, r| {
+        format!("count(*) filter (where reaction = '{}') as {}", r.key(), count_column(r))
+    });
+    format!(
+        "select article_id, {at} as at, {counts}
              from reactions
-             where reaction = any(enum_range(null::reaction)) and ",
-            $filter,
-            " and updated_at >= ",
-            $from,
-            " and updated_at < ",
-            $to,
-            " group by article_id, at"
-        )
-    };
+             where reaction = any(enum_range(null::reaction)) and {filter} and updated_at >= {from}
+               and updated_at < {to}
+             group by article_id, at"
+    )
 }
 
 /// The rows a window is read from, one select per piece of [`WindowParts`], each giving
-/// `(article_id, at, like_count, …, wow_count)`. Summed, they are the window's counts. `$filter`
-/// restricts every piece (to one article, say); `$at` groups the rows of `reactions` (see
-/// [`reactions_piece`]); the other arguments are the parameters holding the six instants in order.
-macro_rules! window_rows {
-    ($filter:literal, $at:literal, $since:literal, $hours_from:literal, $days_from:literal,
-     $days_until:literal, $hours_until:literal, $until:literal) => {
-        window_union!(
-            [$filter, $at],
-            $filter,
-            $since,
-            $hours_from,
-            $days_from,
-            $days_until,
-            $hours_until,
-            $until
-        )
-    };
+/// `(article_id, at, like_count, …)`. Summed, they are the window's counts. `filter` restricts
+/// every piece (to one article, say); `at` groups the rows of `reactions` (see
+/// [`reactions_piece`]); `first` is the first of the six parameters holding the instants.
+fn window_rows(filter: &str, at: &str, first: usize) -> String {
+    window_union(|from, to| reactions_piece(filter, at, from, to), filter, first)
 }
 
 /// The sum of the counted reactions of window rows, `$1` holding one weight (1 counted, 0 not)
 /// per reaction in display order.
-macro_rules! weighted_sum {
-    () => {
-        "sum(like_count * ($1::int8[])[1] + dislike_count * ($1::int8[])[2]
-             + love_count * ($1::int8[])[3] + funny_count * ($1::int8[])[4]
-             + angry_count * ($1::int8[])[5] + sad_count * ($1::int8[])[6]
-             + wow_count * ($1::int8[])[7])::int8"
-    };
+fn weighted_sum() -> String {
+    let terms = each_reaction(" + ", |i, r| format!("{} * ($1::int8[])[{}]", count_column(r), i + 1));
+    format!("sum({terms})::int8")
 }
 
 /// The sum of each reaction's column of window rows, in display order. (The sum of `int8` is
 /// `numeric`, hence the casts.)
-macro_rules! column_sums {
-    () => {
-        "sum(like_count)::int8, sum(dislike_count)::int8, sum(love_count)::int8,
-         sum(funny_count)::int8, sum(angry_count)::int8, sum(sad_count)::int8, sum(wow_count)::int8"
-    };
+fn column_sums() -> String {
+    each_reaction(", ", |_, r| format!("sum({})::int8", count_column(r)))
 }
 
-/// The statements, by name. `scripts/stats-explain.sh` reads them from this file, so that the
-/// plans it prints are those of exactly what the service runs. Six consecutive parameters hold
-/// the instants of a [`WindowParts`] in order.
+/// The statements, by name. `scripts/stats-explain.sh` reads them through
+/// `examples/stats_sql.rs`, so that the plans it prints are those of exactly what the service
+/// runs. Six consecutive parameters hold the instants of a [`WindowParts`] in order; counts per
+/// reaction come in display order.
 pub mod sql {
-    /// `$1` reaction weights, `$2`–`$7` the window, `$8` limit.
-    pub const TOP_ARTICLES: &str = concat!(
-        "select article_id, held
-         from (select article_id, ",
-        weighted_sum!(),
-        " as held
-               from (",
-        window_rows!("true", "null::timestamptz", "$2", "$3", "$4", "$5", "$6", "$7"),
-        ") as w
-               group by article_id) as articles
-         where held > 0
-         order by held desc, article_id
-         limit $8"
-    );
+    use std::sync::LazyLock;
 
-    /// `$1`–`$6` the window. Counts per reaction in display order.
-    pub const WINDOW_TOTALS: &str = concat!(
-        "select ",
-        column_sums!(),
-        " from (",
-        window_rows!("true", "null::timestamptz", "$1", "$2", "$3", "$4", "$5", "$6"),
-        ") as w"
-    );
+    use super::{column_sums, count_column, count_columns, each_reaction, weighted_sum, window_rows};
+
+    /// `$1` reaction weights, `$2`–`$7` the window, `$8` limit.
+    pub static TOP_ARTICLES: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select article_id, held
+             from (select article_id, {held} as held
+                   from ({rows}) as w
+                   group by article_id) as articles
+             where held > 0
+             order by held desc, article_id
+             limit $8",
+            held = weighted_sum(),
+            rows = window_rows("true", "null::timestamptz", 2),
+        )
+    });
+
+    /// `$1`–`$6` the window. Counts per reaction.
+    pub static WINDOW_TOTALS: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select {sums} from ({rows}) as w",
+            sums = column_sums(),
+            rows = window_rows("true", "null::timestamptz", 1)
+        )
+    });
 
     /// `$1` article id, `$2`–`$7` the window (no daily pieces for hourly buckets), `$8` bucket
-    /// width, `$9` bucket origin. Counts per reaction in display order.
-    pub const ARTICLE_TIMESERIES: &str = concat!(
-        "select date_bin($8, at, $9) as bucket, ",
-        column_sums!(),
-        " from (",
-        window_rows!("article_id = $1", "date_bin($8, updated_at, $9)", "$2", "$3", "$4", "$5", "$6", "$7"),
-        ") as w
-         group by 1
-         order by 1"
-    );
+    /// width, `$9` bucket origin. The bucket's start, then counts per reaction.
+    pub static ARTICLE_TIMESERIES: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select date_bin($8, at, $9) as bucket, {sums}
+             from ({rows}) as w
+             group by 1
+             order by 1",
+            sums = column_sums(),
+            rows = window_rows("article_id = $1", "date_bin($8, updated_at, $9)", 2),
+        )
+    });
 
     /// `$1` reaction weights, `$2`–`$7` the previous window, `$8`–`$13` the recent one, `$14`
     /// limit, `$15` the fewest distinct networks an article needs.
@@ -147,37 +124,35 @@ pub mod sql {
     /// `[$8, $13)` are counted from the `(article_id, updated_at) include (reaction, network)`
     /// index alone, until `limit` articles with enough of them are found. So the filter applies
     /// before the limit, and the count is paid for the articles looked at, not for every one.
-    pub const TRENDING: &str = concat!(
-        "select article_id, recent, previous, score, networks
-         from (select article_id, recent, previous,
-                      (recent - previous)::float8 / sqrt(previous + 1.0::float8) as score
-               from (select article_id, sum(recent)::int8 as recent, sum(previous)::int8 as previous
-               from (select article_id, ",
-        weighted_sum!(),
-        " as recent, 0 as previous
-                     from (",
-        window_rows!("true", "null::timestamptz", "$8", "$9", "$10", "$11", "$12", "$13"),
-        ") as w
-                     group by article_id
-                     union all
-                     select article_id, 0, ",
-        weighted_sum!(),
-        " from (",
-        window_rows!("true", "null::timestamptz", "$2", "$3", "$4", "$5", "$6", "$7"),
-        ") as w
-                     group by article_id) as paces
-               group by article_id) as articles
-               where recent > previous
-               order by score desc, recent desc, article_id) as candidates
-         cross join lateral (
-             select count(distinct network) as networks
-             from reactions r
-             where r.article_id = candidates.article_id and r.updated_at >= $8 and r.updated_at < $13
-         ) as spread
-         where networks >= $15
-         order by score desc, recent desc, article_id
-         limit $14"
-    );
+    pub static TRENDING: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select article_id, recent, previous, score, networks
+             from (select article_id, recent, previous,
+                          (recent - previous)::float8 / sqrt(previous + 1.0::float8) as score
+                   from (select article_id, sum(recent)::int8 as recent, sum(previous)::int8 as previous
+                   from (select article_id, {held} as recent, 0 as previous
+                         from ({recent_rows}) as w
+                         group by article_id
+                         union all
+                         select article_id, 0, {held}
+                         from ({previous_rows}) as w
+                         group by article_id) as paces
+                   group by article_id) as articles
+                   where recent > previous
+                   order by score desc, recent desc, article_id) as candidates
+             cross join lateral (
+                 select count(distinct network) as networks
+                 from reactions r
+                 where r.article_id = candidates.article_id and r.updated_at >= $8 and r.updated_at < $13
+             ) as spread
+             where networks >= $15
+             order by score desc, recent desc, article_id
+             limit $14",
+            held = weighted_sum(),
+            recent_rows = window_rows("true", "null::timestamptz", 8),
+            previous_rows = window_rows("true", "null::timestamptz", 2),
+        )
+    });
 
     /// Settings of the export's transaction, for these reasons: the first fetch waits for the
     /// whole aggregation, which can outlast the service-wide statement timeout on a long window;
@@ -193,26 +168,22 @@ pub mod sql {
         set local cursor_tuple_fraction = 1.0";
 
     /// `$1`–`$6` the window. Reactions in display order (the enum's), counts above zero only.
-    pub const EXPORT_CURSOR: &str = concat!(
-        "declare stats_export no scroll cursor for
-         select article_id, reaction_key, count
-         from (select article_id, ",
-        column_sums!(),
-        " from (",
-        window_rows!("true", "null::timestamptz", "$1", "$2", "$3", "$4", "$5", "$6"),
-        ") as w
-               group by article_id) as articles(article_id, l, d, lo, f, a, s, wo)
-         cross join lateral (values (1, 'like', l), (2, 'dislike', d), (3, 'love', lo),
-                                    (4, 'funny', f), (5, 'angry', a), (6, 'sad', s), (7, 'wow', wo))
-           as counted(position, reaction_key, count)
-         where count > 0
-         order by article_id, position"
-    );
-}
-
-/// One weight per reaction in display order: 1 for those counted, all when `reactions` is empty.
-fn reaction_weights(reactions: &[Reaction]) -> Vec<i64> {
-    Reaction::ALL.iter().map(|r| i64::from(reactions.is_empty() || reactions.contains(r))).collect()
+    pub static EXPORT_CURSOR: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "declare stats_export no scroll cursor for
+             select article_id, reaction_key, count
+             from (select article_id, {sums}
+                   from ({rows}) as w
+                   group by article_id) as articles(article_id, {columns})
+             cross join lateral (values {values}) as counted(position, reaction_key, count)
+             where count > 0
+             order by article_id, position",
+            sums = column_sums(),
+            rows = window_rows("true", "null::timestamptz", 1),
+            columns = count_columns(),
+            values = each_reaction(", ", |i, r| format!("({}, '{}', {})", i + 1, r.key(), count_column(r))),
+        )
+    });
 }
 
 /// Binds the six instants of `parts`, in order, as the query's next parameters.
@@ -222,18 +193,6 @@ fn bind_window<'q, O>(
 ) -> sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
     parts.instants().into_iter().fold(query, |query, instant| query.bind(instant))
 }
-
-/// A row of a time series: a bucket's start and its counts.
-type SeriesRow = (
-    DateTime<Utc>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
 
 impl super::PgStore {
     /// The articles with the most reactions of the given kinds (all when empty) in `window`,
@@ -245,7 +204,7 @@ impl super::PgStore {
         reactions: &[Reaction],
         limit: u32,
     ) -> Result<Vec<ArticleCount>, StoreError> {
-        let query = sqlx::query_as(sql::TOP_ARTICLES).bind(reaction_weights(reactions));
+        let query = sqlx::query_as(sql::TOP_ARTICLES.as_str()).bind(reaction_weights(reactions));
         let rows: Vec<(String, i64)> = bind_window(query, &WindowParts::new(window, Bucket::Day))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -259,12 +218,15 @@ impl super::PgStore {
     /// Site-wide counts per reaction in `window`.
     #[tracing::instrument(skip_all)]
     pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
-        let row: CountsRow =
-            bind_window(sqlx::query_as(sql::WINDOW_TOTALS), &WindowParts::new(window, Bucket::Day))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| classify(e, "while reading the totals"))?;
-        Ok(counts_of(row))
+        let instants = WindowParts::new(window, Bucket::Day).instants();
+        let row = instants
+            .into_iter()
+            .fold(sqlx::query(sql::WINDOW_TOTALS.as_str()), |query, instant| query.bind(instant))
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| counts_at(&row, 0))
+            .map_err(|e| classify(e, "while reading the totals"))?;
+        Ok(row)
     }
 
     /// One article's counts per bucket in `window`, oldest first. Only buckets with reactions
@@ -278,20 +240,26 @@ impl super::PgStore {
     ) -> Result<Vec<(DateTime<Utc>, ReactionCounts)>, StoreError> {
         // date_bin from the epoch: the same UTC-aligned starts as `Bucket::floor`, whatever the
         // session's time zone.
-        let query = sqlx::query_as(sql::ARTICLE_TIMESERIES).bind(article_id.as_str());
-        let rows: Vec<SeriesRow> = bind_window(query, &WindowParts::new(window, bucket))
+        let instants = WindowParts::new(window, bucket).instants();
+        let query = sqlx::query(sql::ARTICLE_TIMESERIES.as_str()).bind(article_id.as_str());
+        let rows = instants
+            .into_iter()
+            .fold(query, |query, instant| query.bind(instant))
             .bind(bucket.width())
             .bind(DateTime::UNIX_EPOCH)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(e, "while reading a time series"))?;
-        Ok(rows
-            .into_iter()
-            .map(|(start, like, dislike, love, funny, angry, sad, wow)| {
-                (start, counts_of((like, dislike, love, funny, angry, sad, wow)))
-            })
-            .filter(|(_, counts)| counts.total() > 0)
-            .collect())
+        let mut series = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let start: DateTime<Utc> =
+                row.try_get(0).map_err(|e| classify(e, "while reading a time series"))?;
+            let counts = counts_at(row, 1).map_err(|e| classify(e, "while reading a time series"))?;
+            if counts.total() > 0 {
+                series.push((start, counts));
+            }
+        }
+        Ok(series)
     }
 
     /// Articles gathering reactions faster in `recent` than in the window of the same length
@@ -310,7 +278,7 @@ impl super::PgStore {
         // above what the previous pace predicts. +1 keeps it finite for new articles and damps
         // tiny counts; the square root lets a small article that triples rank beside a big one
         // that grows by a few percent.
-        let query = sqlx::query_as(sql::TRENDING).bind(reaction_weights(&[]));
+        let query = sqlx::query_as(sql::TRENDING.as_str()).bind(reaction_weights(&[]));
         let query = bind_window(query, &WindowParts::new(&previous, Bucket::Day));
         let rows: Vec<(String, i64, i64, f64, i64)> =
             bind_window(query, &WindowParts::new(recent, Bucket::Day))
@@ -349,7 +317,7 @@ impl super::PgStore {
         let instants = WindowParts::new(window, Bucket::Day).instants();
         instants
             .into_iter()
-            .fold(sqlx::query(sql::EXPORT_CURSOR), |query, instant| query.bind(instant))
+            .fold(sqlx::query(sql::EXPORT_CURSOR.as_str()), |query, instant| query.bind(instant))
             .persistent(false)
             .execute(&mut *tx)
             .await

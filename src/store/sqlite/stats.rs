@@ -16,154 +16,122 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use futures_util::stream;
-use sqlx::Sqlite;
 use sqlx::query::QueryAs;
 use sqlx::sqlite::SqliteArguments;
+use sqlx::{Row as _, Sqlite};
 use tokio::sync::mpsc;
 
 use super::{SqliteStore, classify, micros};
 use crate::domain::{
     ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
 };
-use crate::store::rows::{CountsRow, EXPORT_BATCH_ROWS, ExportRow, ExportStream, counts_of};
+use crate::store::rows::{EXPORT_BATCH_ROWS, ExportRow, ExportStream, counts_at};
+use crate::store::sql::{
+    REACTIONS, count_column, each_reaction, reaction_keys, reaction_weights, window_union,
+};
 use crate::store::{StoreError, stored_article_id, stored_reaction};
 
 /// A piece of a window read from `reactions`: each row counts 1 in its reaction's column, at
 /// its `updated_at`.
-macro_rules! reactions_piece {
-    ($filter:literal, $from:literal, $to:literal) => {
-        concat!(
-            "select article_id, updated_at as at, reaction = 'like' as like_count,
-                    reaction = 'dislike' as dislike_count, reaction = 'love' as love_count,
-                    reaction = 'funny' as funny_count, reaction = 'angry' as angry_count,
-                    reaction = 'sad' as sad_count, reaction = 'wow' as wow_count
-             from reactions
-             where ",
-            $filter,
-            " and updated_at >= ",
-            $from,
-            " and updated_at < ",
-            $to
-        )
-    };
+fn reactions_piece(filter: &str, from: &str, to: &str) -> String {
+    let columns = each_reaction(", ", |_, r| format!("reaction = '{}' as {}", r.key(), count_column(r)));
+    format!(
+        "select article_id, updated_at as at, {columns}
+         from reactions
+         where {filter} and updated_at >= {from} and updated_at < {to}"
+    )
 }
 
 /// The rows a window is read from, one select per piece of [`WindowParts`], each giving
-/// `(article_id, at, like_count, …, wow_count)`. Summed, they are the window's counts.
-/// `$reactions` restricts the two pieces of `reactions`, `$rollups` the three of the rollups (to
-/// one article, say); the other arguments are the parameters holding the six instants in order.
-///
-/// `every_article` names all seven reactions in the pieces of `reactions`, so that SQLite bounds
-/// the first column of `(reaction, updated_at)` and reads one short range per reaction. One
-/// article's pieces leave the reaction free: they read `(article_id, updated_at, reaction)`.
-macro_rules! window_rows {
-    (every_article, $since:literal, $hours_from:literal, $days_from:literal, $days_until:literal,
-     $hours_until:literal, $until:literal) => {
-        window_union!(
-            ["reaction in ('like', 'dislike', 'love', 'funny', 'angry', 'sad', 'wow')"],
-            "true",
-            $since,
-            $hours_from,
-            $days_from,
-            $days_until,
-            $hours_until,
-            $until
-        )
-    };
-    ($reactions:literal, $rollups:literal, $since:literal, $hours_from:literal, $days_from:literal,
-     $days_until:literal, $hours_until:literal, $until:literal) => {
-        window_union!(
-            [$reactions],
-            $rollups,
-            $since,
-            $hours_from,
-            $days_from,
-            $days_until,
-            $hours_until,
-            $until
-        )
-    };
+/// `(article_id, at, like_count, …)`. Summed, they are the window's counts. `reactions`
+/// restricts the two pieces of `reactions`, `rollups` the three of the rollups (to one article,
+/// say); `first` is the first of the six parameters holding the instants.
+fn window_rows(reactions: &str, rollups: &str, first: usize) -> String {
+    window_union(|from, to| reactions_piece(reactions, from, to), rollups, first)
+}
+
+/// [`window_rows`] of every article. It names every reaction in the pieces of `reactions`, so
+/// that SQLite bounds the first column of `(reaction, updated_at)` and reads one short range per
+/// reaction. (One article's pieces leave the reaction free: they read
+/// `(article_id, updated_at, reaction)`.)
+fn every_article_rows(first: usize) -> String {
+    window_rows(&format!("reaction in ({})", reaction_keys()), "true", first)
 }
 
 /// The sum of each reaction's column of window rows, in display order.
-macro_rules! column_sums {
-    () => {
-        "sum(like_count) as like_count, sum(dislike_count) as dislike_count, sum(love_count) as love_count,
-         sum(funny_count) as funny_count, sum(angry_count) as angry_count, sum(sad_count) as sad_count,
-         sum(wow_count) as wow_count"
-    };
+fn column_sums() -> String {
+    each_reaction(", ", |_, r| format!("sum({column}) as {column}", column = count_column(r)))
 }
 
 /// The sum of every column of window rows: all their reactions.
-macro_rules! total_sum {
-    () => {
-        "sum(like_count + dislike_count + love_count + funny_count + angry_count + sad_count + wow_count)"
-    };
+fn total_sum() -> String {
+    format!("sum({})", each_reaction(" + ", |_, r| count_column(r)))
 }
 
 /// The statements. Six consecutive parameters hold the instants of a [`WindowParts`] in order,
-/// as microseconds.
+/// as microseconds; counts per reaction come in display order.
 mod sql {
-    /// `$1`–`$7` reaction weights in display order (1 counted, 0 not), `$8`–`$13` the window,
-    /// `$14` limit.
-    pub const TOP_ARTICLES: &str = concat!(
-        "select article_id, held
-         from (select article_id,
-                      sum(like_count * $1 + dislike_count * $2 + love_count * $3 + funny_count * $4
-                          + angry_count * $5 + sad_count * $6 + wow_count * $7) as held
-               from (",
-        window_rows!(every_article, "$8", "$9", "$10", "$11", "$12", "$13"),
-        ")
-               group by article_id)
-         where held > 0
-         order by held desc, article_id
-         limit $14"
-    );
+    use std::sync::LazyLock;
 
-    /// `$1`–`$6` the window. Counts per reaction in display order.
-    pub const WINDOW_TOTALS: &str = concat!(
-        "select ",
-        column_sums!(),
-        " from (",
-        window_rows!(every_article, "$1", "$2", "$3", "$4", "$5", "$6"),
-        ")"
-    );
+    use super::{
+        REACTIONS, column_sums, count_column, each_reaction, every_article_rows, total_sum, window_rows,
+    };
+
+    /// `$1`… one reaction weight per reaction in display order (1 counted, 0 not), then the
+    /// window's six parameters, then the limit.
+    pub static TOP_ARTICLES: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select article_id, held
+             from (select article_id, sum({weighted}) as held
+                   from ({rows})
+                   group by article_id)
+             where held > 0
+             order by held desc, article_id
+             limit ${limit}",
+            weighted = each_reaction(" + ", |i, r| format!("{} * ${}", count_column(r), i + 1)),
+            rows = every_article_rows(REACTIONS + 1),
+            limit = REACTIONS + 7,
+        )
+    });
+
+    /// `$1`–`$6` the window. Counts per reaction.
+    pub static WINDOW_TOTALS: LazyLock<String> =
+        LazyLock::new(|| format!("select {} from ({})", column_sums(), every_article_rows(1)));
 
     /// `$1` article id, `$2`–`$7` the window (no daily pieces for hourly buckets), `$8` bucket
     /// width (microseconds). A bucket starts at a multiple of its width from the epoch, rounded
-    /// down for instants before it too. Counts per reaction in display order.
-    pub const ARTICLE_TIMESERIES: &str = concat!(
-        "select at - ((at % $8) + $8) % $8 as bucket, ",
-        column_sums!(),
-        " from (",
-        window_rows!("article_id = $1", "article_id = $1", "$2", "$3", "$4", "$5", "$6", "$7"),
-        ")
-         group by 1
-         order by 1"
-    );
+    /// down for instants before it too. The bucket's start, then counts per reaction.
+    pub static ARTICLE_TIMESERIES: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select at - ((at % $8) + $8) % $8 as bucket, {sums}
+             from ({rows})
+             group by 1
+             order by 1",
+            sums = column_sums(),
+            rows = window_rows("article_id = $1", "article_id = $1", 2),
+        )
+    });
 
     /// `$1`–`$6` the previous window, `$7`–`$12` the recent one. The articles with more
     /// reactions in the recent window than in the previous one.
-    pub const TRENDING_PACES: &str = concat!(
-        "select article_id, recent, previous
-         from (select article_id, sum(recent) as recent, sum(previous) as previous
-               from (select article_id, ",
-        total_sum!(),
-        " as recent, 0 as previous
-                     from (",
-        window_rows!(every_article, "$7", "$8", "$9", "$10", "$11", "$12"),
-        ")
-                     group by article_id
-                     union all
-                     select article_id, 0, ",
-        total_sum!(),
-        " from (",
-        window_rows!(every_article, "$1", "$2", "$3", "$4", "$5", "$6"),
-        ")
-                     group by article_id)
-               group by article_id)
-         where recent > previous"
-    );
+    pub static TRENDING_PACES: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select article_id, recent, previous
+             from (select article_id, sum(recent) as recent, sum(previous) as previous
+                   from (select article_id, {total} as recent, 0 as previous
+                         from ({recent_rows})
+                         group by article_id
+                         union all
+                         select article_id, 0, {total}
+                         from ({previous_rows})
+                         group by article_id)
+                   group by article_id)
+             where recent > previous",
+            total = total_sum(),
+            recent_rows = every_article_rows(7),
+            previous_rows = every_article_rows(1),
+        )
+    });
 
     /// `$1` article id, `$2`–`$3` the recent window. The distinct networks of the article's
     /// reactions in it, read from the `(article_id, updated_at, reaction, network)` index alone.
@@ -172,33 +140,24 @@ mod sql {
 
     /// `$1`–`$6` the window. Reactions in display order, like the PostgreSQL enum, counts above
     /// zero only.
-    pub const EXPORT: &str = concat!(
-        "with reaction_order(position, reaction_key) as (
-             values (1, 'like'), (2, 'dislike'), (3, 'love'), (4, 'funny'), (5, 'angry'), (6, 'sad'),
-                    (7, 'wow')
-         )
-         select article_id, reaction_key, count
-         from (select articles.article_id, reaction_order.position, reaction_order.reaction_key,
-                      case reaction_order.position
-                          when 1 then like_count when 2 then dislike_count when 3 then love_count
-                          when 4 then funny_count when 5 then angry_count when 6 then sad_count
-                          when 7 then wow_count
-                      end as count
-               from (select article_id, ",
-        column_sums!(),
-        " from (",
-        window_rows!(every_article, "$1", "$2", "$3", "$4", "$5", "$6"),
-        ")
-                     group by article_id) as articles
-               cross join reaction_order)
-         where count > 0
-         order by article_id, position"
-    );
-}
-
-/// One weight per reaction in display order: 1 for those counted, all when `reactions` is empty.
-fn reaction_weights(reactions: &[Reaction]) -> [i64; 7] {
-    Reaction::ALL.map(|r| i64::from(reactions.is_empty() || reactions.contains(&r)))
+    pub static EXPORT: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "with reaction_order(position, reaction_key) as (values {order})
+             select article_id, reaction_key, count
+             from (select articles.article_id, reaction_order.position, reaction_order.reaction_key,
+                          case reaction_order.position {cases} end as count
+                   from (select article_id, {sums}
+                         from ({rows})
+                         group by article_id) as articles
+                   cross join reaction_order)
+             where count > 0
+             order by article_id, position",
+            order = each_reaction(", ", |i, r| format!("({}, '{}')", i + 1, r.key())),
+            cases = each_reaction(" ", |i, r| format!("when {} then {}", i + 1, count_column(r))),
+            sums = column_sums(),
+            rows = every_article_rows(1),
+        )
+    });
 }
 
 /// Binds the six instants of `parts`, in order and as microseconds, as the query's next
@@ -210,10 +169,6 @@ fn bind_window<'q, O>(
     parts.instants().into_iter().fold(query, |query, instant| query.bind(micros(instant)))
 }
 
-/// A time-series bucket's start (microseconds) and its counts per reaction in display order.
-type BucketRow =
-    (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-
 impl SqliteStore {
     #[tracing::instrument(skip_all, fields(limit = limit))]
     pub async fn top_articles(
@@ -224,7 +179,7 @@ impl SqliteStore {
     ) -> Result<Vec<ArticleCount>, StoreError> {
         let query = reaction_weights(reactions)
             .into_iter()
-            .fold(sqlx::query_as(sql::TOP_ARTICLES), |query, weight| query.bind(weight));
+            .fold(sqlx::query_as(sql::TOP_ARTICLES.as_str()), |query, weight| query.bind(weight));
         let rows: Vec<(String, i64)> = bind_window(query, &WindowParts::new(window, Bucket::Day))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -237,12 +192,15 @@ impl SqliteStore {
 
     #[tracing::instrument(skip_all)]
     pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
-        let row: CountsRow =
-            bind_window(sqlx::query_as(sql::WINDOW_TOTALS), &WindowParts::new(window, Bucket::Day))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| classify(e, "while reading the totals"))?;
-        Ok(counts_of(row))
+        let instants = WindowParts::new(window, Bucket::Day).instants();
+        let counts = instants
+            .into_iter()
+            .fold(sqlx::query(sql::WINDOW_TOTALS.as_str()), |query, instant| query.bind(micros(instant)))
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| counts_at(&row, 0))
+            .map_err(|e| classify(e, "while reading the totals"))?;
+        Ok(counts)
     }
 
     #[tracing::instrument(skip_all, fields(%bucket))]
@@ -253,15 +211,21 @@ impl SqliteStore {
         bucket: Bucket,
     ) -> Result<Vec<(DateTime<Utc>, ReactionCounts)>, StoreError> {
         let width = bucket.width().num_microseconds().expect("a bucket is far shorter than 292,000 years");
-        let query = sqlx::query_as(sql::ARTICLE_TIMESERIES).bind(article_id.as_str());
-        let rows: Vec<BucketRow> = bind_window(query, &WindowParts::new(window, bucket))
+        let instants = WindowParts::new(window, bucket).instants();
+        let query = sqlx::query(sql::ARTICLE_TIMESERIES.as_str()).bind(article_id.as_str());
+        let rows = instants
+            .into_iter()
+            .fold(query, |query, instant| query.bind(micros(instant)))
             .bind(width)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(e, "while reading a time series"))?;
         let mut series = Vec::with_capacity(rows.len());
-        for (start, like, dislike, love, funny, angry, sad, wow) in rows {
-            let counts = counts_of((like, dislike, love, funny, angry, sad, wow));
+        for row in &rows {
+            let (start, counts) = (row.try_get::<i64, _>(0), counts_at(row, 1));
+            let (start, counts) = start
+                .and_then(|s| Ok((s, counts?)))
+                .map_err(|e| classify(e, "while reading a time series"))?;
             // A rollup row whose reactions all went elsewhere holds zeros: no bucket for it.
             if counts.total() == 0 {
                 continue;
@@ -296,8 +260,10 @@ impl SqliteStore {
     ) -> Result<Vec<TrendingArticle>, sqlx::Error> {
         let previous = recent.preceding();
         let mut tx = self.pool.begin().await?;
-        let query =
-            bind_window(sqlx::query_as(sql::TRENDING_PACES), &WindowParts::new(&previous, Bucket::Day));
+        let query = bind_window(
+            sqlx::query_as(sql::TRENDING_PACES.as_str()),
+            &WindowParts::new(&previous, Bucket::Day),
+        );
         let rows: Vec<(String, i64, i64)> =
             bind_window(query, &WindowParts::new(recent, Bucket::Day)).fetch_all(&mut *tx).await?;
         let mut candidates: Vec<(String, i64, i64, f64)> = rows
@@ -343,9 +309,10 @@ impl SqliteStore {
         let parts = WindowParts::new(window, Bucket::Day);
         let (batches, receiver) = mpsc::channel::<Result<Vec<ExportRow>, StoreError>>(1);
         tokio::spawn(async move {
-            let mut rows = bind_window(sqlx::query_as::<_, (String, String, i64)>(sql::EXPORT), &parts)
-                .fetch(&mut *conn)
-                .chunks(EXPORT_BATCH_ROWS);
+            let mut rows =
+                bind_window(sqlx::query_as::<_, (String, String, i64)>(sql::EXPORT.as_str()), &parts)
+                    .fetch(&mut *conn)
+                    .chunks(EXPORT_BATCH_ROWS);
             while let Some(chunk) = rows.next().await {
                 let batch = chunk
                     .into_iter()
