@@ -3,6 +3,7 @@
 //! Plain files compiled into the binary (no build step) that load nothing from another host, so
 //! the page works on an intranet. The charts are SVG drawn by the page's own script.
 
+use super::responses;
 use std::sync::LazyLock;
 
 use axum::extract::State;
@@ -80,7 +81,7 @@ pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     tag = "dashboard",
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
-        (status = 304, description = "The client's copy (`If-None-Match`) is current"),
+        responses::AssetNotModified,
     )
 )]
 async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -99,7 +100,7 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Respons
     tag = "dashboard",
     responses(
         (status = 200, description = "The script", content_type = "text/javascript", body = String),
-        (status = 304, description = "The client's copy (`If-None-Match`) is current"),
+        responses::AssetNotModified,
     )
 )]
 async fn dashboard_js(headers: HeaderMap) -> Response {
@@ -113,7 +114,7 @@ async fn dashboard_js(headers: HeaderMap) -> Response {
     tag = "dashboard",
     responses(
         (status = 200, description = "The style sheet", content_type = "text/css", body = String),
-        (status = 304, description = "The client's copy (`If-None-Match`) is current"),
+        responses::AssetNotModified,
     )
 )]
 async fn dashboard_css(headers: HeaderMap) -> Response {

@@ -1,5 +1,6 @@
 //! Editorial controls: `/v1/admin/articles/{article_id}/settings`, behind `ADMIN_TOKEN`.
 
+use super::responses;
 use axum::extract::State;
 use serde::Deserialize as _;
 use utoipa::OpenApi;
@@ -71,10 +72,9 @@ impl<'de> serde::Deserialize<'de> for SettingsBody {
     responses(
         (status = 200, description = "The article's settings", body = ArticleSettings),
         (status = 400, description = "Malformed article id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No bearer token, or not the admin token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))),
+        responses::AdminUnauthorized,
         (status = 404, description = "Editorial controls are off: the server has no ADMIN_TOKEN", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::Unavailable,
     )
 )]
 async fn get_settings(
@@ -103,13 +103,12 @@ async fn get_settings(
     responses(
         (status = 200, description = "The settings as stored", body = ArticleSettings),
         (status = 400, description = "Malformed article id or JSON: not an object, a member missing or unknown, `closed` not a boolean, `reactions` not a list of strings or null; nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No bearer token, or not the admin token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))),
+        responses::AdminUnauthorized,
         (status = 404, description = "Editorial controls are off: the server has no ADMIN_TOKEN", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 4 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An unknown reaction key (`unknown-reaction`), an empty list or a reaction listed twice (`invalid-settings`); nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::Unavailable,
     )
 )]
 async fn put_settings(

@@ -6,5 +6,6 @@ pub(super) mod editorial;
 pub(super) mod health;
 pub(super) mod live;
 pub(super) mod reactions;
+mod responses;
 pub(super) mod stats;
 pub(super) mod widget;

@@ -1,5 +1,6 @@
 //! `/v1/articles/{article_id}/reaction(s)`, the batch read for list pages, and erase-me.
 
+use super::responses;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -88,7 +89,7 @@ pub struct Erased {
             headers(("ETag" = String, description = "Anonymous answers only"), ("Cache-Control" = String))),
         (status = 304, description = "Not modified: `If-None-Match` matched the `ETag` (anonymous answers only)"),
         (status = 400, description = "Malformed article id or visitor header", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::Unavailable,
     )
 )]
 async fn get_article_reactions(
@@ -121,7 +122,7 @@ async fn get_article_reactions(
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The article is closed to new reactions (`urn:reader-reactions:problem:article-closed`); nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown reaction key (`unknown-reaction`), or one the article does not offer (`urn:reader-reactions:problem:reaction-not-offered`); nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::Unavailable,
     )
 )]
 async fn put_reaction(
@@ -148,7 +149,7 @@ async fn put_reaction(
         (status = 200, description = "The summary after the change", body = ReactionSummary),
         (status = 400, description = "Malformed article id or visitor header", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The article is closed to new reactions (`urn:reader-reactions:problem:article-closed`); the reaction stays. `DELETE /v1/visitors/me` still erases it.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::Unavailable,
     )
 )]
 async fn delete_reaction(
@@ -205,7 +206,7 @@ async fn change(
             headers(("ETag" = String, description = "Anonymous answers only"), ("Cache-Control" = String))),
         (status = 304, description = "Not modified: `If-None-Match` matched the `ETag` (anonymous answers only)"),
         (status = 400, description = "No ids, more than 100, a malformed id or an unknown parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::Unavailable,
     )
 )]
 async fn get_batch_reactions(
@@ -320,7 +321,7 @@ fn content_type_json() -> (header::HeaderName, HeaderValue) {
     responses(
         (status = 200, description = "How many reactions were removed", body = Erased),
         (status = 400, description = "Malformed visitor header, or no `X-Visitor-Id` (nothing is erased; the `rr_vid` cookie, minted from a shared fingerprint, never erases)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::Unavailable,
     )
 )]
 async fn erase_me(State(state): State<AppState>, visitor: Visitor) -> Result<AppJson<Erased>, ApiError> {

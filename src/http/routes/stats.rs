@@ -2,6 +2,7 @@
 //! the CSV export. All of them count the reactions currently held whose last change falls in a
 //! half-open window `[since, until)`, and all are rate limited in the `stats` class.
 
+use super::responses;
 use std::fmt::Write as _;
 
 use axum::body::{Body, Bytes};
@@ -180,9 +181,8 @@ pub struct TrendingArticles {
     responses(
         (status = 200, description = "The top articles of the window", body = TopArticles),
         (status = 400, description = "A malformed, repeated or unknown parameter, an unknown reaction, a limit outside 1–100, or since not before until", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "The server has a STATS_TOKEN and the request does not carry it", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))),
-        (status = 503, description = "Database unavailable, or the query outlasted the statement timeout (a window of weeks on a large table); see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::StatsUnauthorized,
+        responses::StatsUnavailable,
     )
 )]
 async fn top(
@@ -212,9 +212,8 @@ async fn top(
     responses(
         (status = 200, description = "Counts per reaction in the window", body = WindowTotals),
         (status = 400, description = "A malformed, repeated or unknown parameter, or since not before until", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "The server has a STATS_TOKEN and the request does not carry it", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))),
-        (status = 503, description = "Database unavailable, or the query outlasted the statement timeout (a window of weeks on a large table); see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::StatsUnauthorized,
+        responses::StatsUnavailable,
     )
 )]
 async fn totals(
@@ -243,9 +242,8 @@ async fn totals(
     responses(
         (status = 200, description = "The article's reactions per bucket", body = TimeSeries),
         (status = 400, description = "A malformed article id; a malformed, repeated or unknown parameter; since not before until; or more than 1,000 buckets", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "The server has a STATS_TOKEN and the request does not carry it", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::StatsUnauthorized,
+        responses::Unavailable,
     )
 )]
 async fn timeseries(
@@ -312,9 +310,8 @@ async fn timeseries(
     responses(
         (status = 200, description = "Trending articles, highest score first", body = TrendingArticles),
         (status = 400, description = "A malformed, repeated or unknown parameter, a window other than 1h or 24h, or a limit outside 1–100", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "The server has a STATS_TOKEN and the request does not carry it", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::StatsUnauthorized,
+        responses::Unavailable,
     )
 )]
 async fn trending(
@@ -365,10 +362,9 @@ async fn trending(
             headers(("Content-Disposition" = String, description = "`attachment` with a file name naming the window")),
             example = json!("article_id,reaction,count\r\n2025/11/27/leaked-witkoff-call,love,3\r\n2025/11/27/leaked-witkoff-call,angry,12\r\n")),
         (status = 400, description = "A malformed, repeated or unknown parameter, or since not before until", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No bearer token, or not the admin token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))),
+        responses::AdminUnauthorized,
         (status = 404, description = "The export is off: the server has no ADMIN_TOKEN", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        responses::Unavailable,
     )
 )]
 async fn export(

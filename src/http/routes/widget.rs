@@ -3,6 +3,7 @@
 //!
 //! Both files are compiled into the binary, so the widget always matches the API it calls.
 
+use super::responses;
 use std::sync::LazyLock;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -95,7 +96,7 @@ pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "The module", content_type = "text/javascript", body = String,
             headers(("ETag" = String, description = "Strong validator of this release"),
                     ("Cache-Control" = String, description = "One day, then stale-while-revalidate for a week"))),
-        (status = 304, description = "The client's copy (`If-None-Match`) is current"),
+        responses::AssetNotModified,
     )
 )]
 async fn widget_js(headers: HeaderMap) -> Response {
@@ -112,7 +113,7 @@ async fn widget_js(headers: HeaderMap) -> Response {
     tag = "widget",
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
-        (status = 304, description = "The client's copy (`If-None-Match`) is current"),
+        responses::AssetNotModified,
     )
 )]
 async fn demo(headers: HeaderMap) -> Response {

@@ -1,0 +1,49 @@
+//! The answers several routes document alike, written once for their `#[utoipa::path]`
+//! `responses(...)` lists. The types only describe answers in the OpenAPI document: handlers
+//! answer through [`ApiError`](crate::http::ApiError) and the caching helpers, never build these.
+#![allow(dead_code)] // never constructed: utoipa reads their attributes
+
+use crate::http::Problem;
+
+/// 503 of every route that reads or writes the database.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 503,
+    description = "Database unavailable; see Retry-After",
+    content_type = "application/problem+json"
+)]
+pub(super) struct Unavailable(Problem);
+
+/// 503 of the stats windows, whose queries can also outlast the statement timeout.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 503,
+    description = "Database unavailable, or the query outlasted the statement timeout (a window of weeks on a large table); see Retry-After",
+    content_type = "application/problem+json"
+)]
+pub(super) struct StatsUnavailable(Problem);
+
+/// 401 of the stats routes when `STATS_TOKEN` is set.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "The server has a STATS_TOKEN and the request does not carry it",
+    content_type = "application/problem+json",
+    headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))
+)]
+pub(super) struct StatsUnauthorized(Problem);
+
+/// 401 of the admin routes.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "No bearer token, or not the admin token",
+    content_type = "application/problem+json",
+    headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))
+)]
+pub(super) struct AdminUnauthorized(Problem);
+
+/// 304 of the static assets and the dashboard's pages.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 304, description = "The client's copy (`If-None-Match`) is current")]
+pub(super) struct AssetNotModified;
