@@ -237,3 +237,35 @@ async fn a_stream_outlives_the_request_timeout() {
     let event = stream.next(Duration::from_secs(3)).await.expect("still open after the request timeout");
     assert_eq!(event.data["counts"]["sad"], 1);
 }
+
+#[tokio::test]
+async fn a_burst_of_writes_to_many_articles_reaches_every_subscriber_of_another_instance() {
+    let app = spawn_app().await;
+    if app.db.backend != Backend::Postgres {
+        return; // SQLite serves one machine from one process
+    }
+    // The writing instance gathers its announcements (one NOTIFY round per 50 ms at most): the
+    // articles of every batch of the burst must be in some round, none dropped.
+    let other = app.another_instance().await;
+    let articles: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
+    let mut streams = Vec::new();
+    for article in &articles {
+        let mut stream = EventStream::open(&other, article).await;
+        assert_eq!(love(&stream.next(Duration::from_secs(2)).await.unwrap()), 0);
+        streams.push(stream);
+    }
+    for stream in &mut streams {
+        let _ = stream.collect_for(Duration::from_millis(50)).await;
+    }
+    let writes = articles.iter().enumerate().map(|(i, article)| {
+        let app = &app;
+        async move { app.put_reaction(article, &format!("visitor-{i}"), "love").await.status() }
+    });
+    for status in futures_util::future::join_all(writes).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    for (article, stream) in articles.iter().zip(&mut streams) {
+        let event = stream.next(Duration::from_secs(3)).await;
+        assert_eq!(event.as_ref().map(love), Some(1), "{article}: the other instance's write arrives");
+    }
+}
