@@ -2,8 +2,8 @@
 
 use futures_util::stream::BoxStream;
 
-use super::StoreError;
-use crate::domain::{ArticleId, Reaction, ReactionCounts};
+use super::{StoreError, stored_article_id, stored_reaction};
+use crate::domain::{ArticleCount, ArticleId, Reaction, ReactionCounts};
 
 /// Rows the CSV export reads from its cursor at a time: what one export holds in memory.
 pub const EXPORT_BATCH_ROWS: usize = 1000;
@@ -33,4 +33,24 @@ where
         counts.add(reaction, row.try_get::<Option<i64>, _>(first + i)?.unwrap_or(0));
     }
     Ok(counts)
+}
+
+/// `(article_id, count)` rows, most first, as both backends' top-articles statements answer them.
+pub(super) fn article_counts(rows: Vec<(String, i64)>) -> Result<Vec<ArticleCount>, StoreError> {
+    rows.into_iter()
+        .map(|(article_id, count)| Ok(ArticleCount { article_id: stored_article_id(article_id)?, count }))
+        .collect()
+}
+
+/// `(article_id, reaction, count)` rows of the export, as both backends read them.
+pub(super) fn export_rows(rows: Vec<(String, String, i64)>) -> Result<Vec<ExportRow>, StoreError> {
+    rows.into_iter()
+        .map(|(article_id, reaction, count)| {
+            Ok(ExportRow {
+                article_id: stored_article_id(article_id)?,
+                reaction: stored_reaction(&reaction)?,
+                count,
+            })
+        })
+        .collect()
 }

@@ -105,8 +105,7 @@ async fn get_settings(
         (status = 400, description = "Malformed article id or JSON: not an object, a member missing or unknown, `closed` not a boolean, `reactions` not a list of strings or null; nothing changed", body = Problem, content_type = "application/problem+json"),
         responses::AdminUnauthorized,
         (status = 404, description = "Editorial controls are off: the server has no ADMIN_TOKEN", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 4 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        responses::JsonBodyRejected,
         (status = 422, description = "An unknown reaction key (`unknown-reaction`), an empty list or a reaction listed twice (`invalid-settings`); nothing changed", body = Problem, content_type = "application/problem+json"),
         responses::Unavailable,
     )

@@ -87,7 +87,7 @@ pub struct Erased {
         (status = 200, description = "Counts and the caller's reaction. Anonymous answers are \
 `Cache-Control: public` for the read-cache TTL with an `ETag`; identified ones are `private`.", body = ReactionSummary,
             headers(("ETag" = String, description = "Anonymous answers only"), ("Cache-Control" = String))),
-        (status = 304, description = "Not modified: `If-None-Match` matched the `ETag` (anonymous answers only)"),
+        responses::CountsNotModified,
         (status = 400, description = "Malformed article id or visitor header", body = Problem, content_type = "application/problem+json"),
         responses::Unavailable,
     )
@@ -118,8 +118,7 @@ async fn get_article_reactions(
         (status = 200, description = "The summary after the change", body = ReactionSummary),
         (status = 400, description = "Malformed article id, visitor header or JSON", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within half the request timeout (REQUEST_TIMEOUT_MS); the connection is closed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 4 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        responses::JsonBodyRejected,
         (status = 409, description = "The article is closed to new reactions (`urn:reader-reactions:problem:article-closed`); nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown reaction key (`unknown-reaction`), or one the article does not offer (`urn:reader-reactions:problem:reaction-not-offered`); nothing changed", body = Problem, content_type = "application/problem+json"),
         responses::Unavailable,
@@ -204,7 +203,7 @@ async fn change(
     responses(
         (status = 200, description = "One summary per id asked, in order; cached like the single read", body = BatchSummaries,
             headers(("ETag" = String, description = "Anonymous answers only"), ("Cache-Control" = String))),
-        (status = 304, description = "Not modified: `If-None-Match` matched the `ETag` (anonymous answers only)"),
+        responses::CountsNotModified,
         (status = 400, description = "No ids, more than 100, a malformed id or an unknown parameter", body = Problem, content_type = "application/problem+json"),
         responses::Unavailable,
     )

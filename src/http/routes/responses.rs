@@ -47,3 +47,20 @@ pub(super) struct AdminUnauthorized(Problem);
 #[derive(utoipa::IntoResponses)]
 #[response(status = 304, description = "The client's copy (`If-None-Match`) is current")]
 pub(super) struct AssetNotModified;
+
+/// 304 of the counts reads, whose anonymous answers carry an `ETag`.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 304,
+    description = "Not modified: `If-None-Match` matched the `ETag` (anonymous answers only)"
+)]
+pub(super) struct CountsNotModified;
+
+/// 413 and 415 of the routes that take a JSON body.
+#[derive(utoipa::IntoResponses)]
+pub(super) enum JsonBodyRejected {
+    #[response(status = 413, description = "Body over 4 KiB", content_type = "application/problem+json")]
+    TooLarge(Problem),
+    #[response(status = 415, description = "Body is not JSON", content_type = "application/problem+json")]
+    NotJson(Problem),
+}

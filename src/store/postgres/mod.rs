@@ -249,13 +249,9 @@ impl PgStore {
         MIGRATOR.run(&self.pool).await.context("while applying migrations").map_err(classify_anyhow)
     }
 
-    #[tracing::instrument(skip_all)]
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("select 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(e, "while pinging the database"))
+    /// A driver error of this backend, sorted into "try again later" or "bug".
+    pub(super) fn error(&self, error: sqlx::Error, context: &'static str) -> StoreError {
+        classify(error, context)
     }
 
     pub async fn visitor_secret(&self) -> Result<VisitorSecret, StoreError> {

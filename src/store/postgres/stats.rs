@@ -23,9 +23,11 @@ use super::classify;
 use crate::domain::{
     ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
 };
-use crate::store::rows::{EXPORT_BATCH_ROWS, ExportRow, ExportStream, counts_at};
+use crate::store::rows::{
+    EXPORT_BATCH_ROWS, ExportRow, ExportStream, article_counts, counts_at, export_rows,
+};
 use crate::store::sql::{count_column, count_columns, each_reaction, reaction_weights, window_union};
-use crate::store::{StoreError, stored_article_id, stored_reaction};
+use crate::store::{StoreError, stored_article_id};
 
 // FETCH takes its row count as a literal, not a parameter: keep the statement in step.
 const FETCH_EXPORT_BATCH: &str = "fetch forward 1000 from stats_export";
@@ -210,9 +212,7 @@ impl super::PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(e, "while reading the top articles"))?;
-        rows.into_iter()
-            .map(|(article_id, count)| Ok(ArticleCount { article_id: stored_article_id(article_id)?, count }))
-            .collect()
+        article_counts(rows)
     }
 
     /// Site-wide counts per reaction in `window`.
@@ -336,16 +336,7 @@ async fn next_export_batch(
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| classify(e, "while reading the export cursor"))?;
-    let batch = rows
-        .into_iter()
-        .map(|(article_id, reaction, count)| {
-            Ok(ExportRow {
-                article_id: stored_article_id(article_id)?,
-                reaction: stored_reaction(&reaction)?,
-                count,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+    let batch = export_rows(rows)?;
     if batch.len() < EXPORT_BATCH_ROWS {
         tx.commit().await.map_err(|e| classify(e, "while closing the export cursor"))?;
         return Ok(if batch.is_empty() { None } else { Some((batch, None)) });

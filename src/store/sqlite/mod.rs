@@ -92,32 +92,9 @@ impl SqliteStore {
         MIGRATOR.run(&self.pool).await.context("while applying migrations").map_err(classify_anyhow)
     }
 
-    #[tracing::instrument(skip_all)]
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("select 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(e, "while pinging the database"))
-    }
-
-    pub async fn visitor_secret(&self) -> Result<VisitorSecret, StoreError> {
-        // Insert-if-absent then read: every instance ends up with the first one's secret.
-        sqlx::query(
-            "insert into service_secrets (name, secret, created_at) values ('visitor', $1, $2)
-             on conflict (name) do nothing",
-        )
-        .bind(VisitorSecret::generate().expose())
-        .bind(micros(Utc::now()))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| classify(e, "while storing a generated visitor secret"))?;
-        let (secret,): (Vec<u8>,) =
-            sqlx::query_as("select secret from service_secrets where name = 'visitor'")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| classify(e, "while loading the visitor secret"))?;
-        Ok(VisitorSecret::from_bytes(secret))
+    /// A driver error of this backend, sorted into "try again later" or "bug".
+    pub(super) fn error(&self, error: sqlx::Error, context: &'static str) -> StoreError {
+        classify(error, context)
     }
 
     /// Today's fingerprint salt (UTC), created by whichever instance asks first. Deletes salts

@@ -25,11 +25,13 @@ use super::{SqliteStore, classify, micros};
 use crate::domain::{
     ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
 };
-use crate::store::rows::{EXPORT_BATCH_ROWS, ExportRow, ExportStream, counts_at};
+use crate::store::rows::{
+    EXPORT_BATCH_ROWS, ExportRow, ExportStream, article_counts, counts_at, export_rows,
+};
 use crate::store::sql::{
     REACTIONS, count_column, each_reaction, reaction_keys, reaction_weights, window_union,
 };
-use crate::store::{StoreError, stored_article_id, stored_reaction};
+use crate::store::{StoreError, stored_article_id};
 
 /// A piece of a window read from `reactions`: each row counts 1 in its reaction's column, at
 /// its `updated_at`.
@@ -185,9 +187,7 @@ impl SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(e, "while reading the top articles"))?;
-        rows.into_iter()
-            .map(|(article_id, count)| Ok(ArticleCount { article_id: stored_article_id(article_id)?, count }))
-            .collect()
+        article_counts(rows)
     }
 
     #[tracing::instrument(skip_all)]
@@ -316,16 +316,9 @@ impl SqliteStore {
             while let Some(chunk) = rows.next().await {
                 let batch = chunk
                     .into_iter()
-                    .map(|row| {
-                        let (article_id, reaction, count) =
-                            row.map_err(|e| classify(e, "while reading the export"))?;
-                        Ok(ExportRow {
-                            article_id: stored_article_id(article_id)?,
-                            reaction: stored_reaction(&reaction)?,
-                            count,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>();
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| classify(e, "while reading the export"))
+                    .and_then(export_rows);
                 let failed = batch.is_err();
                 if batches.send(batch).await.is_err() || failed {
                     break; // the client went away, or the export broke
