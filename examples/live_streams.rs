@@ -47,7 +47,9 @@ struct Args {
     /// Seconds to measure once every stream is open.
     #[arg(long, default_value = "20")]
     seconds: u64,
-    /// Milliseconds between two probe writes.
+    /// Milliseconds between two probe writes, on average: each wait is drawn between half and
+    /// one and a half times this, so that the probes do not keep one phase of the service's
+    /// coalescing interval (which would make every lag alike).
     #[arg(long, default_value = "2000")]
     probe_interval_ms: u64,
     /// The service's process id, to read its resident memory (VmRSS) from /proc.
@@ -81,7 +83,7 @@ async fn stream(
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
     }
-    let (mut buffer, mut arrivals) = (String::new(), Vec::new());
+    let (mut buffer, mut arrivals) = (Vec::<u8>::new(), Vec::new());
     loop {
         let chunk = tokio::select! {
             chunk = response.chunk() => chunk,
@@ -89,13 +91,17 @@ async fn stream(
         };
         let Ok(Some(chunk)) = chunk else { return Ok(arrivals) };
         let arrived = now_ms();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            if let Some(read_at) = block.lines().find_map(|line| line.strip_prefix("id: ")?.parse().ok()) {
+        buffer.extend_from_slice(&chunk);
+        // Whole events only (a blank line ends one); only their `id` matters here.
+        let Some(end) = buffer.windows(2).rposition(|pair| pair == b"\n\n") else { continue };
+        for line in buffer[..end].split(|&b| b == b'\n') {
+            if let Some(read_at) =
+                line.strip_prefix(b"id: ").and_then(|id| std::str::from_utf8(id).ok()?.parse().ok())
+            {
                 arrivals.push((read_at, arrived));
             }
         }
+        buffer.drain(..end + 2);
     }
 }
 
@@ -106,7 +112,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-#[tokio::main]
+// One thread: the client shares the machine with the service it measures, so it should cost as
+// little as it can (no wake-ups across worker threads).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = rlimit::increase_nofile_limit(u64::MAX);
@@ -156,7 +164,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(response) => eprintln!("probe answered {}", response.status()),
             Err(error) => eprintln!("probe failed: {error}"),
         }
-        tokio::time::sleep(Duration::from_millis(args.probe_interval_ms)).await;
+        let wait = rand::Rng::random_range(&mut rand::rng(), args.probe_interval_ms / 2..=args.probe_interval_ms * 3 / 2);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
     }
     // Time for the last probe's events (at most one LIVE_MIN_INTERVAL_MS, usually 1 s, away).
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -165,6 +174,8 @@ async fn main() -> anyhow::Result<()> {
 
     let (mut lower, mut upper, mut missed) = (Vec::new(), Vec::new(), 0usize);
     let mut refused = std::collections::BTreeMap::<String, usize>::new();
+    // Each event's fan-out: from its first stream's arrival to its last one's.
+    let mut fan_out = std::collections::HashMap::<u64, (u64, u64, usize)>::new();
     for task in tasks {
         let arrivals = match task.await? {
             Ok(arrivals) => arrivals,
@@ -173,6 +184,10 @@ async fn main() -> anyhow::Result<()> {
                 continue;
             }
         };
+        for &(read_at, arrived) in &arrivals {
+            let (first, last, streams) = fan_out.entry(read_at).or_insert((arrived, arrived, 0));
+            (*first, *last, *streams) = ((*first).min(arrived), (*last).max(arrived), *streams + 1);
+        }
         for &(sent, acknowledged) in &probes {
             let first_after = |instant: u64| arrivals.iter().find(|(read_at, _)| *read_at >= instant);
             match (first_after(sent), first_after(acknowledged)) {
@@ -184,6 +199,20 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    // Only the events every stream received (not the first events, read at different times).
+    let mut spreads: Vec<u64> = fan_out
+        .values()
+        .filter(|(_, _, streams)| *streams == args.streams)
+        .map(|(first, last, _)| last - first)
+        .collect();
+    spreads.sort_unstable();
+    println!(
+        "fan-out of an event to all {} streams (first to last arrival), over {} events: p50 {} ms, max {} ms",
+        args.streams,
+        spreads.len(),
+        percentile(&spreads, 0.5),
+        percentile(&spreads, 1.0)
+    );
     lower.sort_unstable();
     upper.sort_unstable();
     println!("streams refused: {refused:?}");
