@@ -164,7 +164,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(response) => eprintln!("probe answered {}", response.status()),
             Err(error) => eprintln!("probe failed: {error}"),
         }
-        let wait = rand::Rng::random_range(&mut rand::rng(), args.probe_interval_ms / 2..=args.probe_interval_ms * 3 / 2);
+        let wait = rand::Rng::random_range(
+            &mut rand::rng(),
+            args.probe_interval_ms / 2..=args.probe_interval_ms * 3 / 2,
+        );
         tokio::time::sleep(Duration::from_millis(wait)).await;
     }
     // Time for the last probe's events (at most one LIVE_MIN_INTERVAL_MS, usually 1 s, away).
