@@ -168,8 +168,8 @@ step "EXPLAIN (ANALYZE, BUFFERS) of each statement as the service runs it"
 echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(admin -c "select version()")"
 admin -c "select string_agg(name || '=' || setting || coalesce(unit, ''), ', ' order by name) from pg_settings
           where name in ('shared_buffers', 'work_mem', 'jit', 'max_parallel_workers_per_gather', 'random_page_cost')"
-all="'{1,1,1,1,1,1,1}'::int8[]"
-angry="'{0,0,0,0,1,0,0}'::int8[]"
+all="'{1,1,1,1,1,1,1}'::int4[]"
+angry="'{0,0,0,0,1,0,0}'::int4[]"
 n="'$now'::timestamptz"
 day="$(window "$n - interval '24 hours'" "$n" day)"
 week="$(window "$n - interval '7 days'" "$n" day)"
@@ -196,10 +196,10 @@ cases=(
 {
     echo "set timezone = 'UTC';"
     w="timestamptz, timestamptz, timestamptz, timestamptz, timestamptz, timestamptz"
-    echo "prepare top_articles(int8[], $w, int8) as $(statement TOP_ARTICLES);"
+    echo "prepare top_articles(int4[], $w, int8) as $(statement TOP_ARTICLES);"
     echo "prepare window_totals($w) as $(statement WINDOW_TOTALS);"
     echo "prepare article_timeseries(text, $w, interval, timestamptz) as $(statement ARTICLE_TIMESERIES);"
-    echo "prepare trending(int8[], $w, $w, int8, int8) as $(statement TRENDING);"
+    echo "prepare trending(int4[], $w, $w, int8, int8) as $(statement TRENDING);"
     echo "prepare export_rows($w) as $export_select;"
     for case in "${cases[@]}"; do
         name="${case%%|*}"

@@ -70,8 +70,8 @@ pub(super) fn window_union(
 
 /// One weight per reaction in display order: 1 for those counted, all when `reactions` is
 /// empty. The stats statements multiply each count column by its weight.
-pub(super) fn reaction_weights(reactions: &[Reaction]) -> [i64; REACTIONS] {
-    Reaction::ALL.map(|r| i64::from(reactions.is_empty() || reactions.contains(&r)))
+pub(super) fn reaction_weights(reactions: &[Reaction]) -> [i32; REACTIONS] {
+    Reaction::ALL.map(|r| i32::from(reactions.is_empty() || reactions.contains(&r)))
 }
 
 #[cfg(test)]
