@@ -3,7 +3,31 @@
 //! answer through [`ApiError`](crate::http::ApiError) and the caching helpers, never build these.
 #![allow(dead_code)] // never constructed: utoipa reads their attributes
 
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use utoipa::IntoResponses;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::response::Response;
+
 use crate::http::Problem;
+
+/// The answers of `A` and those of `B` as one entry of a `responses(...)` list, for pairs that
+/// several routes list together.
+pub(super) struct Both<A, B>(PhantomData<(A, B)>);
+
+impl<A: IntoResponses, B: IntoResponses> IntoResponses for Both<A, B> {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = A::responses();
+        responses.extend(B::responses());
+        responses
+    }
+}
+
+/// 400 of the routes whose only input is the article id in their path.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 400, description = "Malformed article id", content_type = "application/problem+json")]
+pub(super) struct MalformedArticleId(Problem);
 
 /// 503 of every route that reads or writes the database.
 #[derive(utoipa::IntoResponses)]
@@ -42,6 +66,11 @@ pub(super) struct StatsUnauthorized(Problem);
     headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))
 )]
 pub(super) struct AdminUnauthorized(Problem);
+
+/// 200 of the HTML pages (the demo and the dashboard).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 200, description = "The page", content_type = "text/html")]
+pub(super) struct Page(String);
 
 /// 304 of the static assets and the dashboard's pages.
 #[derive(utoipa::IntoResponses)]

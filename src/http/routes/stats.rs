@@ -4,9 +4,11 @@
 
 use super::responses;
 use std::fmt::Write as _;
+use std::marker::PhantomData;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
@@ -31,6 +33,22 @@ pub const MAX_BUCKETS: i64 = 1000;
 pub const DEFAULT_WINDOW: TimeDelta = TimeDelta::hours(24);
 /// The first line of the CSV export.
 pub const CSV_HEADER: &str = "article_id,reaction,count\r\n";
+
+/// 401 and 503 of the reads whose windows span weeks: `top` and `totals`.
+type WindowReadRejected = responses::Both<responses::StatsUnauthorized, responses::StatsUnavailable>;
+
+/// 401 and 503 of the reads over short windows: `timeseries` and `trending`.
+type ShortReadRejected = responses::Both<responses::StatsUnauthorized, responses::Unavailable>;
+
+/// 400 of the reads that take only `since` and `until`: `totals` and the export.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 400,
+    description = "A malformed, repeated or unknown parameter, or since not before until",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)] // Exists for the OpenAPI document only.
+struct WindowRejected(Problem);
 
 pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(StatsDoc::openapi())
@@ -181,18 +199,16 @@ pub struct TrendingArticles {
     responses(
         (status = 200, description = "The top articles of the window", body = TopArticles),
         (status = 400, description = "A malformed, repeated or unknown parameter, an unknown reaction, a limit outside 1–100, or since not before until", body = Problem, content_type = "application/problem+json"),
-        responses::StatsUnauthorized,
-        responses::StatsUnavailable,
+        WindowReadRejected,
     )
 )]
 async fn top(
     _reader: StatsReader,
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
+    QueryOf(query, _): QueryOf<TopParams>,
 ) -> Result<AppJson<TopArticles>, ApiError> {
-    let query = StatsQuery::parse(query.as_deref(), &["reaction", "since", "until", "limit"])?;
     let reaction = query.reaction()?;
-    let window = query.window(|until| until - DEFAULT_WINDOW)?;
+    let window = query.default_window()?;
     let limit = query.limit()?;
     let articles = state.stats.top(&window, reaction, limit).await?;
     Ok(AppJson(TopArticles { since: window.since(), until: window.until(), reaction, articles }))
@@ -211,18 +227,15 @@ async fn top(
     security((), ("stats_token" = [])),
     responses(
         (status = 200, description = "Counts per reaction in the window", body = WindowTotals),
-        (status = 400, description = "A malformed, repeated or unknown parameter, or since not before until", body = Problem, content_type = "application/problem+json"),
-        responses::StatsUnauthorized,
-        responses::StatsUnavailable,
+        WindowRejected,
+        WindowReadRejected,
     )
 )]
 async fn totals(
     _reader: StatsReader,
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
+    DefaultWindow(window): DefaultWindow,
 ) -> Result<AppJson<WindowTotals>, ApiError> {
-    let query = StatsQuery::parse(query.as_deref(), &["since", "until"])?;
-    let window = query.window(|until| until - DEFAULT_WINDOW)?;
     let counts = state.stats.totals(&window).await?;
     Ok(AppJson(WindowTotals { since: window.since(), until: window.until(), total: counts.total(), counts }))
 }
@@ -242,17 +255,15 @@ async fn totals(
     responses(
         (status = 200, description = "The article's reactions per bucket", body = TimeSeries),
         (status = 400, description = "A malformed article id; a malformed, repeated or unknown parameter; since not before until; or more than 1,000 buckets", body = Problem, content_type = "application/problem+json"),
-        responses::StatsUnauthorized,
-        responses::Unavailable,
+        ShortReadRejected,
     )
 )]
 async fn timeseries(
     _reader: StatsReader,
     State(state): State<AppState>,
     ArticlePath(article_id): ArticlePath,
-    RawQuery(query): RawQuery,
+    QueryOf(query, _): QueryOf<TimeSeriesParams>,
 ) -> Result<AppJson<TimeSeries>, ApiError> {
-    let query = StatsQuery::parse(query.as_deref(), &["bucket", "since", "until"])?;
     let bucket = match query.get("bucket") {
         None => Bucket::Hour,
         Some(raw) => raw.parse().map_err(ApiError::invalid_query)?,
@@ -310,16 +321,14 @@ async fn timeseries(
     responses(
         (status = 200, description = "Trending articles, highest score first", body = TrendingArticles),
         (status = 400, description = "A malformed, repeated or unknown parameter, a window other than 1h or 24h, or a limit outside 1–100", body = Problem, content_type = "application/problem+json"),
-        responses::StatsUnauthorized,
-        responses::Unavailable,
+        ShortReadRejected,
     )
 )]
 async fn trending(
     _reader: StatsReader,
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
+    QueryOf(query, _): QueryOf<TrendingParams>,
 ) -> Result<AppJson<TrendingArticles>, ApiError> {
-    let query = StatsQuery::parse(query.as_deref(), &["window", "limit", "until"])?;
     let window = match query.get("window") {
         None | Some("1h") => TrendingWindow::Hour,
         Some("24h") => TrendingWindow::Day,
@@ -361,7 +370,7 @@ async fn trending(
         (status = 200, description = "CSV rows, streamed", content_type = "text/csv; charset=utf-8; header=present", body = String,
             headers(("Content-Disposition" = String, description = "`attachment` with a file name naming the window")),
             example = json!("article_id,reaction,count\r\n2025/11/27/leaked-witkoff-call,love,3\r\n2025/11/27/leaked-witkoff-call,angry,12\r\n")),
-        (status = 400, description = "A malformed, repeated or unknown parameter, or since not before until", body = Problem, content_type = "application/problem+json"),
+        WindowRejected,
         responses::AdminUnauthorized,
         (status = 404, description = "The export is off: the server has no ADMIN_TOKEN", body = Problem, content_type = "application/problem+json"),
         responses::Unavailable,
@@ -370,10 +379,8 @@ async fn trending(
 async fn export(
     _admin: Admin,
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
+    DefaultWindow(window): DefaultWindow,
 ) -> Result<Response, ApiError> {
-    let query = StatsQuery::parse(query.as_deref(), &["since", "until"])?;
-    let window = query.window(|until| until - DEFAULT_WINDOW)?;
     let batches = state.stats.export(&window).await?;
     let rows = batches.map(|batch| {
         batch.map(|rows| Bytes::from(csv_rows(&rows))).inspect_err(|error| {
@@ -495,6 +502,12 @@ impl StatsQuery {
         TimeWindow::new(since, until).map_err(ApiError::invalid_query)
     }
 
+    /// [`StatsQuery::window`] with the default of `top`, `totals` and the export: `since`
+    /// [`DEFAULT_WINDOW`] before `until`.
+    fn default_window(&self) -> Result<TimeWindow, ApiError> {
+        self.window(|until| until - DEFAULT_WINDOW)
+    }
+
     fn limit(&self) -> Result<u32, ApiError> {
         let Some(raw) = self.get("limit") else { return Ok(DEFAULT_LIMIT) };
         match raw.parse::<u32>() {
@@ -508,6 +521,53 @@ impl StatsQuery {
     fn reaction(&self) -> Result<Option<Reaction>, ApiError> {
         self.get("reaction").map(|raw| raw.parse().map_err(ApiError::invalid_query)).transpose()
     }
+}
+
+/// The query parameters a stats read accepts: the names of the `IntoParams` struct that documents
+/// them, in its order (which the 400 for an unknown name lists).
+trait Accepts {
+    const NAMES: &'static [&'static str];
+}
+
+/// Extracts the query string of a stats read as a [`StatsQuery`] of the parameters `P`
+/// documents; rejects a malformed, unknown, repeated or empty one with a 400 problem.
+struct QueryOf<P>(StatsQuery, PhantomData<P>);
+
+impl<P: Accepts, S: Sync> FromRequestParts<S> for QueryOf<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(StatsQuery::parse(parts.uri.query(), P::NAMES)?, PhantomData))
+    }
+}
+
+/// Extracts the window of a read that takes only `since` and `until` ([`WindowParams`]), with
+/// [`StatsQuery::default_window`]'s default.
+struct DefaultWindow(TimeWindow);
+
+impl<S: Sync> FromRequestParts<S> for DefaultWindow {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let QueryOf(query, _) = QueryOf::<WindowParams>::from_request_parts(parts, state).await?;
+        query.default_window().map(Self)
+    }
+}
+
+impl Accepts for WindowParams {
+    const NAMES: &'static [&'static str] = &["since", "until"];
+}
+
+impl Accepts for TopParams {
+    const NAMES: &'static [&'static str] = &["reaction", "since", "until", "limit"];
+}
+
+impl Accepts for TimeSeriesParams {
+    const NAMES: &'static [&'static str] = &["bucket", "since", "until"];
+}
+
+impl Accepts for TrendingParams {
+    const NAMES: &'static [&'static str] = &["window", "limit", "until"];
 }
 
 /// `since` and `until` with the 24-hour default.
@@ -620,6 +680,18 @@ mod tests {
         assert!(StatsQuery::parse(Some("limit=3"), accepted).is_err(), "unknown");
         assert!(StatsQuery::parse(Some("since=a&since=b"), accepted).is_err(), "repeated");
         assert!(StatsQuery::parse(Some("since="), accepted).is_err(), "empty");
+    }
+
+    #[test]
+    fn each_read_accepts_the_parameters_it_documents() {
+        fn documented<P: utoipa::IntoParams + Accepts>() {
+            let names: Vec<String> = P::into_params(|| None).into_iter().map(|p| p.name).collect();
+            assert_eq!(names, P::NAMES);
+        }
+        documented::<WindowParams>();
+        documented::<TopParams>();
+        documented::<TimeSeriesParams>();
+        documented::<TrendingParams>();
     }
 
     #[test]
