@@ -7,7 +7,7 @@ use super::responses;
 use std::sync::LazyLock;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -42,13 +42,18 @@ const ASSET_CACHE_CONTROL: &str = "public, max-age=300";
 const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
 img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-static PAGE_PUBLIC: LazyLock<Asset> =
-    LazyLock::new(|| Asset::new(DASHBOARD_HTML, "text/html; charset=utf-8", PAGE_CACHE_CONTROL));
+/// A variant of the page, with its own validator, answered with the page's policies.
+fn page(body: &'static str) -> Asset {
+    Asset::new(body, "text/html; charset=utf-8", PAGE_CACHE_CONTROL)
+        .with_header(header::CONTENT_SECURITY_POLICY, DASHBOARD_CSP)
+        .with_header(header::REFERRER_POLICY, "no-referrer")
+}
+
+static PAGE_PUBLIC: LazyLock<Asset> = LazyLock::new(|| page(DASHBOARD_HTML));
 static PAGE_WITH_TOKEN: LazyLock<Asset> = LazyLock::new(|| {
     assert!(DASHBOARD_HTML.contains(TOKEN_NOT_NEEDED), "the page carries the stats-token meta tag");
     // Made once per process; the asset lives as long as the process anyway.
-    let body = DASHBOARD_HTML.replacen(TOKEN_NOT_NEEDED, TOKEN_NEEDED, 1).leak();
-    Asset::new(body, "text/html; charset=utf-8", PAGE_CACHE_CONTROL)
+    page(DASHBOARD_HTML.replacen(TOKEN_NOT_NEEDED, TOKEN_NEEDED, 1).leak())
 });
 static SCRIPT: LazyLock<Asset> =
     LazyLock::new(|| Asset::new(DASHBOARD_JS, "text/javascript; charset=utf-8", ASSET_CACHE_CONTROL));
@@ -79,18 +84,11 @@ pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     get,
     path = "/dashboard",
     tag = "dashboard",
-    responses(
-        (status = 200, description = "The page", content_type = "text/html", body = String),
-        responses::AssetNotModified,
-    )
+    responses(responses::Page, responses::AssetNotModified,)
 )]
 async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let page = if state.stats_token.is_some() { &*PAGE_WITH_TOKEN } else { &*PAGE_PUBLIC };
-    let mut response = page.respond(&headers);
-    let response_headers = response.headers_mut();
-    response_headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DASHBOARD_CSP));
-    response_headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    response
+    page.respond(&headers)
 }
 
 /// The dashboard's script.

@@ -71,9 +71,8 @@ impl<'de> serde::Deserialize<'de> for SettingsBody {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The article's settings", body = ArticleSettings),
-        (status = 400, description = "Malformed article id", body = Problem, content_type = "application/problem+json"),
-        responses::AdminUnauthorized,
-        (status = 404, description = "Editorial controls are off: the server has no ADMIN_TOKEN", body = Problem, content_type = "application/problem+json"),
+        responses::MalformedArticleId,
+        responses::EditorialRejected,
         responses::Unavailable,
     )
 )]
@@ -103,8 +102,7 @@ async fn get_settings(
     responses(
         (status = 200, description = "The settings as stored", body = ArticleSettings),
         (status = 400, description = "Malformed article id or JSON: not an object, a member missing or unknown, `closed` not a boolean, `reactions` not a list of strings or null; nothing changed", body = Problem, content_type = "application/problem+json"),
-        responses::AdminUnauthorized,
-        (status = 404, description = "Editorial controls are off: the server has no ADMIN_TOKEN", body = Problem, content_type = "application/problem+json"),
+        responses::EditorialRejected,
         responses::JsonBodyRejected,
         (status = 422, description = "An unknown reaction key (`unknown-reaction`), an empty list or a reaction listed twice (`invalid-settings`); nothing changed", body = Problem, content_type = "application/problem+json"),
         responses::Unavailable,

@@ -1,5 +1,6 @@
 //! `GET /v1/articles/{article_id}/events`: an article's counts as Server-Sent Events.
 
+use super::responses;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +44,7 @@ pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "An endless `text/event-stream`: `event: counts` with a \
 `ReactionSummary` as `data`, first at once, then after every change.", content_type = "text/event-stream",
             body = String, example = json!("event: counts\nid: 1764500000000\ndata: {\"article_id\":\"a\",\"counts\":{\"like\":1,\"dislike\":0,\"love\":0,\"funny\":0,\"angry\":0,\"sad\":0,\"wow\":0},\"total\":1,\"viewer_reaction\":null}\n\n")),
-        (status = 400, description = "Malformed article id", body = Problem, content_type = "application/problem+json"),
+        responses::MalformedArticleId,
         (status = 429, description = "Over the `reads` rate limit; see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`LIVE_MAX_STREAMS` streams are open on this instance, the service is \
 shutting down, or the database is unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),

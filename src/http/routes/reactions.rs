@@ -88,7 +88,7 @@ pub struct Erased {
 `Cache-Control: public` for the read-cache TTL with an `ETag`; identified ones are `private`.", body = ReactionSummary,
             headers(("ETag" = String, description = "Anonymous answers only"), ("Cache-Control" = String))),
         responses::CountsNotModified,
-        (status = 400, description = "Malformed article id or visitor header", body = Problem, content_type = "application/problem+json"),
+        responses::MalformedArticleOrVisitor,
         responses::Unavailable,
     )
 )]
@@ -115,7 +115,7 @@ async fn get_article_reactions(
     params(ArticleParam, VisitorHeader),
     request_body(content = SetReaction, content_type = "application/json"),
     responses(
-        (status = 200, description = "The summary after the change", body = ReactionSummary),
+        responses::ReactionChanged,
         (status = 400, description = "Malformed article id, visitor header or JSON", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within half the request timeout (REQUEST_TIMEOUT_MS); the connection is closed", body = Problem, content_type = "application/problem+json"),
         responses::JsonBodyRejected,
@@ -145,8 +145,8 @@ async fn put_reaction(
     tag = "reactions",
     params(ArticleParam, VisitorHeader),
     responses(
-        (status = 200, description = "The summary after the change", body = ReactionSummary),
-        (status = 400, description = "Malformed article id or visitor header", body = Problem, content_type = "application/problem+json"),
+        responses::ReactionChanged,
+        responses::MalformedArticleOrVisitor,
         (status = 409, description = "The article is closed to new reactions (`urn:reader-reactions:problem:article-closed`); the reaction stays. `DELETE /v1/visitors/me` still erases it.", body = Problem, content_type = "application/problem+json"),
         responses::Unavailable,
     )

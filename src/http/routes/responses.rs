@@ -10,6 +10,7 @@ use utoipa::IntoResponses;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::response::Response;
 
+use crate::domain::ReactionSummary;
 use crate::http::Problem;
 
 /// The answers of `A` and those of `B` as one entry of a `responses(...)` list, for pairs that
@@ -28,6 +29,29 @@ impl<A: IntoResponses, B: IntoResponses> IntoResponses for Both<A, B> {
 #[derive(utoipa::IntoResponses)]
 #[response(status = 400, description = "Malformed article id", content_type = "application/problem+json")]
 pub(super) struct MalformedArticleId(Problem);
+
+/// 400 of the reactions routes whose inputs are the article id and the visitor header.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 400,
+    description = "Malformed article id or visitor header",
+    content_type = "application/problem+json"
+)]
+pub(super) struct MalformedArticleOrVisitor(Problem);
+
+/// 400 of the stats reads that take only `since` and `until`: `totals` and the export.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 400,
+    description = "A malformed, repeated or unknown parameter, or since not before until",
+    content_type = "application/problem+json"
+)]
+pub(super) struct WindowParamsRejected(Problem);
+
+/// 200 of the reaction writes.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 200, description = "The summary after the change")]
+pub(super) struct ReactionChanged(ReactionSummary);
 
 /// 503 of every route that reads or writes the database.
 #[derive(utoipa::IntoResponses)]
@@ -56,6 +80,12 @@ pub(super) struct StatsUnavailable(Problem);
     headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reader-reactions\"`"))
 )]
 pub(super) struct StatsUnauthorized(Problem);
+
+/// 401 and 503 of the stats reads whose windows may span weeks: `top` and `totals`.
+pub(super) type StatsLongReadRejected = Both<StatsUnauthorized, StatsUnavailable>;
+
+/// 401 and 503 of the stats reads over shorter windows: `timeseries` and `trending`.
+pub(super) type StatsReadRejected = Both<StatsUnauthorized, Unavailable>;
 
 /// 401 of the admin routes.
 #[derive(utoipa::IntoResponses)]
@@ -93,3 +123,15 @@ pub(super) enum JsonBodyRejected {
     #[response(status = 415, description = "Body is not JSON", content_type = "application/problem+json")]
     NotJson(Problem),
 }
+
+/// 404 of the editorial routes when the server has no `ADMIN_TOKEN`.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 404,
+    description = "Editorial controls are off: the server has no ADMIN_TOKEN",
+    content_type = "application/problem+json"
+)]
+pub(super) struct EditorialOff(Problem);
+
+/// 401 and 404 of the editorial routes: not the admin token, or none configured.
+pub(super) type EditorialRejected = Both<AdminUnauthorized, EditorialOff>;

@@ -34,22 +34,6 @@ pub const DEFAULT_WINDOW: TimeDelta = TimeDelta::hours(24);
 /// The first line of the CSV export.
 pub const CSV_HEADER: &str = "article_id,reaction,count\r\n";
 
-/// 401 and 503 of the reads whose windows span weeks: `top` and `totals`.
-type WindowReadRejected = responses::Both<responses::StatsUnauthorized, responses::StatsUnavailable>;
-
-/// 401 and 503 of the reads over short windows: `timeseries` and `trending`.
-type ShortReadRejected = responses::Both<responses::StatsUnauthorized, responses::Unavailable>;
-
-/// 400 of the reads that take only `since` and `until`: `totals` and the export.
-#[derive(utoipa::IntoResponses)]
-#[response(
-    status = 400,
-    description = "A malformed, repeated or unknown parameter, or since not before until",
-    content_type = "application/problem+json"
-)]
-#[allow(dead_code)] // Exists for the OpenAPI document only.
-struct WindowRejected(Problem);
-
 pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(StatsDoc::openapi())
         .routes(routes!(top))
@@ -199,7 +183,7 @@ pub struct TrendingArticles {
     responses(
         (status = 200, description = "The top articles of the window", body = TopArticles),
         (status = 400, description = "A malformed, repeated or unknown parameter, an unknown reaction, a limit outside 1–100, or since not before until", body = Problem, content_type = "application/problem+json"),
-        WindowReadRejected,
+        responses::StatsLongReadRejected,
     )
 )]
 async fn top(
@@ -227,8 +211,8 @@ async fn top(
     security((), ("stats_token" = [])),
     responses(
         (status = 200, description = "Counts per reaction in the window", body = WindowTotals),
-        WindowRejected,
-        WindowReadRejected,
+        responses::WindowParamsRejected,
+        responses::StatsLongReadRejected,
     )
 )]
 async fn totals(
@@ -255,7 +239,7 @@ async fn totals(
     responses(
         (status = 200, description = "The article's reactions per bucket", body = TimeSeries),
         (status = 400, description = "A malformed article id; a malformed, repeated or unknown parameter; since not before until; or more than 1,000 buckets", body = Problem, content_type = "application/problem+json"),
-        ShortReadRejected,
+        responses::StatsReadRejected,
     )
 )]
 async fn timeseries(
@@ -321,7 +305,7 @@ async fn timeseries(
     responses(
         (status = 200, description = "Trending articles, highest score first", body = TrendingArticles),
         (status = 400, description = "A malformed, repeated or unknown parameter, a window other than 1h or 24h, or a limit outside 1–100", body = Problem, content_type = "application/problem+json"),
-        ShortReadRejected,
+        responses::StatsReadRejected,
     )
 )]
 async fn trending(
@@ -370,7 +354,7 @@ async fn trending(
         (status = 200, description = "CSV rows, streamed", content_type = "text/csv; charset=utf-8; header=present", body = String,
             headers(("Content-Disposition" = String, description = "`attachment` with a file name naming the window")),
             example = json!("article_id,reaction,count\r\n2025/11/27/leaked-witkoff-call,love,3\r\n2025/11/27/leaked-witkoff-call,angry,12\r\n")),
-        WindowRejected,
+        responses::WindowParamsRejected,
         responses::AdminUnauthorized,
         (status = 404, description = "The export is off: the server has no ADMIN_TOKEN", body = Problem, content_type = "application/problem+json"),
         responses::Unavailable,

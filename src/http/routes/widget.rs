@@ -6,7 +6,7 @@
 use super::responses;
 use std::sync::LazyLock;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest as _, Sha256};
 use utoipa::OpenApi;
@@ -40,6 +40,8 @@ pub(in crate::http) struct Asset {
     content_type: &'static str,
     cache_control: &'static str,
     pub(in crate::http) etag: HeaderValue,
+    /// Headers added to every answer, 200 or 304 (a page's `Content-Security-Policy`).
+    extra_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Asset {
@@ -51,11 +53,27 @@ impl Asset {
         let digest = Sha256::digest(body.as_bytes());
         let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         let etag = HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header value");
-        Self { body, content_type, cache_control, etag }
+        Self { body, content_type, cache_control, etag, extra_headers: Vec::new() }
+    }
+
+    /// The same asset, answered with `name: value` as well (after its own headers), 200 or 304.
+    pub(in crate::http) fn with_header(mut self, name: HeaderName, value: &'static str) -> Self {
+        self.extra_headers.push((name, HeaderValue::from_static(value)));
+        self
+    }
+
+    /// 200 with the body, or 304 when the client's copy is current; either with the extra headers.
+    pub(in crate::http) fn respond(&self, request_headers: &HeaderMap) -> Response {
+        let mut response = self.answer(request_headers);
+        let headers = response.headers_mut();
+        for (name, value) in &self.extra_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        response
     }
 
     /// 200 with the body, or 304 when the client's copy is current.
-    pub(in crate::http) fn respond(&self, request_headers: &HeaderMap) -> Response {
+    fn answer(&self, request_headers: &HeaderMap) -> Response {
         let mut headers = HeaderMap::new();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(self.cache_control));
         headers.insert(header::ETAG, self.etag.clone());
@@ -70,8 +88,10 @@ impl Asset {
 
 static WIDGET: LazyLock<Asset> =
     LazyLock::new(|| Asset::new(WIDGET_JS, "text/javascript; charset=utf-8", WIDGET_CACHE_CONTROL));
-static DEMO: LazyLock<Asset> =
-    LazyLock::new(|| Asset::new(DEMO_HTML, "text/html; charset=utf-8", DEMO_CACHE_CONTROL));
+static DEMO: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(DEMO_HTML, "text/html; charset=utf-8", DEMO_CACHE_CONTROL)
+        .with_header(header::CONTENT_SECURITY_POLICY, DEMO_CSP)
+});
 
 #[derive(OpenApi)]
 #[openapi(tags((name = "widget", description = "The embeddable `<reader-reactions>` element and its demo page")))]
@@ -107,19 +127,9 @@ async fn widget_js(headers: HeaderMap) -> Response {
 ///
 /// A fictional news site's article with the full widget, and a list of further stories with
 /// smaller widgets that share one batch read.
-#[utoipa::path(
-    get,
-    path = "/demo",
-    tag = "widget",
-    responses(
-        (status = 200, description = "The page", content_type = "text/html", body = String),
-        responses::AssetNotModified,
-    )
-)]
+#[utoipa::path(get, path = "/demo", tag = "widget", responses(responses::Page, responses::AssetNotModified,))]
 async fn demo(headers: HeaderMap) -> Response {
-    let mut response = DEMO.respond(&headers);
-    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DEMO_CSP));
-    response
+    DEMO.respond(&headers)
 }
 
 #[cfg(test)]
