@@ -1,5 +1,6 @@
 //! Row types both backends answer in: the export's rows and batches, and counts per reaction.
 
+use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 use super::{StoreError, stored_article_id, stored_reaction};
@@ -33,6 +34,52 @@ where
         counts.add(reaction, row.try_get::<Option<i64>, _>(first + i)?.unwrap_or(0));
     }
     Ok(counts)
+}
+
+/// A row of counts per reaction only (columns `0..7`, see [`counts_at`]): both backends' totals.
+pub(super) struct WindowCounts(pub(super) ReactionCounts);
+
+impl<'r, R> sqlx::FromRow<'r, R> for WindowCounts
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        counts_at(row, 0).map(Self)
+    }
+}
+
+/// A row of a time series: its bucket's start as the backend stores it (column 0), then counts
+/// per reaction (columns `1..8`).
+pub(super) struct BucketCounts<T> {
+    start: T,
+    counts: ReactionCounts,
+}
+
+impl<'r, R, T> sqlx::FromRow<'r, R> for BucketCounts<T>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self { start: row.try_get(0)?, counts: counts_at(row, 1)? })
+    }
+}
+
+/// The buckets of a time series, in the order of its rows, with `start` turning each stored
+/// start into an instant. Rows without reactions are left out: a rollup row whose reactions all
+/// went elsewhere holds zeros, and a bucket without reactions is absent.
+pub(super) fn nonempty_buckets<T>(
+    rows: Vec<BucketCounts<T>>,
+    start: impl Fn(T) -> Result<DateTime<Utc>, StoreError>,
+) -> Result<Vec<(DateTime<Utc>, ReactionCounts)>, StoreError> {
+    rows.into_iter()
+        .filter(|row| row.counts.total() > 0)
+        .map(|row| Ok((start(row.start)?, row.counts)))
+        .collect()
 }
 
 /// `(article_id, count)` rows, most first, as both backends' top-articles statements answer them.

@@ -17,14 +17,15 @@
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt as _};
-use sqlx::{Postgres, Row as _, Transaction};
+use sqlx::{Postgres, Transaction};
 
 use super::classify;
 use crate::domain::{
     ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
 };
 use crate::store::rows::{
-    EXPORT_BATCH_ROWS, ExportRow, ExportStream, article_counts, counts_at, export_rows,
+    BucketCounts, EXPORT_BATCH_ROWS, ExportRow, ExportStream, WindowCounts, article_counts, export_rows,
+    nonempty_buckets,
 };
 use crate::store::sql::{count_column, count_columns, each_reaction, reaction_weights, window_union};
 use crate::store::{StoreError, stored_article_id};
@@ -220,15 +221,12 @@ impl super::PgStore {
     /// Site-wide counts per reaction in `window`.
     #[tracing::instrument(skip_all)]
     pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
-        let instants = WindowParts::new(window, Bucket::Day).instants();
-        let row = instants
-            .into_iter()
-            .fold(sqlx::query(sql::WINDOW_TOTALS.as_str()), |query, instant| query.bind(instant))
+        let query = sqlx::query_as(sql::WINDOW_TOTALS.as_str());
+        let WindowCounts(counts) = bind_window(query, &WindowParts::new(window, Bucket::Day))
             .fetch_one(&self.pool)
             .await
-            .and_then(|row| counts_at(&row, 0))
             .map_err(|e| classify(e, "while reading the totals"))?;
-        Ok(row)
+        Ok(counts)
     }
 
     /// One article's counts per bucket in `window`, oldest first. Only buckets with reactions
@@ -242,26 +240,14 @@ impl super::PgStore {
     ) -> Result<Vec<(DateTime<Utc>, ReactionCounts)>, StoreError> {
         // date_bin from the epoch: the same UTC-aligned starts as `Bucket::floor`, whatever the
         // session's time zone.
-        let instants = WindowParts::new(window, bucket).instants();
-        let query = sqlx::query(sql::ARTICLE_TIMESERIES.as_str()).bind(article_id.as_str());
-        let rows = instants
-            .into_iter()
-            .fold(query, |query, instant| query.bind(instant))
+        let query = sqlx::query_as(sql::ARTICLE_TIMESERIES.as_str()).bind(article_id.as_str());
+        let rows: Vec<BucketCounts<DateTime<Utc>>> = bind_window(query, &WindowParts::new(window, bucket))
             .bind(bucket.width())
             .bind(DateTime::UNIX_EPOCH)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(e, "while reading a time series"))?;
-        let mut series = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let start: DateTime<Utc> =
-                row.try_get(0).map_err(|e| classify(e, "while reading a time series"))?;
-            let counts = counts_at(row, 1).map_err(|e| classify(e, "while reading a time series"))?;
-            if counts.total() > 0 {
-                series.push((start, counts));
-            }
-        }
-        Ok(series)
+        nonempty_buckets(rows, Ok)
     }
 
     /// Articles gathering reactions faster in `recent` than in the window of the same length

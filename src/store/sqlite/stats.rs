@@ -16,9 +16,9 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use futures_util::stream;
+use sqlx::Sqlite;
 use sqlx::query::QueryAs;
 use sqlx::sqlite::SqliteArguments;
-use sqlx::{Row as _, Sqlite};
 use tokio::sync::mpsc;
 
 use super::{SqliteStore, classify, micros};
@@ -26,7 +26,8 @@ use crate::domain::{
     ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
 };
 use crate::store::rows::{
-    EXPORT_BATCH_ROWS, ExportRow, ExportStream, article_counts, counts_at, export_rows,
+    BucketCounts, EXPORT_BATCH_ROWS, ExportRow, ExportStream, WindowCounts, article_counts, export_rows,
+    nonempty_buckets,
 };
 use crate::store::sql::{
     REACTIONS, count_column, each_reaction, reaction_keys, reaction_weights, window_union,
@@ -192,13 +193,10 @@ impl SqliteStore {
 
     #[tracing::instrument(skip_all)]
     pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
-        let instants = WindowParts::new(window, Bucket::Day).instants();
-        let counts = instants
-            .into_iter()
-            .fold(sqlx::query(sql::WINDOW_TOTALS.as_str()), |query, instant| query.bind(micros(instant)))
+        let query = sqlx::query_as(sql::WINDOW_TOTALS.as_str());
+        let WindowCounts(counts) = bind_window(query, &WindowParts::new(window, Bucket::Day))
             .fetch_one(&self.pool)
             .await
-            .and_then(|row| counts_at(&row, 0))
             .map_err(|e| classify(e, "while reading the totals"))?;
         Ok(counts)
     }
@@ -211,30 +209,16 @@ impl SqliteStore {
         bucket: Bucket,
     ) -> Result<Vec<(DateTime<Utc>, ReactionCounts)>, StoreError> {
         let width = bucket.width().num_microseconds().expect("a bucket is far shorter than 292,000 years");
-        let instants = WindowParts::new(window, bucket).instants();
-        let query = sqlx::query(sql::ARTICLE_TIMESERIES.as_str()).bind(article_id.as_str());
-        let rows = instants
-            .into_iter()
-            .fold(query, |query, instant| query.bind(micros(instant)))
+        let query = sqlx::query_as(sql::ARTICLE_TIMESERIES.as_str()).bind(article_id.as_str());
+        let rows: Vec<BucketCounts<i64>> = bind_window(query, &WindowParts::new(window, bucket))
             .bind(width)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(e, "while reading a time series"))?;
-        let mut series = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let (start, counts) = (row.try_get::<i64, _>(0), counts_at(row, 1));
-            let (start, counts) = start
-                .and_then(|s| Ok((s, counts?)))
-                .map_err(|e| classify(e, "while reading a time series"))?;
-            // A rollup row whose reactions all went elsewhere holds zeros: no bucket for it.
-            if counts.total() == 0 {
-                continue;
-            }
-            let start = DateTime::from_timestamp_micros(start)
-                .ok_or_else(|| StoreError::Other(anyhow::anyhow!("a bucket start out of range: {start}")))?;
-            series.push((start, counts));
-        }
-        Ok(series)
+        nonempty_buckets(rows, |start| {
+            DateTime::from_timestamp_micros(start)
+                .ok_or_else(|| StoreError::Other(anyhow::anyhow!("a bucket start out of range: {start}")))
+        })
     }
 
     /// As on PostgreSQL: the candidates ranked by score, then each one's distinct networks in
