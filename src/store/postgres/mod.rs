@@ -216,7 +216,20 @@ struct NetChange<'a> {
     network: Option<&'a [u8]>,
 }
 
-/// The seven counts of one rollup row, in [`Reaction::ALL`] order.
+/// Binds `changes` as the four arrays [`INSERT_SQL`] and [`EXISTING_SQL`] take: articles,
+/// visitor keys, target reactions (null: a removal) and network keys.
+fn bind_changes<'q, O>(
+    query: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
+    changes: &[NetChange<'q>],
+) -> sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(changes.iter().map(|c| c.article_id).collect::<Vec<_>>())
+        .bind(changes.iter().map(|c| c.visitor).collect::<Vec<_>>())
+        .bind(changes.iter().map(|c| c.target.map(Reaction::key)).collect::<Vec<_>>())
+        .bind(changes.iter().map(|c| c.network).collect::<Vec<_>>())
+}
+
+/// The counts of one rollup row, one per reaction, in [`Reaction::ALL`] order.
 type RollupCounts = [i64; REACTIONS];
 
 impl PgStore {
@@ -526,13 +539,8 @@ async fn change_rows<'a>(
     let mut now: Option<DateTime<Utc>> = None;
     for round in 0..MAX_ATTEMPTS {
         if round == 0 || !to_insert.is_empty() {
-            let rows: Vec<InsertedRow> = sqlx::query_as(INSERT_SQL)
-                .bind(to_insert.iter().map(|c| c.article_id).collect::<Vec<_>>())
-                .bind(to_insert.iter().map(|c| c.visitor).collect::<Vec<_>>())
-                .bind(to_insert.iter().map(|c| c.target.map(Reaction::key)).collect::<Vec<_>>())
-                .bind(to_insert.iter().map(|c| c.network).collect::<Vec<_>>())
-                .fetch_all(&mut **tx)
-                .await?;
+            let rows: Vec<InsertedRow> =
+                bind_changes(sqlx::query_as(INSERT_SQL), &to_insert).fetch_all(&mut **tx).await?;
             let mut inserted: HashSet<RowKey<'_>> = HashSet::with_capacity(rows.len());
             for (article_id, visitor, at) in &rows {
                 now = Some(*at);
@@ -558,13 +566,8 @@ async fn change_rows<'a>(
             return Ok(moves);
         }
         to_lock.sort_unstable_by(|a, b| (a.article_id, a.visitor).cmp(&(b.article_id, b.visitor)));
-        let rows: Vec<(String, Vec<u8>, String, DateTime<Utc>)> = sqlx::query_as(EXISTING_SQL)
-            .bind(to_lock.iter().map(|c| c.article_id).collect::<Vec<_>>())
-            .bind(to_lock.iter().map(|c| c.visitor).collect::<Vec<_>>())
-            .bind(to_lock.iter().map(|c| c.target.map(Reaction::key)).collect::<Vec<_>>())
-            .bind(to_lock.iter().map(|c| c.network).collect::<Vec<_>>())
-            .fetch_all(&mut **tx)
-            .await?;
+        let rows: Vec<(String, Vec<u8>, String, DateTime<Utc>)> =
+            bind_changes(sqlx::query_as(EXISTING_SQL), &to_lock).fetch_all(&mut **tx).await?;
         let mut held: HashMap<RowKey<'_>, (Reaction, DateTime<Utc>)> = HashMap::with_capacity(rows.len());
         for (article_id, visitor, reaction, at) in &rows {
             held.insert((article_id.as_str(), visitor.as_slice()), (parse_reaction(reaction)?, *at));
