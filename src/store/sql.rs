@@ -52,20 +52,57 @@ fn rollup_piece(table: &str, filter: &str, from: &str, to: &str) -> String {
 /// the backend's own `reactions_piece(from, to)`, and its whole hours and days from the
 /// rollups, restricted by `rollups_filter`. `first` is the first of the six parameters holding
 /// the window's instants ([`window_params`]).
+///
+/// With a [`RecentTail`], a last partial hour that ends near the present is read as its hour's
+/// rollup row minus the reactions of that hour at or after the window's end (few, or none, when
+/// the window ends now), instead of as every reaction of the hour so far: a dashboard asking
+/// for "the last 24 hours" reads the current hour's rollup rows rather than the hour's
+/// reactions. Both forms are exact; the backend's condition only picks the cheaper one.
 pub(super) fn window_union(
     reactions_piece: impl Fn(&str, &str) -> String,
     rollups_filter: &str,
     first: usize,
+    recent_tail: Option<RecentTail>,
 ) -> String {
     let [since, hours_from, days_from, days_until, hours_until, until] = window_params(first);
+    let tail = match recent_tail {
+        None => reactions_piece(&hours_until, &until),
+        Some(RecentTail { hour_end, is_recent }) => {
+            let hour_end = hour_end(&hours_until);
+            // `hours_until < until`: the window has whole hours, so `hours_until` is the start of
+            // the last one's hour (otherwise it equals `until` and the tail is empty).
+            let recent = format!("{hours_until} < {until} and {}", is_recent(&until));
+            let negated = each_reaction(", ", |_, r| format!("-{c} as {c}", c = count_column(r)));
+            format!(
+                "select * from ({raw}) as tail where not ({recent})
+                 union all
+                 select * from ({rolled}) as tail_hour where {recent}
+                 union all
+                 select article_id, at, {negated} from ({later}) as after_until where {recent}",
+                raw = reactions_piece(&hours_until, &until),
+                rolled = rollup_piece("reaction_counts_hourly", rollups_filter, &hours_until, &hour_end),
+                later = reactions_piece(&until, &hour_end),
+            )
+        }
+    };
     [
         reactions_piece(&since, &hours_from),
-        reactions_piece(&hours_until, &until),
+        tail,
         rollup_piece("reaction_counts_hourly", rollups_filter, &hours_from, &days_from),
         rollup_piece("reaction_counts_hourly", rollups_filter, &days_until, &hours_until),
         rollup_piece("reaction_counts_daily", rollups_filter, &days_from, &days_until),
     ]
     .join(" union all ")
+}
+
+/// How a backend reads a window's last partial hour from the rollups ([`window_union`]).
+#[derive(Clone, Copy)]
+pub(super) struct RecentTail {
+    /// SQL for the end of the hour that starts at the given instant.
+    pub hour_end: fn(&str) -> String,
+    /// SQL that holds when a window ending at the given instant ends near the present, so that
+    /// few reactions of its hour come after it.
+    pub is_recent: fn(&str) -> String,
 }
 
 /// One weight per reaction in display order: 1 for those counted, all when `reactions` is
@@ -92,7 +129,7 @@ mod tests {
 
     #[test]
     fn a_window_is_five_pieces_over_its_six_instants() {
-        let union = window_union(|from, to| format!("raw {from} {to}"), "true", 2);
+        let union = window_union(|from, to| format!("raw {from} {to}"), "true", 2, None);
         let pieces: Vec<&str> = union.split(" union all ").collect();
         assert_eq!(pieces.len(), 5);
         assert_eq!(pieces[0], "raw $2 $3");

@@ -4,7 +4,7 @@
 
 use std::num::NonZeroU32;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -428,7 +428,10 @@ async fn windows_of_any_length_and_alignment_count_exactly_the_reactions_inside_
     type Row<'a> = (&'a str, &'a str, DateTime<Utc>);
     let app = app_with_admin_token(Some(ADMIN_TOKEN)).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(20251127);
-    let origin: DateTime<Utc> = "2025-11-01T00:00:00Z".parse().unwrap();
+    // Twelve days of reactions around the present (some in the next hours), so that windows
+    // ending now read their last partial hour from the rollups (minus what follows them).
+    let now = Utc::now();
+    let origin = now.duration_trunc(TimeDelta::days(1)).unwrap() - TimeDelta::days(10);
     let micros = |rng: &mut rand::rngs::StdRng, upto: TimeDelta| {
         TimeDelta::microseconds(rng.random_range(0..upto.num_microseconds().unwrap()))
     };
@@ -446,6 +449,9 @@ async fn windows_of_any_length_and_alignment_count_exactly_the_reactions_inside_
         (origin, origin + TimeDelta::days(12)),                          // whole days
         (origin + TimeDelta::hours(5), origin + TimeDelta::hours(53)),   // whole hours
         (origin - TimeDelta::days(3), origin + TimeDelta::days(30)),     // beyond the data
+        (now - TimeDelta::minutes(90), now - TimeDelta::seconds(70)),     // ending just now
+        (now - TimeDelta::days(1), now),                                  // the last 24 hours
+        (now - TimeDelta::hours(3), now + TimeDelta::minutes(20)),        // ending soon
     ];
     for length in [TimeDelta::minutes(90), TimeDelta::hours(30), TimeDelta::days(14)] {
         for _ in 0..3 {

@@ -27,7 +27,9 @@ use crate::store::rows::{
     BucketCounts, EXPORT_BATCH_ROWS, ExportRow, ExportStream, WindowCounts, article_counts, export_rows,
     nonempty_buckets,
 };
-use crate::store::sql::{count_column, count_columns, each_reaction, reaction_weights, window_union};
+use crate::store::sql::{
+    RecentTail, count_column, count_columns, each_reaction, reaction_weights, window_union,
+};
 use crate::store::{StoreError, stored_article_id};
 
 // FETCH takes its row count as a literal, not a parameter: keep the statement in step.
@@ -60,8 +62,17 @@ fn reactions_piece(filter: &str, at: &str, from: &str, to: &str) -> String {
 /// every piece (to one article, say); `at` groups the rows of `reactions` (see
 /// [`reactions_piece`]); `first` is the first of the six parameters holding the instants.
 fn window_rows(filter: &str, at: &str, first: usize) -> String {
-    window_union(|from, to| reactions_piece(filter, at, from, to), filter, first)
+    window_union(|from, to| reactions_piece(filter, at, from, to), filter, first, Some(RECENT_TAIL))
 }
+
+/// A window's last partial hour is read from its rollup row when the window ends less than five
+/// minutes before the statement starts (see [`window_union`]): then the reactions of the hour
+/// after its end are those of at most five minutes, where the hour so far can hold an hour's.
+/// `statement_timestamp()`, not `now()`: a stats read may run in a transaction begun earlier.
+const RECENT_TAIL: RecentTail = RecentTail {
+    hour_end: |start| format!("({start} + interval '1 hour')"),
+    is_recent: |until| format!("{until} >= statement_timestamp() - interval '5 minutes'"),
+};
 
 /// The sum of the counted reactions of window rows, `$1` holding one weight (1 counted, 0 not)
 /// per reaction in display order (`int4`, as the counts: see [`reactions_piece`]).

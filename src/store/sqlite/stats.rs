@@ -50,7 +50,7 @@ fn reactions_piece(filter: &str, from: &str, to: &str) -> String {
 /// restricts the two pieces of `reactions`, `rollups` the three of the rollups (to one article,
 /// say); `first` is the first of the six parameters holding the instants.
 fn window_rows(reactions: &str, rollups: &str, first: usize) -> String {
-    window_union(|from, to| reactions_piece(reactions, from, to), rollups, first)
+    window_union(|from, to| reactions_piece(reactions, from, to), rollups, first, None)
 }
 
 /// [`window_rows`] of every article. It names every reaction in the pieces of `reactions`, so
