@@ -1,11 +1,14 @@
 -- Load for the reader-reactions benchmark. SCENARIO (environment) picks the request mix:
 --   healthz, write-hot, write-spread, get, batch, mix, stats
--- Every write uses a visitor id never used before, so after a run the rows written must equal
--- the writes acknowledged. Clients come from random addresses via X-Forwarded-For (the service
+-- Every write uses a visitor id never used before (it carries a nonce drawn per run, so a later
+-- run never reuses an earlier one's ids), so after a run the rows written must equal the writes
+-- acknowledged. HOT_ARTICLE (environment, default "hot") names the article write-hot writes to:
+-- the suite gives each hot scenario its own, so that each one's check counts only its rows. Clients come from random addresses via X-Forwarded-For (the service
 -- trusts 127.0.0.1), so rate limiting works per client as in production.
 
 local scenario = os.getenv("SCENARIO") or "healthz"
 local spread = tonumber(os.getenv("SPREAD_ARTICLES") or "10000")
+local hot_article = os.getenv("HOT_ARTICLE") or "hot"
 local reactions = { "like", "dislike", "love", "funny", "angry", "sad", "wow" }
 local threads = {}
 local tid = 0
@@ -19,6 +22,7 @@ end
 function init(args)
   tid = tonumber(wrk.thread:get("tid"))
   math.randomseed(tid * 7919 + os.time())
+  nonce = math.random(1, 2147483647)
   build_pools()
   counter = 0
   acked = 0
@@ -55,7 +59,7 @@ local function write(article)
   counter = counter + 1
   local headers = {
     ["Content-Type"] = "application/json",
-    ["X-Visitor-Id"] = string.format("bench-t%d-%d", tid, counter),
+    ["X-Visitor-Id"] = string.format("bench-%d-t%d-%d", nonce, tid, counter),
     ["X-Forwarded-For"] = client_ip(),
   }
   return wrk.format("PUT", "/v1/articles/" .. article .. "/reaction", headers, bodies[math.random(1, #bodies)])
@@ -75,7 +79,7 @@ end
 
 function request()
   if scenario == "write-hot" then
-    return write("hot")
+    return write(hot_article)
   elseif scenario == "write-spread" then
     return write(spread_article())
   elseif scenario == "get" then
