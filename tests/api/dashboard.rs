@@ -113,6 +113,13 @@ async fn the_dashboard_page_is_served_with_its_files_and_says_whether_a_token_is
             assert!(csp.contains(directive), "the CSP has {directive}: {csp}");
         }
         assert!(!csp.contains("unsafe-inline"), "no inline script or style: {csp}");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        // A revalidated page keeps its policies.
+        let again =
+            app.client.get(app.url("/dashboard")).header("If-None-Match", headers["etag"].clone()).send().await.unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "the page revalidates");
+        assert_eq!(again.headers()["content-security-policy"], headers["content-security-policy"]);
+        assert_eq!(again.headers()["referrer-policy"], "no-referrer");
         let page = response.text().await.unwrap();
         assert!(page.contains(meta), "{stats_token:?}: the page says {meta}");
 

@@ -84,7 +84,7 @@ pub(in crate::http) fn router() -> OpenApiRouter<AppState> {
     get,
     path = "/dashboard",
     tag = "dashboard",
-    responses(responses::Page, responses::AssetNotModified,)
+    responses(responses::Page, responses::AssetNotModified)
 )]
 async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let page = if state.stats_token.is_some() { &*PAGE_WITH_TOKEN } else { &*PAGE_PUBLIC };

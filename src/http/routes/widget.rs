@@ -64,19 +64,10 @@ impl Asset {
 
     /// 200 with the body, or 304 when the client's copy is current; either with the extra headers.
     pub(in crate::http) fn respond(&self, request_headers: &HeaderMap) -> Response {
-        let mut response = self.answer(request_headers);
-        let headers = response.headers_mut();
-        for (name, value) in &self.extra_headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        response
-    }
-
-    /// 200 with the body, or 304 when the client's copy is current.
-    fn answer(&self, request_headers: &HeaderMap) -> Response {
         let mut headers = HeaderMap::new();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(self.cache_control));
         headers.insert(header::ETAG, self.etag.clone());
+        headers.extend(self.extra_headers.iter().map(|(name, value)| (Some(name.clone()), value.clone())));
         if crate::http::caching::if_none_match(request_headers, self.etag.as_bytes()) {
             return (StatusCode::NOT_MODIFIED, headers).into_response();
         }
@@ -127,7 +118,7 @@ async fn widget_js(headers: HeaderMap) -> Response {
 ///
 /// A fictional news site's article with the full widget, and a list of further stories with
 /// smaller widgets that share one batch read.
-#[utoipa::path(get, path = "/demo", tag = "widget", responses(responses::Page, responses::AssetNotModified,))]
+#[utoipa::path(get, path = "/demo", tag = "widget", responses(responses::Page, responses::AssetNotModified))]
 async fn demo(headers: HeaderMap) -> Response {
     DEMO.respond(&headers)
 }
