@@ -53,9 +53,11 @@ pub struct Applied {
     /// The counts of every article of the batch as the batch's commit left them: one state of
     /// each article (read while the batch held its count rows), never a mix of two.
     pub counts: HashMap<ArticleId, ReactionCounts>,
-    /// Increases with every batch of this process, in the order in which batches took the rows
-    /// of their articles: of two batches that touched one article, the later holds the newer
-    /// counts. The read cache orders this process's answers by it.
+    /// Increases in the order in which batches took the rows of their articles: of two batches
+    /// that touched one article, the later holds the newer counts. The read cache orders this
+    /// process's answers by it. PostgreSQL draws it from a database sequence under the
+    /// articles' locks (so it orders the batches of every instance); SQLite, which one process
+    /// writes, from [`next_lock_order`].
     pub order: u64,
 }
 

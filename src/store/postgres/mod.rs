@@ -1,7 +1,8 @@
 //! The PostgreSQL backend.
 //!
-//! Writes are set-based: a slice of changes becomes a handful of statements over `UNNEST`ed
-//! arrays, whatever its length, so that a batching writer can hand over many changes at once.
+//! Writes are set-based: a slice of changes becomes one call of a database function whose
+//! statements work over `UNNEST`ed arrays, whatever its length, so that a batching writer can
+//! hand over many changes at once in one round trip.
 //! Rows are locked in a fixed order (article, visitor key), then counts in (article, reaction)
 //! order, then the stats rollups in (article, bucket) order, so concurrent writers, in this
 //! process or another, do not deadlock; the rare deadlock or serialization failure that remains
@@ -14,8 +15,7 @@ mod stats;
 #[doc(hidden)]
 pub use stats::sql as stats_sql;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::LazyLock;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -23,181 +23,57 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use chrono::{DateTime, Utc};
-
 use super::{
-    Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, next_lock_order, parse_reaction,
-    stored_article_id,
+    Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, parse_reaction, stored_article_id,
 };
-use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts};
+use crate::domain::{ArticleId, Reaction, ReactionCounts};
 use crate::domain::{VisitorKey, VisitorSecret};
-use crate::store::sql::{REACTIONS, count_column, count_columns, each_reaction};
 
 /// The schema migrations in `migrations/`, embedded at compile time. `sqlx migrate run` applies
 /// the same folder.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// How often a write transaction that hit a deadlock or serialization failure is tried in all,
-/// and how many insert/lock rounds a batch may take before giving up (each round after the first
-/// handles the rows that other transactions inserted or deleted while it ran).
+/// How often a write batch that hit a deadlock or serialization failure is tried in all.
 const MAX_ATTEMPTS: u32 = 6;
 
-// A batch is one transaction of four statements, whatever its size: the set-based work is done
-// by PostgreSQL over `unnest`ed arrays, and the folding (which move lands in which count and
-// rollup row) by the service, from the rows the statements return. Locks are taken in one order
-// by every writer: reaction rows in (article, visitor) order, then the articles' locks (see
+// A batch is one call of the database function `reactions_apply_batch` (migration
+// `20261201000002`), in a transaction of its own: one round trip, whatever its size. The function
+// inserts, switches and deletes the reaction rows set-based, folds the moves into count and
+// rollup deltas, and answers the batch's articles' counts. Locks are taken in one order by every
+// writer: reaction rows in (article, visitor) order, then the articles' locks (see
 // `LOCK_ARTICLES_SQL`); the count and rollup rows are then changed by adding deltas, under the
-// articles' locks.
+// articles' locks. Doing it in the database keeps the articles' locks, which serialise the
+// batches of one hot article, held only while its counts change and the commit is written,
+// instead of across four network round trips.
 
-/// Statement 1: inserts the reactions of visitors who hold none yet on the article. Inputs:
-/// `$1`, `$2`, `$3`, `$4` article ids, visitor keys, reactions and network keys (null: none) of
-/// the sets, sorted by (article, visitor), so that inserts take their index entries in one order.
-///
-/// Answers the inserted keys and, in one last row, the transaction's `now()` (the `updated_at`
-/// of every row it writes). That row also marks the transaction for the rollup triggers, which
-/// leave its reaction changes to the service (migration `20261130000001`).
-const INSERT_SQL: &str = r#"
-with inserted as (
-    insert into reactions (article_id, visitor_key, reaction, network)
-    select article_id, visitor_key, reaction::reaction, network
-    from unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[])
-      with ordinality as i(article_id, visitor_key, reaction, network, n)
-    order by n
-    on conflict (article_id, visitor_key) do nothing
-    returning article_id, visitor_key
-)
-select article_id, visitor_key, now() from inserted
-union all
-select null, null, now()
-from (select set_config('reader_reactions.rollups_applied_by', 'transaction', true)) as marked
-"#;
-
-/// Statement 2, for the keys whose row exists (a set whose insert found a row, or a removal):
-/// locks those rows in (article, visitor) order, switches (`$3` a reaction, `$4` the network of
-/// the switch) or deletes (`$3` null) them, and answers each locked row as it was, so that the
-/// service knows which reaction and bucket each change leaves. A key with no row (removed
-/// meanwhile by another transaction) is absent from the answer. A set of the reaction already
-/// held changes nothing, its network included: a row's network is that of its `updated_at`.
-const EXISTING_SQL: &str = r#"
-with locked as (
-    select r.article_id, r.visitor_key, r.reaction, r.updated_at, i.target, i.network
-    from unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[]) as i(article_id, visitor_key, target, network)
-    join reactions r on r.article_id = i.article_id and r.visitor_key = i.visitor_key
-    order by r.article_id, r.visitor_key
-    for update of r
-), switched as (
-    update reactions r set reaction = l.target::reaction, updated_at = now(), network = l.network
-    from locked l
-    where r.article_id = l.article_id and r.visitor_key = l.visitor_key
-      and l.target is not null and l.target::reaction <> l.reaction
-), deleted as (
-    delete from reactions r
-    using locked l
-    where r.article_id = l.article_id and r.visitor_key = l.visitor_key and l.target is null
-)
-select article_id, visitor_key, reaction::text, updated_at from locked
-"#;
+/// A batch: `$1`–`$4` the net changes' articles, visitor keys, target reactions (null: a removal)
+/// and network keys (null: none), sorted by (article, visitor); `$5` the key class of the
+/// articles' locks. Answers every count row of the batch's articles, read under their locks, with
+/// the batch's place in the order of the articles' locks.
+const APPLY_BATCH_SQL: &str =
+    "select batch_order, article_id, reaction, count from reactions_apply_batch($1, $2, $3, $4, $5)";
 
 /// The first key of the articles' advisory locks: the service's own, so that other users of the
 /// database's advisory locks do not meet ours ("rr").
 const ARTICLE_LOCK_CLASS: i32 = 0x7272;
 
-/// Statement 3: takes the articles' locks (`$1`, the articles): transaction-scoped advisory locks,
-/// one per article (two articles whose ids hash alike share one, which costs only some
-/// concurrency), in the order of their keys. They live in memory: no row is written to take
-/// them and nothing needs to exist first. Every writer of the service takes them before it
-/// changes an article's counts, so the batches that change one article follow one another, and
-/// the next statement, which starts once this one has them, sees every earlier batch committed
-/// and no later one.
+/// Takes the articles' locks (`$1`, the articles) for [`PgStore::erase_visitor`], as
+/// `reactions_apply_batch` takes them: transaction-scoped advisory locks, one per article (two
+/// articles whose ids hash alike share one, which costs only some concurrency), in the order of
+/// their keys. They live in memory: no row is written to take them and nothing needs to exist
+/// first. Every writer of the service takes them before it changes an article's counts, so the
+/// batches that change one article follow one another, and a statement that starts once they are
+/// held sees every earlier batch committed and no later one.
 const LOCK_ARTICLES_SQL: &str = r#"
 select pg_advisory_xact_lock($2, key)
 from (select distinct hashtext(article_id) as key from unnest($1::text[]) as a(article_id) order by key) as keys
 "#;
 
-/// Two CTEs of [`WRITE_SQL`] for one rollup table: `<name>_added` upserts the rows whose deltas
-/// are all positive, `<name>_changed` adds to the rows with a negative delta (which exist: a
-/// reaction was counted in them). Their parameters are arrays from `$first`: article, bucket
-/// start, then one delta per reaction in display order.
-fn rollup_change(name: &str, table: &str, first: usize) -> String {
-    let columns = count_columns();
-    let deltas = each_reaction(", ", |i, _| format!("${}::int4[]", first + 2 + i));
-    let added = each_reaction(", ", |_, r| format!("{c} = h.{c} + excluded.{c}", c = count_column(r)));
-    let changed = each_reaction(", ", |_, r| format!("{c} = h.{c} + u.{c}", c = count_column(r)));
-    format!(
-        "{name}_deltas as (
-    select * from unnest(${article}::text[], ${bucket}::timestamptz[], {deltas})
-      as u(article_id, bucket_start, {columns})
-), {name}_added as (
-    insert into {table} as h
-    select * from {name}_deltas where least({columns}) >= 0
-    on conflict (article_id, bucket_start) do update set {added}
-    returning 1
-), {name}_changed as (
-    update {table} h set {changed}
-    from {name}_deltas u
-    where least({u_columns}) < 0 and h.article_id = u.article_id and h.bucket_start = u.bucket_start
-    returning 1
-)",
-        article = first,
-        bucket = first + 1,
-        u_columns = each_reaction(", ", |_, r| format!("u.{}", count_column(r))),
-    )
-}
-
-/// The first parameters of [`WRITE_SQL`]'s hourly and daily rollup deltas (each an article, a
-/// bucket start and one delta per reaction), and its parameter of the batch's articles.
-const HOURLY_PARAMS: usize = 4;
-const DAILY_PARAMS: usize = HOURLY_PARAMS + 2 + REACTIONS;
-const ARTICLES_PARAM: usize = DAILY_PARAMS + 2 + REACTIONS;
-
-/// Statement 4: adds the deltas to the count rows (`$1`–`$3`: articles, reactions, deltas) and
-/// to the hourly and daily rollup rows (from [`HOURLY_PARAMS`] and [`DAILY_PARAMS`]), and answers
-/// every count row of the batch's articles ([`ARTICLES_PARAM`]): the changed ones as changed
-/// (kind 0), all of them as they were before (kind 1).
-///
-/// A CHECK is evaluated on the row an INSERT proposes before ON CONFLICT applies, so only rows
-/// whose deltas are all positive are upserted; a row with a negative delta exists (a reaction was
-/// counted in it) and is updated. The two sets are disjoint, so no row is changed twice. The
-/// last row (kind 2) says how many rollup rows were changed, which must be all of them.
-static WRITE_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "with count_deltas as (
-    select * from unnest($1::text[], $2::text[], $3::int8[]) as u(article_id, reaction, delta)
-), counts_added as (
-    insert into article_reaction_counts as c (article_id, reaction, count)
-    select article_id, reaction::reaction, delta from count_deltas where delta > 0
-    on conflict (article_id, reaction) do update set count = c.count + excluded.count
-    returning c.article_id, c.reaction, c.count
-), counts_removed as (
-    update article_reaction_counts c set count = c.count + d.delta
-    from count_deltas d
-    where d.delta < 0 and c.article_id = d.article_id and c.reaction = d.reaction::reaction
-    returning c.article_id, c.reaction, c.count
-), {hourly}, {daily}
-select 0::int2, article_id, reaction::text, count from counts_added
-union all
-select 0::int2, article_id, reaction::text, count from counts_removed
-union all
-select 1::int2, article_id, reaction::text, count from article_reaction_counts where article_id = any(${ARTICLES_PARAM}::text[])
-union all
-select 2::int2, null, null,
-       (select count(*) from hourly_added) + (select count(*) from hourly_changed)
-       + (select count(*) from daily_added) + (select count(*) from daily_changed)
-",
-        hourly = rollup_change("hourly", "reaction_counts_hourly", HOURLY_PARAMS),
-        daily = rollup_change("daily", "reaction_counts_daily", DAILY_PARAMS),
-    )
-});
-
-/// A row of [`INSERT_SQL`]: an inserted (article, visitor), or (null, null) and the
-/// transaction's `now()` in the last row.
-type InsertedRow = (Option<String>, Option<Vec<u8>>, DateTime<Utc>);
+/// A row of [`APPLY_BATCH_SQL`]: the batch's order, article, reaction, count.
+type BatchRow = (i64, String, String, i64);
 
 /// A reaction row's key: (article, visitor key).
 type RowKey<'a> = (&'a str, &'a [u8]);
-
-/// A row of [`WRITE_SQL`]: kind, article, reaction, count.
-type WrittenRow = (i16, Option<String>, Option<String>, i64);
 
 /// PostgreSQL through a sqlx connection pool.
 #[derive(Debug, Clone)]
@@ -215,22 +91,6 @@ struct NetChange<'a> {
     /// The network key the row gets if the change inserts or switches it.
     network: Option<&'a [u8]>,
 }
-
-/// Binds `changes` as the four arrays [`INSERT_SQL`] and [`EXISTING_SQL`] take: articles,
-/// visitor keys, target reactions (null: a removal) and network keys.
-fn bind_changes<'q, O>(
-    query: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
-    changes: &[NetChange<'q>],
-) -> sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
-    query
-        .bind(changes.iter().map(|c| c.article_id).collect::<Vec<_>>())
-        .bind(changes.iter().map(|c| c.visitor).collect::<Vec<_>>())
-        .bind(changes.iter().map(|c| c.target.map(Reaction::key)).collect::<Vec<_>>())
-        .bind(changes.iter().map(|c| c.network).collect::<Vec<_>>())
-}
-
-/// The counts of one rollup row, one per reaction, in [`Reaction::ALL`] order.
-type RollupCounts = [i64; REACTIONS];
 
 impl PgStore {
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
@@ -346,84 +206,25 @@ impl PgStore {
         }
     }
 
-    /// One attempt at the batch: one transaction (see [`INSERT_SQL`] to [`WRITE_SQL`]).
+    /// One attempt at the batch: one statement, in a transaction of its own.
     async fn apply_once(&self, net: &[NetChange<'_>]) -> Result<Applied, sqlx::Error> {
-        let mut articles: Vec<&str> = net.iter().map(|c| c.article_id).collect();
-        articles.dedup(); // `net` is sorted by article
-        let mut tx = self.pool.begin().await?;
-        let moves = change_rows(&mut tx, net).await?;
-
-        // Fold the moves into count deltas per (article, reaction) and rollup deltas per
-        // (article, bucket), each map in lock order.
-        let mut count_deltas: BTreeMap<(&str, Reaction), i64> = BTreeMap::new();
-        let mut hourly: BTreeMap<(&str, DateTime<Utc>), RollupCounts> = BTreeMap::new();
-        let mut daily: BTreeMap<(&str, DateTime<Utc>), RollupCounts> = BTreeMap::new();
-        for Move { article_id, reaction, at, delta } in &moves {
-            *count_deltas.entry((article_id, *reaction)).or_default() += delta;
-            let slot = reaction.index();
-            hourly.entry((article_id, Bucket::Hour.floor(*at))).or_default()[slot] += delta;
-            daily.entry((article_id, Bucket::Day.floor(*at))).or_default()[slot] += delta;
-        }
-        hourly.retain(|_, deltas| deltas.iter().any(|d| *d != 0));
-        daily.retain(|_, deltas| deltas.iter().any(|d| *d != 0));
-
-        sqlx::query(LOCK_ARTICLES_SQL).bind(&articles).bind(ARTICLE_LOCK_CLASS).execute(&mut *tx).await?;
-        // The batch holds its articles from here to the commit: see `Applied::order`.
-        let order = next_lock_order();
-
-        let count_deltas: Vec<(&str, Reaction, i64)> =
-            count_deltas.into_iter().filter(|(_, d)| *d != 0).map(|((a, r), d)| (a, r, d)).collect();
-        let mut query = sqlx::query_as::<_, WrittenRow>(WRITE_SQL.as_str())
-            .bind(count_deltas.iter().map(|c| c.0).collect::<Vec<_>>())
-            .bind(count_deltas.iter().map(|c| c.1.key()).collect::<Vec<_>>())
-            .bind(count_deltas.iter().map(|c| c.2).collect::<Vec<_>>());
-        for rows in [&hourly, &daily] {
-            query = query
-                .bind(rows.keys().map(|k| k.0).collect::<Vec<_>>())
-                .bind(rows.keys().map(|k| k.1).collect::<Vec<_>>());
-            for slot in 0..REACTIONS {
-                let column: Vec<i32> =
-                    rows.values().map(|d| i32::try_from(d[slot]).unwrap_or(i32::MAX)).collect();
-                query = query.bind(column);
-            }
-        }
-        let rows = query.bind(&articles).fetch_all(&mut *tx).await?;
-
-        // Every count row of the batch's articles as it was, then the changed ones as they are.
-        let mut before: Vec<(&str, Reaction, i64)> = Vec::with_capacity(rows.len());
-        let mut changed: Vec<(&str, Reaction, i64)> = Vec::with_capacity(count_deltas.len());
-        let mut rollup_rows = -1;
-        for (kind, article_id, reaction, count) in &rows {
-            match (kind, article_id, reaction) {
-                (0 | 1, Some(article_id), Some(reaction)) => {
-                    let side = if *kind == 0 { &mut changed } else { &mut before };
-                    side.push((article_id.as_str(), parse_reaction(reaction)?, *count));
-                }
-                (2, None, None) => rollup_rows = *count,
-                _ => return Err(sqlx::Error::Protocol("an unexpected row from the write statement".into())),
-            }
-        }
-        if changed.len() != count_deltas.len() {
-            return Err(invariant(format!(
-                "changed {} count rows, expected {}",
-                changed.len(),
-                count_deltas.len()
-            )));
-        }
-        if rollup_rows != (hourly.len() + daily.len()) as i64 {
-            return Err(invariant(format!(
-                "changed {rollup_rows} rollup rows, expected {}",
-                hourly.len() + daily.len()
-            )));
-        }
-        let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::with_capacity(articles.len());
-        let changed_keys: HashSet<(&str, Reaction)> = changed.iter().map(|(a, r, _)| (*a, *r)).collect();
-        let unchanged = before.into_iter().filter(|(a, r, _)| !changed_keys.contains(&(*a, *r)));
-        for (article_id, reaction, count) in unchanged.chain(changed) {
+        let rows: Vec<BatchRow> = sqlx::query_as(APPLY_BATCH_SQL)
+            .bind(net.iter().map(|c| c.article_id).collect::<Vec<_>>())
+            .bind(net.iter().map(|c| c.visitor).collect::<Vec<_>>())
+            .bind(net.iter().map(|c| c.target.map(Reaction::key)).collect::<Vec<_>>())
+            .bind(net.iter().map(|c| c.network).collect::<Vec<_>>())
+            .bind(ARTICLE_LOCK_CLASS)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
+        // A batch whose articles hold no count row yet (it only removed, and nothing was there)
+        // answers no row: its order is then of no use, as it changed nothing.
+        let mut order = 0;
+        for (batch_order, article_id, reaction, count) in rows {
+            order = u64::try_from(batch_order).map_err(|e| sqlx::Error::Decode(e.into()))?;
             let article_id = ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
-            counts.entry(article_id).or_default().add(reaction, count);
+            counts.entry(article_id).or_default().add(parse_reaction(&reaction)?, count);
         }
-        tx.commit().await?;
         Ok(Applied { counts, order })
     }
 
@@ -514,88 +315,6 @@ impl PgStore {
             .map(|(article_id, _)| ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into())))
             .collect()
     }
-}
-
-/// A reaction counted (+1) or uncounted (-1) at an instant, for the counts and the rollups.
-struct Move<'a> {
-    article_id: &'a str,
-    reaction: Reaction,
-    at: DateTime<Utc>,
-    delta: i64,
-}
-
-/// Statements 1 and 2 of a batch ([`INSERT_SQL`], [`EXISTING_SQL`]): inserts, switches and
-/// deletes the reaction rows, and answers the moves they make. A key whose insert found a row
-/// goes to statement 2; a key statement 2 did not find (deleted meanwhile) goes back to
-/// statement 1, in a later round of the same transaction, whose statements see what other
-/// transactions committed meanwhile.
-async fn change_rows<'a>(
-    tx: &mut Transaction<'_, Postgres>,
-    net: &[NetChange<'a>],
-) -> Result<Vec<Move<'a>>, sqlx::Error> {
-    let mut moves = Vec::with_capacity(net.len() + net.len() / 8);
-    let mut to_insert: Vec<NetChange<'a>> = net.iter().filter(|c| c.target.is_some()).copied().collect();
-    let mut to_lock: Vec<NetChange<'a>> = net.iter().filter(|c| c.target.is_none()).copied().collect();
-    let mut now: Option<DateTime<Utc>> = None;
-    for round in 0..MAX_ATTEMPTS {
-        if round == 0 || !to_insert.is_empty() {
-            let rows: Vec<InsertedRow> =
-                bind_changes(sqlx::query_as(INSERT_SQL), &to_insert).fetch_all(&mut **tx).await?;
-            let mut inserted: HashSet<RowKey<'_>> = HashSet::with_capacity(rows.len());
-            for (article_id, visitor, at) in &rows {
-                now = Some(*at);
-                if let (Some(article_id), Some(visitor)) = (article_id, visitor) {
-                    inserted.insert((article_id.as_str(), visitor.as_slice()));
-                }
-            }
-            let now =
-                now.ok_or_else(|| sqlx::Error::Protocol("the insert statement answered no row".into()))?;
-            for change in to_insert.drain(..) {
-                match inserted.get(&(change.article_id, change.visitor)) {
-                    Some(_) => moves.push(Move {
-                        article_id: change.article_id,
-                        reaction: change.target.expect("only sets are inserted"),
-                        at: now,
-                        delta: 1,
-                    }),
-                    None => to_lock.push(change),
-                }
-            }
-        }
-        if to_lock.is_empty() {
-            return Ok(moves);
-        }
-        to_lock.sort_unstable_by(|a, b| (a.article_id, a.visitor).cmp(&(b.article_id, b.visitor)));
-        let rows: Vec<(String, Vec<u8>, String, DateTime<Utc>)> =
-            bind_changes(sqlx::query_as(EXISTING_SQL), &to_lock).fetch_all(&mut **tx).await?;
-        let mut held: HashMap<RowKey<'_>, (Reaction, DateTime<Utc>)> = HashMap::with_capacity(rows.len());
-        for (article_id, visitor, reaction, at) in &rows {
-            held.insert((article_id.as_str(), visitor.as_slice()), (parse_reaction(reaction)?, *at));
-        }
-        let now = now.expect("round 0 ran the insert statement");
-        for change in to_lock.drain(..) {
-            match (held.get(&(change.article_id, change.visitor)), change.target) {
-                (Some(&(old, at)), target) if target != Some(old) => {
-                    moves.push(Move { article_id: change.article_id, reaction: old, at, delta: -1 });
-                    if let Some(new) = target {
-                        moves.push(Move { article_id: change.article_id, reaction: new, at: now, delta: 1 });
-                    }
-                }
-                (Some(_), _) | (None, None) => {}
-                // Deleted by another transaction since statement 1: insert it after all.
-                (None, Some(_)) => to_insert.push(change),
-            }
-        }
-        if to_insert.is_empty() {
-            return Ok(moves);
-        }
-    }
-    Err(sqlx::Error::Protocol("concurrent inserts and deletes of the same reactions did not settle".into()))
-}
-
-/// A broken invariant found while applying a batch: the transaction is rolled back.
-fn invariant(message: String) -> sqlx::Error {
-    sqlx::Error::Protocol(format!("a write batch would break an invariant: {message}"))
 }
 
 /// Adds the deltas to the counts rows, in (article, reaction) order.
