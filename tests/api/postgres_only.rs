@@ -194,3 +194,63 @@ async fn a_write_batch_chosen_as_a_deadlock_victim_is_retried_and_stored_once() 
     assert_eq!(app.stored_reactions().await, 1);
     app.assert_counts_match_rows().await;
 }
+
+/// A switch whose row another transaction deletes after the batch's insert found it and before
+/// the batch locks it: the batch's function finds neither an inserted nor a locked row for the
+/// set, fails with a serialization failure, is rolled back and runs again, and the second run
+/// inserts the row. The write is answered once, with counts that include it, and counts and
+/// rollups equal the rows. (Were the missing row skipped instead, the reaction would be
+/// acknowledged and never stored.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_row_deleted_between_the_batch_insert_and_its_lock_is_retried_and_stored_once() {
+    const ARTICLE: &str = "contested";
+    let app = crate::helpers::spawn_app_on(Backend::Postgres).await;
+    assert_eq!(app.put_reaction(ARTICLE, "visitor-0001", "like").await.status(), StatusCode::OK);
+
+    // Another writer holds the row...
+    let mut other = app.db.connect().await;
+    sqlx::raw_sql("begin; select 1 from reactions where article_id = 'contested' for update")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let mut watcher = app.db.connect().await;
+    let other_writer = async {
+        // ...until the batch of the switch below waits for it (its insert found the row, so it
+        // went on to lock it); then it deletes the row and its count, as a removal does.
+        let started = std::time::Instant::now();
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from pg_stat_activity
+                 where datname = current_database() and wait_event_type = 'Lock'
+                   and query like '%reactions_apply_batch%'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "the batch never waited for the row"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        sqlx::raw_sql(
+            "delete from reactions where article_id = 'contested';
+             update article_reaction_counts set count = count - 1
+             where article_id = 'contested' and reaction = 'like';
+             commit",
+        )
+        .execute(&mut other)
+        .await
+        .unwrap();
+    };
+    let (switched, ()) = tokio::join!(app.put_reaction(ARTICLE, "visitor-0001", "wow"), other_writer);
+
+    let switched = json_ok(switched).await;
+    assert_eq!(switched["counts"], crate::helpers::counts(&[("wow", 1)]));
+    assert_eq!(switched["viewer_reaction"], "wow");
+    assert_eq!(app.stored_reactions().await, 1);
+    app.assert_counts_match_rows().await;
+}
