@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::Response;
 use serde::de::DeserializeOwned;
 
@@ -49,11 +48,11 @@ pub struct BodyDeadline {
     budget: Duration,
 }
 
-/// Middleware: gives every request `budget` from now to deliver its body.
-pub async fn set_body_deadline(State(budget): State<Duration>, mut request: Request, next: Next) -> Response {
-    let at = tokio::time::Instant::now() + budget;
-    request.extensions_mut().insert(BodyDeadline { at, budget });
-    next.run(request).await
+impl BodyDeadline {
+    /// `budget` from now: every request gets one (`http::layers::RequestContextLayer`).
+    pub fn from_now(budget: Duration) -> Self {
+        Self { at: tokio::time::Instant::now() + budget, budget }
+    }
 }
 
 /// The `{article_id}` path segment, percent-decoded and validated.
@@ -141,21 +140,18 @@ pub fn malformed_escape(raw: &str) -> Option<usize> {
     })
 }
 
-/// Middleware: a path with a malformed percent-escape is a 400 before routing, so nothing
-/// (route, rate limit, handler) ever sees it.
-pub async fn refuse_malformed_paths(request: Request, next: Next) -> Response {
-    if let Some(at) = malformed_escape(request.uri().path()) {
-        let problem = super::Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-path",
-            "Malformed path",
-            format!(
-                "the path has a '%' not followed by two hex digits at byte {at}; percent-encode '%' as %25"
-            ),
-        );
-        return axum::response::IntoResponse::into_response(problem);
-    }
-    next.run(request).await
+/// The 400 answer to a path with a malformed percent-escape, if it has one: the check runs
+/// before routing (`http::layers::ProblemLayer`), so nothing (route, rate limit, handler) ever
+/// sees such a path.
+pub fn malformed_path_refusal(uri: &axum::http::Uri) -> Option<Response> {
+    let at = malformed_escape(uri.path())?;
+    let problem = super::Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-path",
+        "Malformed path",
+        format!("the path has a '%' not followed by two hex digits at byte {at}; percent-encode '%' as %25"),
+    );
+    Some(axum::response::IntoResponse::into_response(problem))
 }
 
 /// The JSON media type of every success body.

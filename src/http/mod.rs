@@ -6,6 +6,7 @@
 mod caching;
 mod error;
 mod extract;
+mod layers;
 pub mod middleware;
 mod openapi;
 mod problem;
@@ -34,7 +35,7 @@ pub use routes::admin::BearerToken;
 pub use routes::reactions::public_cache_control;
 
 use self::middleware::article_cap::ArticleCap;
-use self::middleware::client_ip::{TrustedProxies, resolve_client_ip};
+use self::middleware::client_ip::TrustedProxies;
 use self::middleware::identity::IdentityResolver;
 use self::middleware::rate_limit::{ClassOf, RateLimits, rate_limit};
 use crate::app::reactions::Reactions;
@@ -150,8 +151,8 @@ fn behind_visitor_edge(
     if let Some(edge) = edge {
         // A look at the article cap first (so a write it refuses does not spend the IP's quota),
         // then the rate limiter, then identity, then the handler, which spends the cap.
-        // Behind one `Arc`: the state of a `from_fn` layer is cloned for every request.
-        routes = routes.route_layer(axum_middleware::from_fn_with_state(Arc::new(edge), visitor_edge));
+        // Behind one `Arc`: the layer's state is cloned for every request.
+        routes = routes.route_layer(layers::VisitorEdgeLayer::new(Arc::new(edge)));
     }
     routes
 }
@@ -161,14 +162,25 @@ fn behind_visitor_edge(
 /// visitor's identity. Each refuses with its own answer; the answer gets the limit's rate-limit
 /// fields (the handler adds the cap's), and the identity cookie after a successful write by
 /// fingerprint. One layer rather than three (as the stats routes have one, `rate_limit`),
-/// because every `from_fn` layer clones the route's boxed service and boxes its future on
-/// every request: in a CPU profile of anonymous reads those clones were among the largest costs.
-async fn visitor_edge(
-    axum::extract::State(edge): axum::extract::State<Arc<EdgeLayers>>,
-    client: middleware::client_ip::ClientIp,
+/// and a hand-written service rather than a `from_fn` one ([`layers::VisitorEdgeLayer`]): in
+/// CPU profiles, the route service each such layer clones and boxes again, and the futures it
+/// boxes, were among the largest costs of a request.
+async fn visitor_edge<S>(
+    edge: Arc<EdgeLayers>,
     request: axum::extract::Request,
-    next: axum_middleware::Next,
-) -> axum::response::Response {
+    mut next: S,
+) -> axum::response::Response
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        >,
+{
+    let client = match middleware::client_ip::ClientIp::of(request.extensions()) {
+        Ok(client) => client,
+        Err(error) => return axum::response::IntoResponse::into_response(error),
+    };
     let mut request = match edge.article_writes.look_at(client.0, request).await {
         Ok(request) => request,
         Err(refusal) => return refusal,
@@ -179,7 +191,8 @@ async fn visitor_edge(
             let mut response = match edge.identity.admit(client, &mut request).await {
                 Err(refusal) => refusal,
                 Ok(cookie) => {
-                    let mut response = next.run(request).await;
+                    // `next` was made ready by the layer's `poll_ready`.
+                    let Ok(mut response) = next.call(request).await;
                     edge.identity.finish(cookie, &mut response);
                     response
                 }
@@ -226,23 +239,21 @@ pub fn app(state: AppState, edge: EdgeLayers, options: &HttpOptions) -> Router {
                     .on_response(DefaultOnResponse::new().level(Level::INFO)),
             )
             .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(axum_middleware::from_fn(middleware::request_metrics::track_http))
+            // The request metrics (layers.rs): every answer, the preflights CORS answers too.
+            .layer(layers::RequestMetricsLayer)
             // Outside the timeout and panic layers, so that their answers are readable
             // cross-origin too.
             .layer(cors(&options.allowed_origins))
-            .layer(axum_middleware::map_response(problem::ensure_problem_body))
-            .layer(axum_middleware::from_fn(refuse_large_heads))
-            .layer(axum_middleware::from_fn(extract::refuse_malformed_paths))
+            // The head-size and malformed-path checks, then the problem+json normaliser of every
+            // answer, these checks', the timeout's and the panic layer's included (layers.rs).
+            .layer(layers::ProblemLayer)
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, options.request_timeout))
-            // A slow body gets its 408 in half the request timeout, before the timeout's 503.
-            .layer(axum_middleware::from_fn_with_state(
+            // The body deadline (a slow body gets its 408 in half the request timeout, before
+            // the timeout's 503), then the client IP, for the route's middleware (layers.rs).
+            .layer(layers::RequestContextLayer::new(
                 options.request_timeout / 2,
-                extract::set_body_deadline,
-            ))
-            .layer(axum_middleware::from_fn_with_state(
-                Arc::new(options.trusted_proxies.clone()),
-                resolve_client_ip,
+                options.trusted_proxies.clone(),
             ))
             // A declared Content-Length over the limit is refused before anything is read; a
             // chunked body is cut off by the extractor limit while it is read.
@@ -258,24 +269,22 @@ pub fn metrics_app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Answers 431 to requests whose header fields add up to more than [`MAX_HEADER_BYTES`].
-async fn refuse_large_heads(
-    request: axum::extract::Request,
-    next: axum_middleware::Next,
-) -> axum::response::Response {
-    let size: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
-    if size > MAX_HEADER_BYTES {
-        let problem = Problem::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers-too-large",
-            "Request header fields too large",
-            format!(
-                "the request's header fields add up to {size} bytes; at most {MAX_HEADER_BYTES} are accepted"
-            ),
-        );
-        return axum::response::IntoResponse::into_response(problem);
+/// The 431 answer to a request whose header fields add up to more than [`MAX_HEADER_BYTES`],
+/// if it is one (run by `layers::ProblemLayer`).
+fn large_head_refusal(headers: &axum::http::HeaderMap) -> Option<axum::response::Response> {
+    let size: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if size <= MAX_HEADER_BYTES {
+        return None;
     }
-    next.run(request).await
+    let problem = Problem::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers-too-large",
+        "Request header fields too large",
+        format!(
+            "the request's header fields add up to {size} bytes; at most {MAX_HEADER_BYTES} are accepted"
+        ),
+    );
+    Some(axum::response::IntoResponse::into_response(problem))
 }
 
 /// Unknown routes are 404s, except the common mistake of an article id that is empty or has an

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::{MAX_BODY_BYTES, PROBLEM_JSON, Problem};
 
-pub async fn ensure_problem_body<B>(response: axum::http::Response<B>) -> Response
+/// The normaliser itself, run on every answer by `http::layers::ProblemLayer`.
+pub fn ensure_problem_body<B>(response: axum::http::Response<B>) -> Response
 where
     B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,

@@ -5,13 +5,11 @@
 //! believe `X-Forwarded-For` from anyone, which lets a client pick its own rate-limit key.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::HeaderMap;
+use axum::extract::ConnectInfo;
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderMap, Request};
 use ipnet::IpNet;
 
 use crate::http::ApiError;
@@ -41,14 +39,14 @@ impl TrustedProxies {
             return peer;
         }
         let mut client = peer;
-        // Several headers are one list, in order (RFC 9110 §5.3).
-        let entries: Vec<&str> = headers
+        // Several headers are one list, in order (RFC 9110 §5.3); walked from its end.
+        let entries = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .collect();
-        for entry in entries.iter().rev() {
+            .rev();
+        for entry in entries {
             match parse_forwarded_ip(entry) {
                 // A malformed hop ends the walk: nothing to its left can be trusted.
                 None => break,
@@ -83,28 +81,32 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Middleware: resolves the client IP once and stores it for the rate limiter and identity.
-pub async fn resolve_client_ip(
-    State(trusted): State<Arc<TrustedProxies>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
-        // Without connect info (e.g. in-process tests) every request is the same client.
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let client = trusted.client_ip(peer, request.headers());
-    request.extensions_mut().insert(ClientIp(client));
-    next.run(request).await
+impl TrustedProxies {
+    /// The client address of `request`: resolved once per request by the global
+    /// `RequestContextLayer` (`http::layers`), for the rate limiter and identity.
+    pub fn resolve<B>(&self, request: &Request<B>) -> IpAddr {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            // Without connect info (e.g. in-process tests) every request is the same client.
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        self.client_ip(peer, request.headers())
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<ClientIp>().copied().ok_or_else(|| {
+        ClientIp::of(&parts.extensions)
+    }
+}
+
+impl ClientIp {
+    /// The address the global layer resolved, from a request's extensions.
+    pub fn of(extensions: &axum::http::Extensions) -> Result<Self, ApiError> {
+        extensions.get::<ClientIp>().copied().ok_or_else(|| {
             ApiError::Internal(anyhow::anyhow!("the client-ip layer is not installed on this route"))
         })
     }
@@ -153,14 +155,14 @@ mod tests {
         }
     }
 
-    /// The middleware over a router: what a handler extracts, for a request from `peer`
+    /// The layer over a router: what a handler extracts, for a request from `peer`
     /// (`None`: no connect info, as in-process).
     async fn resolved(proxies: TrustedProxies, peer: Option<&str>, xff: &[&str]) -> String {
         use axum::body::Body;
         use tower::ServiceExt as _;
         let router = axum::Router::new()
             .route("/", axum::routing::get(|ClientIp(ip): ClientIp| async move { ip.to_string() }))
-            .layer(axum::middleware::from_fn_with_state(Arc::new(proxies), resolve_client_ip));
+            .layer(crate::http::layers::RequestContextLayer::new(std::time::Duration::from_secs(5), proxies));
         let mut request = Request::get("/").body(Body::empty()).unwrap();
         *request.headers_mut() = headers(xff);
         if let Some(peer) = peer {
@@ -173,7 +175,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_middleware_hands_handlers_the_resolved_client() {
+    async fn the_layer_hands_handlers_the_resolved_client() {
         let proxies = || trusted(&["10.0.0.0/8"]);
         assert_eq!(resolved(proxies(), Some("10.0.0.1"), &["198.51.100.7"]).await, "198.51.100.7");
         assert_eq!(resolved(proxies(), Some("203.0.113.9"), &["198.51.100.7"]).await, "203.0.113.9");
@@ -181,7 +183,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_route_without_the_middleware_is_a_500_not_a_guess() {
+    async fn a_route_without_the_layer_is_a_500_not_a_guess() {
         use axum::body::Body;
         use tower::ServiceExt as _;
         let router = axum::Router::new()

@@ -1,26 +1,30 @@
-//! The HTTP edge's part of the metrics: a middleware that records every request by method,
-//! route template and status through [`crate::telemetry::metrics`].
+//! The HTTP edge's part of the metrics: every request recorded by method, route template and
+//! status through [`crate::telemetry::metrics`], by the global `RequestMetricsLayer`
+//! (`http::layers`).
 
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::MatchedPath;
+use axum::http::{Method, Request, StatusCode};
 use dashmap::DashMap;
 
 use crate::telemetry::metrics;
 
-/// Middleware: counts and times every request by method, route template and status.
-pub async fn track_http(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
+/// The method and route labels of a request, taken before it is handled.
+pub(in crate::http) fn labels<B>(request: &Request<B>) -> (&'static str, &'static str) {
     // The route template, not the path: label values stay bounded whatever ids arrive.
-    let route = route_label(request.extensions().get::<MatchedPath>());
-    let response = next.run(request).await;
-    metrics::http_request(method, route, status_label(response.status()), started.elapsed().as_secs_f64());
-    response
+    (method_label(request.method()), route_label(request.extensions().get::<MatchedPath>()))
+}
+
+/// Counts and times one answered request.
+pub(in crate::http) fn record(
+    method: &'static str,
+    route: &'static str,
+    status: StatusCode,
+    started: Instant,
+) {
+    metrics::http_request(method, route, status_label(status), started.elapsed().as_secs_f64());
 }
 
 // The label values below are `&'static str`, so that recording a request allocates no label:
