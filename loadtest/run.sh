@@ -23,6 +23,8 @@
 #   bash loadtest/run.sh                        # 10 s per scenario
 #   DURATION=30s bash loadtest/run.sh
 #   BENCH_SKIP_BUILD=1 bash loadtest/run.sh     # reuse the binaries already built
+#   BENCH_SKIP_BUILD=1 BENCH_SERVICE=/tmp/old-build bash loadtest/run.sh
+#                                               # another build of the service (before/after)
 #
 # Needs: PostgreSQL (DATABASE_SERVER, default postgres://postgres@127.0.0.1:5432), pgbench and
 # psql (postgresql-client), wrk (`apt-get install wrk`).
@@ -67,7 +69,7 @@ if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
     cargo build --release --locked --quiet --example sqlite_anchor
     cargo build --locked --quiet --example bench_check
 fi
-SERVICE=./target/release/reader-reactions
+SERVICE=${BENCH_SERVICE:-./target/release/reader-reactions}
 SQLITE_ANCHOR=./target/release/examples/sqlite_anchor
 CHECK=./target/debug/examples/bench_check
 
