@@ -122,9 +122,10 @@ pub struct Config {
     #[arg(long, env = "CACHE_CAPACITY", default_value = "100000")]
     pub cache_capacity: NonZeroU32,
 
-    /// Writer tasks; changes are sharded over them by article. Unset: 4 on PostgreSQL, whose
-    /// writers of different articles never wait for each other, and 1 on SQLite, which commits
-    /// one transaction at a time whatever the number of writers.
+    /// Writer tasks; changes are sharded over them by article. Unset: 2 on PostgreSQL, whose
+    /// writers of different articles never wait for each other (more writers make smaller
+    /// batches, which cost the database more per write), and 1 on SQLite, which commits one
+    /// transaction at a time whatever the number of writers.
     #[arg(long, env = "WRITE_WORKERS")]
     pub write_workers: Option<NonZeroU32>,
 
@@ -293,7 +294,7 @@ impl Config {
         match self.write_workers {
             Some(workers) => workers.get() as usize,
             None if self.database_url.starts_with("sqlite:") => 1,
-            None => 4,
+            None => 2,
         }
     }
 
@@ -372,7 +373,7 @@ mod tests {
 
     #[test]
     fn writers_default_to_four_on_postgresql_and_one_on_sqlite_unless_set() {
-        assert_eq!(Config::for_database("postgres://db/reactions").write_workers(), 4);
+        assert_eq!(Config::for_database("postgres://db/reactions").write_workers(), 2);
         assert_eq!(Config::for_database("sqlite://reactions.db").write_workers(), 1);
         let mut config = Config::for_database("sqlite://reactions.db");
         config.write_workers = Some(3.try_into().unwrap());
