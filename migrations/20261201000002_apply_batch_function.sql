@@ -80,7 +80,7 @@ begin
     -- among them, already holding their target: they change nothing more. a set of the reaction
     -- already held changes nothing, its network included: a row's network is that of its
     -- updated_at.
-    select count(i.target) into sets_expected from unnest(batch_targets) as i(target);
+    sets_expected := cardinality(array_remove(batch_targets, null));
     if sets_expected > cardinality(move_articles) or sets_expected < cardinality(batch_targets) then
         with locked as (
             select r.article_id, r.visitor_key, r.reaction, r.updated_at, i.target::reaction as target, i.network

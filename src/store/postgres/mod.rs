@@ -44,7 +44,7 @@ const MAX_ATTEMPTS: u32 = 6;
 // `LOCK_ARTICLES_SQL`); the count and rollup rows are then changed by adding deltas, under the
 // articles' locks. Doing it in the database keeps the articles' locks, which serialise the
 // batches of one hot article, held only while its counts change and the commit is written,
-// instead of across four network round trips.
+// instead of across the round trips of the statements after them and of the commit.
 
 /// A batch: `$1`–`$4` the net changes' articles, visitor keys, target reactions (null: a removal)
 /// and network keys (null: none), sorted by (article, visitor); `$5` the key class of the
@@ -216,15 +216,17 @@ impl PgStore {
             .bind(ARTICLE_LOCK_CLASS)
             .fetch_all(&self.pool)
             .await?;
-        let mut counts: HashMap<ArticleId, ReactionCounts> = HashMap::new();
-        // A batch whose articles hold no count row yet (it only removed, and nothing was there)
-        // answers no row: its order is then of no use, as it changed nothing.
-        let mut order = 0;
-        for (batch_order, article_id, reaction, count) in rows {
-            order = u64::try_from(batch_order).map_err(|e| sqlx::Error::Decode(e.into()))?;
-            let article_id = ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
-            counts.entry(article_id).or_default().add(parse_reaction(&reaction)?, count);
-        }
+        // Every row carries the batch's order. A batch whose articles hold no count row yet (it
+        // only removed, and nothing was there) answers none: its order is then of no use, as it
+        // changed nothing.
+        let order = rows
+            .first()
+            .map_or(Ok(0), |row| u64::try_from(row.0))
+            .map_err(|e| sqlx::Error::Decode(e.into()))?;
+        let counts = counts_by_article(
+            rows.into_iter().map(|(_, article_id, reaction, count)| (article_id, reaction, count)).collect(),
+        )
+        .map_err(|e| sqlx::Error::Decode(e.into()))?;
         Ok(Applied { counts, order })
     }
 
