@@ -13,7 +13,7 @@ mod settings;
 mod sql;
 mod sqlite;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -399,9 +399,32 @@ fn counts_by_article(rows: Vec<(String, String, i64)>) -> anyhow::Result<HashMap
     Ok(counts)
 }
 
+/// The ids of `articles` as the statements bind them.
+fn article_ids<'a>(articles: &[&'a ArticleId]) -> Vec<&'a str> {
+    articles.iter().map(|a| a.as_str()).collect()
+}
+
 /// A reaction key read inside a transaction, as the driver error that aborts it.
 fn parse_reaction(key: &str) -> Result<Reaction, sqlx::Error> {
     key.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// What removing a visitor's `(article_id, reaction)` rows takes from the counts: -1 per row,
+/// by (article, reaction), in that order.
+fn removal_deltas(removed: &[(String, String)]) -> Result<BTreeMap<(&str, Reaction), i64>, sqlx::Error> {
+    let mut deltas = BTreeMap::new();
+    for (article_id, reaction) in removed {
+        *deltas.entry((article_id.as_str(), parse_reaction(reaction)?)).or_default() -= 1;
+    }
+    Ok(deltas)
+}
+
+/// The articles of a visitor's removed `(article_id, reaction)` rows, one per row.
+fn removed_articles(removed: Vec<(String, String)>) -> Result<Vec<ArticleId>, sqlx::Error> {
+    removed
+        .into_iter()
+        .map(|(article_id, _)| ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into())))
+        .collect()
 }
 
 fn stored_article_id(raw: String) -> Result<ArticleId, StoreError> {

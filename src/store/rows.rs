@@ -1,4 +1,7 @@
-//! Row types both backends answer in: the export's rows and batches, and counts per reaction.
+//! Row types both backends answer in: the export's rows and batches, counts per reaction, and a
+//! visitor's reactions.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
@@ -99,5 +102,14 @@ pub(super) fn export_rows(rows: Vec<(String, String, i64)>) -> Result<Vec<Export
                 count,
             })
         })
+        .collect()
+}
+
+/// `(article_id, reaction)` rows of the reactions one visitor holds, as both backends read them.
+pub(super) fn viewer_reactions(
+    rows: Vec<(String, String)>,
+) -> Result<HashMap<ArticleId, Reaction>, StoreError> {
+    rows.into_iter()
+        .map(|(article_id, reaction)| Ok((stored_article_id(article_id)?, stored_reaction(&reaction)?)))
         .collect()
 }

@@ -15,7 +15,7 @@ mod stats;
 #[doc(hidden)]
 pub use stats::sql as stats_sql;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -23,8 +23,10 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::rows::viewer_reactions;
 use super::{
-    Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, parse_reaction, stored_article_id,
+    Applied, ReactionChange, StoreError, StoreOptions, article_ids, counts_by_article, removal_deltas,
+    removed_articles,
 };
 use crate::domain::{ArticleId, Reaction, ReactionCounts};
 use crate::domain::{VisitorKey, VisitorSecret};
@@ -235,12 +237,11 @@ impl PgStore {
         &self,
         articles: &[&ArticleId],
     ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
-        let ids: Vec<&str> = articles.iter().map(|a| a.as_str()).collect();
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "select article_id, reaction::text, count from article_reaction_counts
              where article_id = any($1) and count > 0",
         )
-        .bind(&ids)
+        .bind(article_ids(articles))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| classify(e, "while reading counts"))?;
@@ -253,23 +254,16 @@ impl PgStore {
         visitor: &VisitorKey,
         articles: &[&ArticleId],
     ) -> Result<HashMap<ArticleId, Reaction>, StoreError> {
-        let ids: Vec<&str> = articles.iter().map(|a| a.as_str()).collect();
         let rows: Vec<(String, String)> = sqlx::query_as(
             "select article_id, reaction::text from reactions
              where visitor_key = $1 and article_id = any($2)",
         )
         .bind(visitor.as_bytes().as_slice())
-        .bind(&ids)
+        .bind(article_ids(articles))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| classify(e, "while reading the viewer's reactions"))?;
-        rows.into_iter()
-            .map(|(article_id, reaction)| {
-                let reaction = parse_reaction(&reaction)
-                    .map_err(|e| classify(e, "while reading the viewer's reactions"))?;
-                Ok((stored_article_id(article_id)?, reaction))
-            })
-            .collect()
+        viewer_reactions(rows)
     }
 
     #[tracing::instrument(skip_all)]
@@ -302,33 +296,26 @@ impl PgStore {
         let mut articles: Vec<&str> = removed.iter().map(|(article_id, _)| article_id.as_str()).collect();
         articles.dedup(); // sorted by article
         sqlx::query(LOCK_ARTICLES_SQL).bind(&articles).bind(ARTICLE_LOCK_CLASS).execute(&mut *tx).await?;
-        let mut deltas: HashMap<(&str, Reaction), i64> = HashMap::new();
-        for (article_id, reaction) in &removed {
-            *deltas.entry((article_id.as_str(), parse_reaction(reaction)?)).or_default() -= 1;
-        }
-        apply_count_deltas(&mut tx, deltas).await?;
+        apply_count_deltas(&mut tx, &removal_deltas(&removed)?).await?;
         sqlx::query("delete from reactions where visitor_key = $1")
             .bind(visitor.as_bytes().as_slice())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        removed
-            .into_iter()
-            .map(|(article_id, _)| ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into())))
-            .collect()
+        removed_articles(removed)
     }
 }
 
 /// Adds the deltas to the counts rows, in (article, reaction) order.
 async fn apply_count_deltas(
     tx: &mut Transaction<'_, Postgres>,
-    deltas: HashMap<(&str, Reaction), i64>,
+    deltas: &BTreeMap<(&str, Reaction), i64>,
 ) -> Result<(), sqlx::Error> {
-    let mut deltas: Vec<_> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
+    let deltas: Vec<((&str, Reaction), i64)> =
+        deltas.iter().map(|(&key, &d)| (key, d)).filter(|(_, d)| *d != 0).collect();
     if deltas.is_empty() {
         return Ok(());
     }
-    deltas.sort_unstable_by_key(|((article_id, reaction), _)| (*article_id, *reaction));
     let articles: Vec<&str> = deltas.iter().map(|((a, _), _)| *a).collect();
     let reactions: Vec<&str> = deltas.iter().map(|((_, r), _)| r.key()).collect();
     let amounts: Vec<i64> = deltas.iter().map(|(_, d)| *d).collect();

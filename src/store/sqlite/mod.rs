@@ -18,9 +18,10 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use super::rows::viewer_reactions;
 use super::{
-    Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, next_lock_order, parse_reaction,
-    stored_article_id, stored_reaction,
+    Applied, ReactionChange, StoreError, StoreOptions, article_ids, counts_by_article, next_lock_order,
+    parse_reaction, removal_deltas, removed_articles,
 };
 use crate::domain::{ArticleId, Reaction, ReactionCounts};
 use crate::domain::{VisitorKey, VisitorSecret};
@@ -215,12 +216,11 @@ impl SqliteStore {
         &self,
         articles: &[&ArticleId],
     ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
-        let ids: Vec<&str> = articles.iter().map(|a| a.as_str()).collect();
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "select article_id, reaction, count from article_reaction_counts
              where article_id in (select value from json_each($1)) and count > 0",
         )
-        .bind(json_array(&ids))
+        .bind(json_array(&article_ids(articles)))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| classify(e, "while reading counts"))?;
@@ -233,19 +233,16 @@ impl SqliteStore {
         visitor: &VisitorKey,
         articles: &[&ArticleId],
     ) -> Result<HashMap<ArticleId, Reaction>, StoreError> {
-        let ids: Vec<&str> = articles.iter().map(|a| a.as_str()).collect();
         let rows: Vec<(String, String)> = sqlx::query_as(
             "select article_id, reaction from reactions
              where visitor_key = $1 and article_id in (select value from json_each($2))",
         )
         .bind(visitor.as_bytes().as_slice())
-        .bind(json_array(&ids))
+        .bind(json_array(&article_ids(articles)))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| classify(e, "while reading the viewer's reactions"))?;
-        rows.into_iter()
-            .map(|(article_id, reaction)| Ok((stored_article_id(article_id)?, stored_reaction(&reaction)?)))
-            .collect()
+        viewer_reactions(rows)
     }
 
     #[tracing::instrument(skip_all)]
@@ -260,16 +257,9 @@ impl SqliteStore {
                 .bind(visitor.as_bytes().as_slice())
                 .fetch_all(&mut *tx)
                 .await?;
-        let mut deltas: BTreeMap<(&str, Reaction), i64> = BTreeMap::new();
-        for (article_id, reaction) in &removed {
-            *deltas.entry((article_id.as_str(), parse_reaction(reaction)?)).or_default() -= 1;
-        }
-        apply_count_deltas(&mut tx, &deltas).await?;
+        apply_count_deltas(&mut tx, &removal_deltas(&removed)?).await?;
         tx.commit().await?;
-        removed
-            .into_iter()
-            .map(|(article_id, _)| ArticleId::parse(article_id).map_err(|e| sqlx::Error::Decode(e.into())))
-            .collect()
+        removed_articles(removed)
     }
 }
 
