@@ -9,41 +9,68 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 
-use super::{PgStore, SqliteStore, StoreError, counts_by_article, stored_article_id};
+use super::{PgStore, SqliteStore, StoreError, article_ids, counts_by_article, stored_article_id};
 use crate::domain::{ArticleId, ArticleSettings, ReactionCounts};
 
 /// Counts and settings of some articles: articles nobody reacted to, or never configured, are
 /// absent from their map.
 pub type CountsAndSettings = (HashMap<ArticleId, ReactionCounts>, HashMap<ArticleId, ArticleSettings>);
 
+/// The offered reaction keys of a settings row as a backend stores them: an array on PostgreSQL
+/// (read as `text[]`), a JSON array on SQLite.
+trait StoredKeys {
+    fn into_keys(self) -> Result<Vec<String>, StoreError>;
+}
+
+impl StoredKeys for Vec<String> {
+    fn into_keys(self) -> Result<Vec<String>, StoreError> {
+        Ok(self)
+    }
+}
+
+impl StoredKeys for String {
+    fn into_keys(self) -> Result<Vec<String>, StoreError> {
+        serde_json::from_str(&self).context("invalid offered reactions are stored").map_err(StoreError::Other)
+    }
+}
+
+/// A settings row: the article, `closed` and the offered keys (`NULL`: every reaction).
+type SettingsRow<K> = (String, bool, Option<K>);
+
 /// A row of the combined read: a count row (reaction and count, no `closed`) or a settings row
 /// (`closed` and the offered keys, no reaction).
-type StateRow<R> = (String, Option<String>, i64, Option<bool>, Option<R>);
+type StateRow<K> = (String, Option<String>, i64, Option<bool>, Option<K>);
 
-fn stored_settings(closed: bool, reactions: Option<Vec<String>>) -> Result<ArticleSettings, StoreError> {
+fn stored_settings(closed: bool, reactions: Option<impl StoredKeys>) -> Result<ArticleSettings, StoreError> {
+    let reactions = reactions.map(StoredKeys::into_keys).transpose()?;
     ArticleSettings::new(closed, reactions.as_deref())
         .context("invalid article settings are stored")
         .map_err(StoreError::Other)
 }
 
+/// One article's settings from its row, if it has one (otherwise those of an open article
+/// offering everything).
+fn article_settings(row: Option<(bool, Option<impl StoredKeys>)>) -> Result<ArticleSettings, StoreError> {
+    row.map_or(Ok(ArticleSettings::default()), |(closed, reactions)| stored_settings(closed, reactions))
+}
+
 /// The configured articles' settings from their rows, or `None` when there are more than `limit`.
 fn directory(
-    rows: impl ExactSizeIterator<Item = Result<(String, bool, Option<Vec<String>>), StoreError>>,
+    rows: Vec<SettingsRow<impl StoredKeys>>,
     limit: u32,
 ) -> Result<Option<HashMap<ArticleId, ArticleSettings>>, StoreError> {
     if rows.len() > limit as usize {
         return Ok(None);
     }
     let mut settings = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let (article_id, closed, reactions) = row?;
+    for (article_id, closed, reactions) in rows {
         settings.insert(stored_article_id(article_id)?, stored_settings(closed, reactions)?);
     }
     Ok(Some(settings))
 }
 
 /// Splits the rows of the combined read into counts and settings.
-fn split_rows(rows: Vec<StateRow<Vec<String>>>) -> Result<CountsAndSettings, StoreError> {
+fn split_rows(rows: Vec<StateRow<impl StoredKeys>>) -> Result<CountsAndSettings, StoreError> {
     let mut count_rows = Vec::with_capacity(rows.len());
     let mut settings = HashMap::new();
     for (article_id, reaction, count, closed, reactions) in rows {
@@ -65,13 +92,13 @@ impl PgStore {
         limit: u32,
     ) -> Result<Option<HashMap<ArticleId, ArticleSettings>>, StoreError> {
         use super::postgres::classify;
-        let rows: Vec<(String, bool, Option<Vec<String>>)> =
+        let rows: Vec<SettingsRow<Vec<String>>> =
             sqlx::query_as("select article_id, closed, reactions::text[] from article_settings limit $1")
                 .bind(i64::from(limit) + 1)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| classify(e, "while reading the configured articles"))?;
-        directory(rows.into_iter().map(|(a, closed, reactions)| Ok((a, closed, reactions))), limit)
+        directory(rows, limit)
     }
 
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
@@ -80,7 +107,6 @@ impl PgStore {
         articles: &[&ArticleId],
     ) -> Result<CountsAndSettings, StoreError> {
         use super::postgres::classify;
-        let ids: Vec<&str> = articles.iter().map(|a| a.as_str()).collect();
         let rows: Vec<StateRow<Vec<String>>> = sqlx::query_as(
             "select article_id, reaction::text, count, null::boolean, null::text[]
              from article_reaction_counts where article_id = any($1) and count > 0
@@ -88,7 +114,7 @@ impl PgStore {
              select article_id, null, 0, closed, reactions::text[]
              from article_settings where article_id = any($1)",
         )
-        .bind(&ids)
+        .bind(article_ids(articles))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| classify(e, "while reading counts and settings"))?;
@@ -104,7 +130,7 @@ impl PgStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| classify(e, "while reading an article's settings"))?;
-        row.map_or(Ok(ArticleSettings::default()), |(closed, reactions)| stored_settings(closed, reactions))
+        article_settings(row)
     }
 
     #[tracing::instrument(skip_all)]
@@ -131,14 +157,6 @@ impl PgStore {
     }
 }
 
-/// The offered keys as stored by SQLite: a JSON array.
-fn sqlite_reactions(json: Option<String>) -> Result<Option<Vec<String>>, StoreError> {
-    json.map(|json| serde_json::from_str(&json))
-        .transpose()
-        .context("invalid offered reactions are stored")
-        .map_err(StoreError::Other)
-}
-
 impl SqliteStore {
     #[tracing::instrument(skip_all)]
     pub async fn configured_settings(
@@ -146,16 +164,13 @@ impl SqliteStore {
         limit: u32,
     ) -> Result<Option<HashMap<ArticleId, ArticleSettings>>, StoreError> {
         use super::sqlite::classify;
-        let rows: Vec<(String, bool, Option<String>)> =
+        let rows: Vec<SettingsRow<String>> =
             sqlx::query_as("select article_id, closed, reactions from article_settings limit $1")
                 .bind(i64::from(limit) + 1)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| classify(e, "while reading the configured articles"))?;
-        directory(
-            rows.into_iter().map(|(a, closed, reactions)| Ok((a, closed, sqlite_reactions(reactions)?))),
-            limit,
-        )
+        directory(rows, limit)
     }
 
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
@@ -164,7 +179,6 @@ impl SqliteStore {
         articles: &[&ArticleId],
     ) -> Result<CountsAndSettings, StoreError> {
         use super::sqlite::{classify, json_array};
-        let ids: Vec<&str> = articles.iter().map(|a| a.as_str()).collect();
         let rows: Vec<StateRow<String>> = sqlx::query_as(
             "select article_id, reaction, count, null, null
              from article_reaction_counts where article_id in (select value from json_each($1)) and count > 0
@@ -172,14 +186,10 @@ impl SqliteStore {
              select article_id, null, 0, closed, reactions
              from article_settings where article_id in (select value from json_each($1))",
         )
-        .bind(json_array(&ids))
+        .bind(json_array(&article_ids(articles)))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| classify(e, "while reading counts and settings"))?;
-        let rows = rows
-            .into_iter()
-            .map(|(a, r, c, closed, reactions)| Ok((a, r, c, closed, sqlite_reactions(reactions)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
         split_rows(rows)
     }
 
@@ -192,10 +202,7 @@ impl SqliteStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| classify(e, "while reading an article's settings"))?;
-        match row {
-            None => Ok(ArticleSettings::default()),
-            Some((closed, reactions)) => stored_settings(closed, sqlite_reactions(reactions)?),
-        }
+        article_settings(row)
     }
 
     #[tracing::instrument(skip_all)]
