@@ -1,5 +1,6 @@
 //! Extractors whose rejections use our problem+json shape.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -96,12 +97,18 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteNetwork {
     }
 }
 
+/// A decoded `(name, value)` pair of a query string.
+pub type QueryPair<'a> = (Cow<'a, str>, Cow<'a, str>);
+
 /// Splits a query string into strictly decoded `(name, value)` pairs.
 ///
 /// Hand-written instead of `axum::extract::Query` because serde_urlencoded cannot collect a
 /// repeated key (`article_id=a&article_id=b`) and decodes invalid UTF-8 lossily, which would let
 /// a mangled id through; we want a 400 for it.
-pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+///
+/// A name or value borrows from `query` unless decoding changed it, so a batch read's ids cost
+/// no copy until they become [`ArticleId`](crate::domain::ArticleId)s.
+pub fn query_pairs(query: Option<&str>) -> Result<Vec<QueryPair<'_>>, ApiError> {
     let Some(query) = query.filter(|q| !q.is_empty()) else {
         return Ok(Vec::new());
     };
@@ -115,17 +122,19 @@ pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiErro
         .collect()
 }
 
-fn decode_component(raw: &str) -> Result<String, ApiError> {
+fn decode_component(raw: &str) -> Result<Cow<'_, str>, ApiError> {
     if let Some(at) = malformed_escape(raw) {
         return Err(ApiError::invalid_query(format!(
             "the query string has a '%' not followed by two hex digits (at byte {at} of {raw:?}); encode '%' as %25"
         )));
     }
-    let spaced = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| ApiError::invalid_query("the query string is not valid percent-encoded UTF-8"))
+    let not_utf8 = |_| ApiError::invalid_query("the query string is not valid percent-encoded UTF-8");
+    if raw.contains('+') {
+        let spaced = raw.replace('+', " ");
+        let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8().map_err(not_utf8)?;
+        return Ok(Cow::Owned(decoded.into_owned()));
+    }
+    percent_encoding::percent_decode_str(raw).decode_utf8().map_err(not_utf8)
 }
 
 /// Where `raw` has a `%` that is not followed by two hex digits, if anywhere.
@@ -182,8 +191,9 @@ mod tests {
         assert_eq!(
             pairs,
             [("article_id", "a"), ("article_id", "b/c"), ("article_id", "a"), ("x", "é 1")]
-                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .map(|(a, b)| (Cow::Borrowed(a), Cow::Borrowed(b)))
         );
+        assert!(matches!(pairs[0].1, Cow::Borrowed(_)), "nothing to decode, nothing copied");
         assert!(query_pairs(Some("article_id=%FF")).is_err(), "invalid UTF-8");
         assert!(query_pairs(None).unwrap().is_empty());
         assert!(query_pairs(Some("article_id=%ZZ")).is_err(), "a malformed escape");

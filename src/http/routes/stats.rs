@@ -434,7 +434,10 @@ struct StatsQuery {
 
 impl StatsQuery {
     fn parse(raw: Option<&str>, accepted: &[&str]) -> Result<Self, ApiError> {
-        let pairs = query_pairs(raw)?;
+        let pairs: Vec<(String, String)> = query_pairs(raw)?
+            .into_iter()
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
         for (i, (name, value)) in pairs.iter().enumerate() {
             if !accepted.contains(&name.as_str()) {
                 return Err(ApiError::invalid_query(format!(
