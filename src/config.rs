@@ -372,7 +372,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writers_default_to_four_on_postgresql_and_one_on_sqlite_unless_set() {
+    fn writers_default_to_two_on_postgresql_and_one_on_sqlite_unless_set() {
         assert_eq!(Config::for_database("postgres://db/reactions").write_workers(), 2);
         assert_eq!(Config::for_database("sqlite://reactions.db").write_workers(), 1);
         let mut config = Config::for_database("sqlite://reactions.db");
