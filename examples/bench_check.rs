@@ -1,7 +1,8 @@
 //! The checks `loadtest/run.sh` runs after each write scenario, with the same queries as the test
 //! suite: how many reaction rows match a `LIKE` pattern, how many (article, reaction) counts
-//! differ from the rows, and how many rollup rows differ from the rows (the oracle). Prints
-//! `RESULT rows=… count_mismatches=… rollup_mismatches=…`.
+//! differ from the rows, how many rollup rows differ from the rows (the oracle), and on
+//! PostgreSQL how many articles hold more reactions than their held bound. Prints
+//! `RESULT rows=… count_mismatches=… rollup_mismatches=… bound_shortfalls=…`.
 //!
 //! ```sh
 //! cargo run --example bench_check -- DATABASE_URL PATTERN
@@ -11,10 +12,11 @@
 #[allow(dead_code)] // Only the invariant queries are used here.
 mod helpers;
 
-use helpers::{Backend, COUNT_MISMATCHES, rollup_mismatches_sql};
+use helpers::{BOUND_SHORTFALLS, Backend, COUNT_MISMATCHES, rollup_mismatches_sql};
 use sqlx::Connection as _;
 
-/// The three checks on one connection (the same statements on either backend).
+/// The checks on one connection (the same statements on either backend, but for the held
+/// bounds, which only PostgreSQL keeps).
 macro_rules! check {
     ($conn:expr, $pattern:expr, $backend:expr) => {{
         let conn = &mut $conn;
@@ -28,7 +30,16 @@ macro_rules! check {
             sqlx::query_as(sqlx::AssertSqlSafe(rollup_mismatches_sql($backend)))
                 .fetch_all(&mut *conn)
                 .await?;
-        println!("RESULT rows={rows} count_mismatches={} rollup_mismatches={}", counts.len(), rollups.len());
+        let bounds: Vec<(String, i64, Option<i64>)> = match $backend {
+            Backend::Postgres => sqlx::query_as(BOUND_SHORTFALLS).fetch_all(&mut *conn).await?,
+            Backend::Sqlite => Vec::new(),
+        };
+        println!(
+            "RESULT rows={rows} count_mismatches={} rollup_mismatches={} bound_shortfalls={}",
+            counts.len(),
+            rollups.len(),
+            bounds.len()
+        );
     }};
 }
 

@@ -20,6 +20,8 @@ fn main() {
         ["statement", name] => {
             let statement = match *name {
                 "TOP_ARTICLES" => sql::TOP_ARTICLES.as_str(),
+                "TOP_ARTICLES_AMONG" => sql::TOP_ARTICLES_AMONG.as_str(),
+                "HELD_BOUNDS" => sql::HELD_BOUNDS,
                 "WINDOW_TOTALS" => sql::WINDOW_TOTALS.as_str(),
                 "ARTICLE_TIMESERIES" => sql::ARTICLE_TIMESERIES.as_str(),
                 "TRENDING" => sql::TRENDING.as_str(),

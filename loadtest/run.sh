@@ -176,17 +176,18 @@ field() { sed -E "s/.*$1=([^ ]+).*/\1/" <<<"$RESULT"; }
 
 # After a write scenario: rows matching the scenario's articles = acknowledged writes plus the
 # writes in flight when wrk stopped (at most one per connection: committed, answer never read);
-# counts = rows; rollups = rows.
+# counts = rows; rollups = rows; (PostgreSQL) every article's held bound covers its counts.
 check_writes() {
-    local url=$1 pattern=$2 acked=$3 connections=$4 out rows counts rollups
+    local url=$1 pattern=$2 acked=$3 connections=$4 out rows counts rollups bounds
     out=$("$CHECK" "$url" "$pattern")
     rows=$(sed -E 's/.*rows=([0-9]+).*/\1/' <<<"$out")
     counts=$(sed -E 's/.*count_mismatches=([0-9]+).*/\1/' <<<"$out")
     rollups=$(sed -E 's/.*rollup_mismatches=([0-9]+).*/\1/' <<<"$out")
-    if ((acked > 0 && rows >= acked && rows - acked <= connections && counts == 0 && rollups == 0)); then
+    bounds=$(sed -E 's/.*bound_shortfalls=([0-9]+).*/\1/' <<<"$out")
+    if ((acked > 0 && rows >= acked && rows - acked <= connections && counts == 0 && rollups == 0 && bounds == 0)); then
         CHECK_TEXT="ok: $acked acknowledged, all stored once ($((rows - acked)) in flight at the end); counts = rows; rollups = rows"
     else
-        CHECK_TEXT="FAILED: $rows rows vs $acked acknowledged, $counts count and $rollups rollup mismatches"
+        CHECK_TEXT="FAILED: $rows rows vs $acked acknowledged, $counts count and $rollups rollup mismatches, $bounds held bounds below the counts"
         fail "$CHECK_TEXT"
     fi
 }

@@ -276,10 +276,21 @@ median_ms() {
 }
 hot_segment="$(encode "$hot_now")"
 month_ago="$(encode "$(admin -c "select to_json('$now'::timestamptz - interval '30 days') #>> '{}'")")"
+week_ago="$(encode "$(admin -c "select to_json('$now'::timestamptz - interval '7 days') #>> '{}'")")"
+# Windows of a week or more read their top list from the articles' held bounds first (exact
+# bounds here, as the migration fills them; the service's own writes keep them up to a quarter
+# looser), and group the whole window only when the bounds cannot settle it cheaply.
 for path in \
     "/v1/stats/top" \
     "/v1/stats/top?reaction=angry" \
+    "/v1/stats/top?since=$week_ago" \
+    "/v1/stats/top?since=$week_ago&limit=100" \
+    "/v1/stats/top?since=$week_ago&reaction=angry" \
+    "/v1/stats/top?since=$week_ago&reaction=angry&limit=100" \
     "/v1/stats/top?since=$month_ago" \
+    "/v1/stats/top?since=$month_ago&limit=100" \
+    "/v1/stats/top?since=$month_ago&reaction=angry" \
+    "/v1/stats/top?since=$month_ago&reaction=angry&limit=100" \
     "/v1/stats/totals" \
     "/v1/stats/totals?since=$month_ago" \
     "/v1/articles/$hot_segment/timeseries" \

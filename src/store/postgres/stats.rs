@@ -110,6 +110,31 @@ pub mod sql {
         )
     });
 
+    /// [`TOP_ARTICLES`] among the articles of `$9` (`text[]`) only.
+    pub static TOP_ARTICLES_AMONG: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select article_id, held
+             from (select article_id, {held} as held
+                   from ({rows}) as w
+                   group by article_id) as articles
+             where held > 0
+             order by held desc, article_id
+             limit $8",
+            held = weighted_sum(),
+            rows = window_rows("article_id = any($9)", "null::timestamptz", 2),
+        )
+    });
+
+    /// `$1` a bound and `$2` an article id, `$3` the least bound, `$4` how many. The articles
+    /// after (`$1`, `$2`) in the order of their held bound, largest first (ties by article id,
+    /// last first), bounded by at least `$3`, with their bound: read backwards from the
+    /// `(bound, article_id)` index.
+    pub const HELD_BOUNDS: &str = "
+        select article_id, bound from article_held_bounds
+        where (bound, article_id) < ($1, $2) and bound >= $3
+        order by bound desc, article_id desc
+        limit $4";
+
     /// `$1`–`$6` the window. Counts per reaction.
     pub static WINDOW_TOTALS: LazyLock<String> = LazyLock::new(|| {
         format!(
@@ -202,6 +227,23 @@ pub mod sql {
     });
 }
 
+/// The shortest window whose top list is first read from the articles' held bounds
+/// (`PgStore::top_by_bounds`). In shorter ones the most popular articles hold most of their
+/// reactions outside the window, so the bounds say little; grouping such a window is cheap
+/// anyway (about 30 ms for a day of ten million reactions, `docs/stats-performance.md`).
+const BOUNDED_TOP_MIN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// Articles read at once by the walk, at the least (four times the limit when that is more).
+const BOUNDED_TOP_CHUNK: usize = 64;
+
+/// Most articles the walk reads per day of the window before it leaves the list to the full
+/// grouping. On ten million reactions (`docs/stats-performance.md`) reading an article's window
+/// costs about 30 µs and grouping a window 6–8 ms per day of it, so a list the bounds cannot
+/// settle costs at most about 40 % more than the grouping alone (a week's top 100 of one
+/// reaction: 58 → 78 ms), where a settled one takes a few milliseconds (a month's top 10:
+/// 162 → 2 ms).
+const BOUNDED_TOP_ARTICLES_PER_DAY: usize = 100;
+
 /// Binds the six instants of `parts`, in order, as the query's next parameters.
 fn bind_window<'q, O>(
     query: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
@@ -213,6 +255,10 @@ fn bind_window<'q, O>(
 impl super::PgStore {
     /// The articles with the most reactions of the given kinds (all when empty) in `window`,
     /// most first, ties by article id.
+    ///
+    /// A window of at least [`BOUNDED_TOP_MIN_WINDOW`] is first read from the articles of largest
+    /// held bound down ([`Self::top_by_bounds`]); a shorter one, or one whose list the bounds do
+    /// not settle cheaply, groups every article of the window.
     #[tracing::instrument(skip_all, fields(limit = limit))]
     pub async fn top_articles(
         &self,
@@ -220,13 +266,78 @@ impl super::PgStore {
         reactions: &[Reaction],
         limit: u32,
     ) -> Result<Vec<ArticleCount>, StoreError> {
-        let query = sqlx::query_as(sql::TOP_ARTICLES.as_str()).bind(reaction_weights(reactions));
-        let rows: Vec<(String, i64)> = bind_window(query, &WindowParts::new(window, Bucket::Day))
+        let parts = WindowParts::new(window, Bucket::Day);
+        let weights = reaction_weights(reactions);
+        let length = window.until() - window.since();
+        if length >= BOUNDED_TOP_MIN_WINDOW {
+            let most = BOUNDED_TOP_ARTICLES_PER_DAY * length.num_days() as usize;
+            if let Some(rows) = self.top_by_bounds(&parts, weights, limit, most).await? {
+                return article_counts(rows);
+            }
+        }
+        let query = sqlx::query_as(sql::TOP_ARTICLES.as_str()).bind(weights);
+        let rows: Vec<(String, i64)> = bind_window(query, &parts)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(e, "while reading the top articles"))?;
         article_counts(rows)
+    }
+
+    /// The top list of a window read from the articles of largest held bound down
+    /// (`article_held_bounds`, migration `20261201000003_article_held_bounds.sql`): an article's
+    /// count in any window is at most the reactions it holds, and so at most its bound.
+    ///
+    /// Read in chunks of a few times the limit. Once the list is full, only an article bounded
+    /// by at least its last count can still enter it (a tie can, by its id), so later chunks
+    /// read only those, and the list is settled once the next such article is bounded below that
+    /// count, or none is left. `None`, for the full grouping, when `most` articles were read and
+    /// it is not settled yet: a window whose top articles hold few of their reactions in it.
+    ///
+    /// The reads share one repeatable-read transaction, so the bounds and every count are of one
+    /// state, as the single statement of the full grouping is. Their statements take the generic
+    /// plan at once: it reads each candidate's rows through the primary keys, where a plan made
+    /// for the chunk's literal ids can scan a whole hour's rollup rows instead (and costs
+    /// milliseconds to make).
+    async fn top_by_bounds(
+        &self,
+        parts: &WindowParts,
+        weights: [i32; crate::store::sql::REACTIONS],
+        limit: u32,
+        most: usize,
+    ) -> Result<Option<Vec<(String, i64)>>, StoreError> {
+        let failed = |e| classify(e, "while reading the top articles");
+        let full = limit as usize;
+        let chunk = (4 * full).max(BOUNDED_TOP_CHUNK);
+        let mut tx =
+            self.pool.begin_with("begin isolation level repeatable read, read only").await.map_err(failed)?;
+        sqlx::query("set local plan_cache_mode = force_generic_plan")
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let mut best: Vec<(String, i64)> = Vec::with_capacity(2 * full);
+        let mut after = (i64::MAX, String::new());
+        // The least bound of an article that could still enter the list.
+        let mut floor = 0;
+        let mut read = 0;
+        let settled = loop {
+            let candidates = Candidates::read(&mut tx, (after.0, &after.1), floor, chunk.min(most - read))
+                .await
+                .map_err(failed)?;
+            best.extend(candidates.top(&mut tx, parts, weights, limit).await.map_err(failed)?);
+            best.sort_unstable_by(|(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
+            best.truncate(full);
+            read += candidates.ids.len();
+            floor = if best.len() == full { best.last().map_or(1, |(_, held)| *held) } else { 1 };
+            match (candidates.next_bound, candidates.last) {
+                (None, _) => break true,
+                (Some(next), _) if next < floor => break true,
+                (Some(_), _) if read >= most => break false,
+                (Some(_), last) => after = last.expect("a chunk before the next article"),
+            }
+        };
+        tx.commit().await.map_err(failed)?;
+        Ok(settled.then_some(best))
     }
 
     /// Site-wide counts per reaction in `window`.
@@ -322,6 +433,48 @@ impl super::PgStore {
             .await
             .map_err(|e| classify(e, "while opening the export cursor"))?;
         Ok(stream::try_unfold(Some(tx), next_export_batch).boxed())
+    }
+}
+
+/// Articles read in the order of their held bound ([`sql::HELD_BOUNDS`]).
+struct Candidates {
+    ids: Vec<String>,
+    /// The last one's bound and id, where a next read starts.
+    last: Option<(i64, String)>,
+    /// The bound of the first article after them that the read's condition admits, if any.
+    next_bound: Option<i64>,
+}
+
+impl Candidates {
+    /// At most `count` articles after `after` (bound, id) bounded by at least `floor`.
+    async fn read(
+        tx: &mut Transaction<'static, Postgres>,
+        after: (i64, &str),
+        floor: i64,
+        count: usize,
+    ) -> Result<Self, sqlx::Error> {
+        let mut rows: Vec<(String, i64)> = sqlx::query_as(sql::HELD_BOUNDS)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(floor)
+            .bind(count as i64 + 1)
+            .fetch_all(&mut **tx)
+            .await?;
+        let next_bound = (rows.len() > count).then(|| rows.pop()).flatten().map(|(_, bound)| bound);
+        let last = rows.last().map(|(id, bound)| (*bound, id.clone()));
+        Ok(Self { ids: rows.into_iter().map(|(id, _)| id).collect(), last, next_bound })
+    }
+
+    /// The window's top list among these articles only.
+    async fn top(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        parts: &WindowParts,
+        weights: [i32; crate::store::sql::REACTIONS],
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let query = sqlx::query_as(sql::TOP_ARTICLES_AMONG.as_str()).bind(weights);
+        bind_window(query, parts).bind(i64::from(limit)).bind(&self.ids).fetch_all(&mut **tx).await
     }
 }
 
