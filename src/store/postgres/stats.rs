@@ -96,22 +96,13 @@ pub mod sql {
     use super::{column_sums, count_column, count_columns, each_reaction, weighted_sum, window_rows};
 
     /// `$1` reaction weights, `$2`–`$7` the window, `$8` limit.
-    pub static TOP_ARTICLES: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "select article_id, held
-             from (select article_id, {held} as held
-                   from ({rows}) as w
-                   group by article_id) as articles
-             where held > 0
-             order by held desc, article_id
-             limit $8",
-            held = weighted_sum(),
-            rows = window_rows("true", "null::timestamptz", 2),
-        )
-    });
+    pub static TOP_ARTICLES: LazyLock<String> = LazyLock::new(|| top_articles("true"));
 
     /// [`TOP_ARTICLES`] among the articles of `$9` (`text[]`) only.
-    pub static TOP_ARTICLES_AMONG: LazyLock<String> = LazyLock::new(|| {
+    pub static TOP_ARTICLES_AMONG: LazyLock<String> = LazyLock::new(|| top_articles("article_id = any($9)"));
+
+    /// The top list of the window's rows that `filter` keeps.
+    fn top_articles(filter: &str) -> String {
         format!(
             "select article_id, held
              from (select article_id, {held} as held
@@ -121,9 +112,9 @@ pub mod sql {
              order by held desc, article_id
              limit $8",
             held = weighted_sum(),
-            rows = window_rows("article_id = any($9)", "null::timestamptz", 2),
+            rows = window_rows(filter, "null::timestamptz", 2),
         )
-    });
+    }
 
     /// `$1` a bound and `$2` an article id, `$3` the least bound, `$4` how many. The articles
     /// after (`$1`, `$2`) in the order of their held bound, largest first (ties by article id,
