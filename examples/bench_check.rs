@@ -30,7 +30,7 @@ macro_rules! check {
             sqlx::query_as(sqlx::AssertSqlSafe(rollup_mismatches_sql($backend)))
                 .fetch_all(&mut *conn)
                 .await?;
-        let bounds: Vec<(String, i64, Option<i64>)> = match $backend {
+        let bounds: Vec<(String, Option<String>, i64, Option<i64>)> = match $backend {
             Backend::Postgres => sqlx::query_as(BOUND_SHORTFALLS).fetch_all(&mut *conn).await?,
             Backend::Sqlite => Vec::new(),
         };

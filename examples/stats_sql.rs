@@ -21,7 +21,8 @@ fn main() {
             let statement = match *name {
                 "TOP_ARTICLES" => sql::TOP_ARTICLES.as_str(),
                 "TOP_ARTICLES_AMONG" => sql::TOP_ARTICLES_AMONG.as_str(),
-                "HELD_BOUNDS" => sql::HELD_BOUNDS,
+                "HELD_BOUNDS" => sql::HELD_BOUNDS.as_str(),
+                "HELD_BOUNDS_OF" => sql::HELD_BOUNDS_OF.as_str(),
                 "WINDOW_TOTALS" => sql::WINDOW_TOTALS.as_str(),
                 "ARTICLE_TIMESERIES" => sql::ARTICLE_TIMESERIES.as_str(),
                 "TRENDING" => sql::TRENDING.as_str(),

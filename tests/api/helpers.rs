@@ -147,7 +147,7 @@ impl TestDatabase {
     }
 
     /// [`BOUND_SHORTFALLS`] on PostgreSQL once its migrations made the table; nothing otherwise.
-    pub async fn bound_shortfalls(&self) -> Vec<(String, i64, Option<i64>)> {
+    pub async fn bound_shortfalls(&self) -> Vec<(String, Option<String>, i64, Option<i64>)> {
         if self.backend != Backend::Postgres {
             return Vec::new();
         }
@@ -761,7 +761,10 @@ impl TestApp {
             "rollups differ from rows (rollup, article, bucket, rollup counts, row counts): {mismatches:?}"
         );
         let shortfalls = self.db.bound_shortfalls().await;
-        assert!(shortfalls.is_empty(), "held bounds below the counts (article, held, bound): {shortfalls:?}");
+        assert!(
+            shortfalls.is_empty(),
+            "held bounds below the counts (article, reaction or total, held, bound): {shortfalls:?}"
+        );
     }
 
     /// Number of reaction rows stored, all articles.
@@ -835,6 +838,33 @@ pub async fn assert_problem(response: Response, status: StatusCode, why: &str) -
     problem
 }
 
+/// A top list as the stats API answers it: `[{"article_id": …, "count": …}, …]`.
+pub fn ranked(pairs: &[(&str, i64)]) -> Value {
+    Value::Array(pairs.iter().map(|(id, n)| json!({"article_id": id, "count": n})).collect())
+}
+
+/// The top list of every (article, reaction, last change) row inside `[since, until)`: the
+/// articles with the most reactions of `reaction` (all when `None`), most first, ties by article
+/// id, at most `limit`.
+pub fn expected_top<'a>(
+    rows: &[(&'a str, &str, DateTime<Utc>)],
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    reaction: Option<&str>,
+    limit: usize,
+) -> Vec<(&'a str, i64)> {
+    let mut counts: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for (article, key, at) in rows {
+        if since <= *at && *at < until && reaction.is_none_or(|k| k == *key) {
+            *counts.entry(article).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<(&str, i64)> = counts.into_iter().collect();
+    ranked.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(y.0)));
+    ranked.truncate(limit);
+    ranked
+}
+
 /// The counts object with every reaction zero except the given ones.
 pub fn counts(nonzero: &[(&str, i64)]) -> Value {
     let mut counts = json!({"like": 0, "dislike": 0, "love": 0, "funny": 0, "angry": 0, "sad": 0, "wow": 0});
@@ -854,14 +884,18 @@ pub const COUNT_MISMATCHES: &str = "
       on r.article_id = c.article_id and r.reaction = c.reaction
     where coalesce(c.count, 0) <> coalesce(r.n, 0)";
 
-/// Every article whose held reactions exceed its held bound, or that holds reactions without
-/// one, as (article, held, bound): PostgreSQL's `article_held_bounds`, which the top lists of
-/// long windows read (empty where that table does not exist yet: a schema before it, SQLite).
+/// Every article and reaction whose held count exceeds its held bound (64 without a row), and
+/// every article whose held total does, as (article, reaction or none for the total, held,
+/// bound): PostgreSQL's `article_held_bounds`, which the top lists of long windows read (empty
+/// where that table does not exist yet: a schema before it, SQLite).
 pub const BOUND_SHORTFALLS: &str = "
-    select c.article_id, c.held, b.bound
-    from (select article_id, sum(count)::int8 as held from article_reaction_counts group by 1) c
-    left join article_held_bounds b on b.article_id = c.article_id
-    where c.held > 0 and (b.bound is null or b.bound < c.held)";
+    select h.article_id, h.reaction::text, h.held, b.bound
+    from (select article_id, reaction, sum(count)::int8 as held
+          from article_reaction_counts
+          group by grouping sets ((article_id, reaction), (article_id))) h
+    left join article_held_bounds b
+      on b.article_id = h.article_id and b.reaction is not distinct from h.reaction
+    where h.held > coalesce(b.bound, 64)";
 
 /// The query behind [`TestDatabase::rollup_mismatches`] on `backend`.
 pub fn rollup_mismatches_sql(backend: Backend) -> String {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{Backend, TestDatabase, json_ok, spawn_with, test_config};
+use crate::helpers::{Backend, TestDatabase, expected_top, json_ok, ranked, spawn_with, test_config};
 
 /// The service applies the rollup migration at start-up on connections that carry its statement
 /// timeout (SQLite has none: its busy timeout only bounds waits for the lock); the fill of a large table outlasts it, so the migration lifts the timeout for itself.
@@ -253,4 +253,86 @@ async fn a_row_deleted_between_the_batch_insert_and_its_lock_is_retried_and_stor
     assert_eq!(switched["viewer_reaction"], "wow");
     assert_eq!(app.stored_reactions().await, 1);
     app.assert_counts_match_rows().await;
+}
+
+/// On PostgreSQL a window of a week or more reads its top list from the articles of largest
+/// held bound (of all reactions, or of the one asked) down, and stops once no article left can
+/// enter it (`store::postgres::stats`). The data makes that walk read on: the articles holding
+/// the most reactions hold them from before the window, and a hundred and fifty articles of the
+/// window tie often. Likes are the most frequent reaction, so their lists are read from their
+/// own bounds; wows are rare, and their lists end in counts too low to settle from the bounds.
+/// In the week after the window, 2,200 articles hold one reaction each: all tie, more of them
+/// than the walk reads before it leaves the list to the full grouping, and the list is of the
+/// smallest ids, which the walk reaches last; the week after that, 760 articles tie at 66
+/// reactions each, past the implicit bound of articles without a row but more than a week's walk
+/// may read. Every list, whichever way it was read, must be the exact one.
+#[tokio::test]
+async fn long_windows_rank_exactly_whatever_the_articles_hold_outside_them() {
+    use rand::{Rng as _, SeedableRng as _};
+    const KEYS: [&str; 7] = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let config = test_config(&db.url);
+    let app = spawn_with(db, config).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261201);
+    let since: DateTime<Utc> = "2025-11-01T00:00:00Z".parse().unwrap();
+    let until = since + TimeDelta::days(14);
+    let at = |rng: &mut rand::rngs::StdRng, from: DateTime<Utc>, days: i64| {
+        from + TimeDelta::seconds(rng.random_range(0..days * 86_400))
+    };
+    // The first reactions far more often than the last: like about 37 %, wow about 0.3 %.
+    let key = |rng: &mut rand::rngs::StdRng| {
+        KEYS[rng.random_range(0..7).min(rng.random_range(0..7)).min(rng.random_range(0..7))]
+    };
+    let mut owned: Vec<(String, &str, DateTime<Utc>)> = Vec::new();
+    for i in 0..120 {
+        let article = format!("old-{i:03}");
+        for _ in 0..rng.random_range(200..400) {
+            owned.push((article.clone(), key(&mut rng), at(&mut rng, since - TimeDelta::days(10), 9)));
+        }
+        for _ in 0..rng.random_range(0..3) {
+            owned.push((article.clone(), key(&mut rng), at(&mut rng, since, 14)));
+        }
+    }
+    for i in 0..150 {
+        let article = format!("new-{i:03}");
+        for _ in 0..rng.random_range(70..250) {
+            owned.push((article.clone(), key(&mut rng), at(&mut rng, since, 14)));
+        }
+    }
+    for i in 0..2200 {
+        owned.push((format!("one-{i:04}"), key(&mut rng), at(&mut rng, until, 7)));
+    }
+    // The week after those: 760 articles of 66 reactions each, all tied, more than the 700 a
+    // week's walk reads, the smallest id read last.
+    for i in 0..760 {
+        let article = format!("cap-{i:03}");
+        for _ in 0..66 {
+            owned.push((article.clone(), key(&mut rng), at(&mut rng, until + TimeDelta::days(8), 7)));
+        }
+    }
+    let rows: Vec<(&str, &str, DateTime<Utc>)> = owned.iter().map(|(a, k, t)| (a.as_str(), *k, *t)).collect();
+    app.db.insert_reactions(&rows).await;
+    app.assert_counts_match_rows().await;
+
+    let fmt = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let windows = [
+        (since, until),                                                 // the window's articles
+        (since - TimeDelta::days(16), until + TimeDelta::days(7)),      // every article
+        (since + TimeDelta::hours(30), until - TimeDelta::minutes(90)), // partial hours and days
+        (until, until + TimeDelta::days(7)),                            // the ties of one reaction
+        (until + TimeDelta::days(8), until + TimeDelta::days(15)),      // more ties than a walk reads
+        (since + TimeDelta::days(2), since + TimeDelta::days(5)),       // shorter: grouped
+    ];
+    for (since, until) in windows {
+        for reaction in [None, Some("like"), Some("wow")] {
+            for limit in [1, 3, 10, 64, 100] {
+                let filter = reaction.map(|k| format!("&reaction={k}")).unwrap_or_default();
+                let path =
+                    format!("/v1/stats/top?since={}&until={}&limit={limit}{filter}", fmt(since), fmt(until));
+                let top = json_ok(app.request(Method::GET, &path, None, None).await).await;
+                let expected = expected_top(&rows, since, until, reaction, limit);
+                assert_eq!(top["articles"], ranked(&expected), "{path}");
+            }
+        }
+    }
 }

@@ -117,14 +117,23 @@ pub mod sql {
     }
 
     /// `$1` a bound and `$2` an article id, `$3` the least bound, `$4` how many. The articles
-    /// after (`$1`, `$2`) in the order of their held bound, largest first (ties by article id,
-    /// last first), bounded by at least `$3`, with their bound: read backwards from the
-    /// `(bound, article_id)` index.
-    pub const HELD_BOUNDS: &str = "
-        select article_id, bound from article_held_bounds
-        where (bound, article_id) < ($1, $2) and bound >= $3
-        order by bound desc, article_id desc
-        limit $4";
+    /// after (`$1`, `$2`) in the order of their bound of all reactions together, largest first
+    /// (ties by article id, last first), bounded by at least `$3`, with their bound: read
+    /// backwards from the totals' `(bound, article_id)` index.
+    pub static HELD_BOUNDS: LazyLock<String> = LazyLock::new(|| held_bounds("reaction is null"));
+
+    /// [`HELD_BOUNDS`] by the bound of one reaction, `$5`, from the reactions'
+    /// `(reaction, bound, article_id)` index.
+    pub static HELD_BOUNDS_OF: LazyLock<String> = LazyLock::new(|| held_bounds("reaction = $5::reaction"));
+
+    fn held_bounds(bounded: &str) -> String {
+        format!(
+            "select article_id, bound from article_held_bounds
+             where {bounded} and (bound, article_id) < ($1, $2) and bound >= $3
+             order by bound desc, article_id desc
+             limit $4"
+        )
+    }
 
     /// `$1`–`$6` the window. Counts per reaction.
     pub static WINDOW_TOTALS: LazyLock<String> = LazyLock::new(|| {
@@ -224,12 +233,10 @@ pub mod sql {
 /// anyway (about 30 ms for a day of ten million reactions, `docs/stats-performance.md`).
 const BOUNDED_TOP_MIN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
-/// [`BOUNDED_TOP_MIN_WINDOW`] for a list of some kinds of reaction only, which the bounds (of
-/// every kind together) bound loosely. On ten million reactions, one kind's top 100 read from
-/// the bounds took 74 ms over a week and 244 ms over three weeks (the walk read its allowance,
-/// then grouped the window: 58 and about 130 ms grouped at once), and 47 ms over a month
-/// (185 ms grouped).
-const BOUNDED_TOP_MIN_WINDOW_OF_KINDS: chrono::TimeDelta = chrono::TimeDelta::days(28);
+/// What an article holds of a kind, or in all, when `article_held_bounds` has no row for it: rows
+/// are kept only above it (migration `20261201000003_article_held_bounds.sql`, where it is the
+/// literal 64), so a list is settled from the bounds only once its last count is above it.
+const IMPLICIT_HELD_BOUND: i64 = 64;
 
 /// Articles read at once by the walk, at the least (four times the limit when that is more).
 const BOUNDED_TOP_CHUNK: usize = 64;
@@ -254,10 +261,9 @@ impl super::PgStore {
     /// The articles with the most reactions of the given kinds (all when empty) in `window`,
     /// most first, ties by article id.
     ///
-    /// A window of at least [`BOUNDED_TOP_MIN_WINDOW`] ([`BOUNDED_TOP_MIN_WINDOW_OF_KINDS`] for
-    /// some kinds of reaction only) is first read from the articles of largest held bound down
-    /// ([`Self::top_by_bounds`]); a shorter one, or one whose list the bounds do not settle
-    /// cheaply, groups every article of the window.
+    /// A window of at least [`BOUNDED_TOP_MIN_WINDOW`] is first read from the articles of largest
+    /// held bound down ([`Self::top_by_bounds`]); a shorter one, or one whose list the bounds do
+    /// not settle cheaply, groups every article of the window.
     #[tracing::instrument(skip_all, fields(limit = limit))]
     pub async fn top_articles(
         &self,
@@ -268,13 +274,15 @@ impl super::PgStore {
         let parts = WindowParts::new(window, Bucket::Day);
         let weights = reaction_weights(reactions);
         let length = window.until() - window.since();
-        // A bound of all reactions together is several times one kind's count, so a list of
-        // some kinds only needs far more articles read, and pays only on longer windows.
-        let some_kinds = weights.contains(&0);
-        let shortest = if some_kinds { BOUNDED_TOP_MIN_WINDOW_OF_KINDS } else { BOUNDED_TOP_MIN_WINDOW };
-        if length >= shortest {
+        if length >= BOUNDED_TOP_MIN_WINDOW {
             let most = BOUNDED_TOP_ARTICLES_PER_DAY * length.num_days() as usize;
-            if let Some(rows) = self.top_by_bounds(&parts, weights, limit, most).await? {
+            // One reaction's list by that reaction's bounds; any other by the totals' (which
+            // bound every kind, if loosely).
+            let bounded = match reactions {
+                [reaction] => Some(*reaction),
+                _ => None,
+            };
+            if let Some(rows) = self.top_by_bounds(&parts, weights, bounded, limit, most).await? {
                 return article_counts(rows);
             }
         }
@@ -291,11 +299,13 @@ impl super::PgStore {
     /// (`article_held_bounds`, migration `20261201000003_article_held_bounds.sql`): an article's
     /// count in any window is at most the reactions it holds, and so at most its bound.
     ///
-    /// Read in chunks of a few times the limit. Once the list is full, only an article bounded
-    /// by at least its last count can still enter it (a tie can, by its id), so later chunks
-    /// read only those, and the list is settled once the next such article is bounded below that
-    /// count, or none is left. `None`, for the full grouping, when `most` articles were read and
-    /// it is not settled yet: a window whose top articles hold few of their reactions in it.
+    /// `bounded`: the kind of reaction whose bounds order the articles, or all together. Read in
+    /// chunks of a few times the limit. Once the list is full, only an article bounded by at
+    /// least its last count can still enter it (a tie can, by its id), so later chunks read only
+    /// those, and the list is settled once the next such article is bounded below that count, or
+    /// none is left, provided that count is above [`IMPLICIT_HELD_BOUND`] (what an article
+    /// without a row may hold). `None`, for the full grouping, when it cannot be settled so, or
+    /// not within `most` articles: a window whose top articles hold few of their reactions in it.
     ///
     /// The reads share one repeatable-read transaction, so the bounds and every count are of one
     /// state, as the single statement of the full grouping is. Their statements take the generic
@@ -306,6 +316,7 @@ impl super::PgStore {
         &self,
         parts: &WindowParts,
         weights: [i32; crate::store::sql::REACTIONS],
+        bounded: Option<Reaction>,
         limit: u32,
         most: usize,
     ) -> Result<Option<Vec<(String, i64)>>, StoreError> {
@@ -324,20 +335,24 @@ impl super::PgStore {
         let mut floor = 0;
         let mut read = 0;
         let settled = loop {
-            let candidates = Candidates::read(&mut tx, (after.0, &after.1), floor, chunk.min(most - read))
-                .await
-                .map_err(failed)?;
+            let candidates =
+                Candidates::read(&mut tx, bounded, (after.0, &after.1), floor, chunk.min(most - read))
+                    .await
+                    .map_err(failed)?;
             best.extend(candidates.top(&mut tx, parts, weights, limit).await.map_err(failed)?);
             best.sort_unstable_by(|(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
             best.truncate(full);
             read += candidates.ids.len();
             floor = if best.len() == full { best.last().map_or(1, |(_, held)| *held) } else { 1 };
-            match (candidates.next_bound, candidates.last) {
-                (None, _) => break true,
-                (Some(next), _) if next < floor => break true,
-                (Some(_), _) if read >= most => break false,
-                (Some(_), last) => after = last.expect("a chunk before the next article"),
+            if candidates.next_bound.is_none_or(|next| next < floor) {
+                // No article with a row left can enter the list; one without a row holds at
+                // most the implicit bound.
+                break floor > IMPLICIT_HELD_BOUND;
             }
+            if read >= most {
+                break false;
+            }
+            after = candidates.last.expect("a chunk before the next article");
         };
         tx.commit().await.map_err(failed)?;
         Ok(settled.then_some(best))
@@ -449,20 +464,22 @@ struct Candidates {
 }
 
 impl Candidates {
-    /// At most `count` articles after `after` (bound, id) bounded by at least `floor`.
+    /// At most `count` articles after `after` (bound, id) whose bound of `bounded` (all
+    /// reactions together when `None`) is at least `floor`.
     async fn read(
         tx: &mut Transaction<'static, Postgres>,
+        bounded: Option<Reaction>,
         after: (i64, &str),
         floor: i64,
         count: usize,
     ) -> Result<Self, sqlx::Error> {
-        let mut rows: Vec<(String, i64)> = sqlx::query_as(sql::HELD_BOUNDS)
-            .bind(after.0)
-            .bind(after.1)
-            .bind(floor)
-            .bind(count as i64 + 1)
-            .fetch_all(&mut **tx)
-            .await?;
+        let statement = if bounded.is_some() { &sql::HELD_BOUNDS_OF } else { &sql::HELD_BOUNDS };
+        let mut query =
+            sqlx::query_as(statement.as_str()).bind(after.0).bind(after.1).bind(floor).bind(count as i64 + 1);
+        if let Some(reaction) = bounded {
+            query = query.bind(reaction.key());
+        }
+        let mut rows: Vec<(String, i64)> = query.fetch_all(&mut **tx).await?;
         let next_bound = (rows.len() > count).then(|| rows.pop()).flatten().map(|(_, bound)| bound);
         let last = rows.last().map(|(id, bound)| (*bound, id.clone()));
         Ok(Self { ids: rows.into_iter().map(|(id, _)| id).collect(), last, next_bound })
