@@ -244,9 +244,9 @@ const BOUNDED_TOP_CHUNK: usize = 64;
 /// Most articles the walk reads per day of the window before it leaves the list to the full
 /// grouping. On ten million reactions (`docs/stats-performance.md`) reading an article's window
 /// costs about 30 µs and grouping a window 6–8 ms per day of it, so a list the bounds cannot
-/// settle costs at most about 40 % more than the grouping alone (a week's top 100 of one
-/// reaction: 58 → 78 ms), where a settled one takes a few milliseconds (a month's top 10:
-/// 162 → 2 ms).
+/// settle costs at most about a third more than the grouping alone (a week's top 100 of one
+/// reaction, with the loosest bounds: 58 → 70 ms), where a settled one takes a few
+/// milliseconds (a month's top 10: 162 → 2 ms).
 const BOUNDED_TOP_ARTICLES_PER_DAY: usize = 100;
 
 /// Binds the six instants of `parts`, in order, as the query's next parameters.
@@ -493,6 +493,9 @@ impl Candidates {
         weights: [i32; crate::store::sql::REACTIONS],
         limit: u32,
     ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let query = sqlx::query_as(sql::TOP_ARTICLES_AMONG.as_str()).bind(weights);
         bind_window(query, parts).bind(i64::from(limit)).bind(&self.ids).fetch_all(&mut **tx).await
     }
