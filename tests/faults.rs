@@ -193,10 +193,13 @@ async fn assert_counts_match_rows(conn: &mut PgConnection) {
     );
     let rollups: Vec<(String, String, String, String, String)> =
         sqlx::query_as(sqlx::AssertSqlSafe(helpers::rollup_mismatches_sql(Backend::Postgres)))
-            .fetch_all(conn)
+            .fetch_all(&mut *conn)
             .await
             .unwrap();
     assert!(rollups.is_empty(), "rollups differ from rows: {rollups:?}");
+    let bounds: Vec<(String, Option<String>, i64, Option<i64>)> =
+        sqlx::query_as(helpers::BOUND_SHORTFALLS).fetch_all(conn).await.unwrap();
+    assert!(bounds.is_empty(), "held bounds below the counts: {bounds:?}");
 }
 
 async fn stored_rows(db: &TestDatabase) -> i64 {

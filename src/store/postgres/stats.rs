@@ -96,13 +96,7 @@ pub mod sql {
     use super::{column_sums, count_column, count_columns, each_reaction, weighted_sum, window_rows};
 
     /// `$1` reaction weights, `$2`–`$7` the window, `$8` limit.
-    pub static TOP_ARTICLES: LazyLock<String> = LazyLock::new(|| top_articles("true"));
-
-    /// [`TOP_ARTICLES`] among the articles of `$9` (`text[]`) only.
-    pub static TOP_ARTICLES_AMONG: LazyLock<String> = LazyLock::new(|| top_articles("article_id = any($9)"));
-
-    /// The top list of the window's rows that `filter` keeps.
-    fn top_articles(filter: &str) -> String {
+    pub static TOP_ARTICLES: LazyLock<String> = LazyLock::new(|| {
         format!(
             "select article_id, held
              from (select article_id, {held} as held
@@ -112,9 +106,26 @@ pub mod sql {
              order by held desc, article_id
              limit $8",
             held = weighted_sum(),
-            rows = window_rows(filter, "null::timestamptz", 2),
+            rows = window_rows("true", "null::timestamptz", 2),
         )
-    }
+    });
+
+    /// [`TOP_ARTICLES`] among the articles of `$9` (`text[]`) only, each read on its own through
+    /// the primary keys (a lateral subquery with a sum is not turned into a join): as a filter
+    /// on the whole window, a plan may scan every rollup row of a day range and test each
+    /// against every id (100 ms for 400 ids on a million reactions, where probing takes 10).
+    pub static TOP_ARTICLES_AMONG: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "select a.article_id, t.held
+             from unnest($9::text[]) as a(article_id)
+             cross join lateral (select {held} as held from ({rows}) as w) as t
+             where t.held > 0
+             order by t.held desc, a.article_id collate \"C\"
+             limit $8",
+            held = weighted_sum(),
+            rows = window_rows("article_id = a.article_id", "null::timestamptz", 2),
+        )
+    });
 
     /// `$1` a bound and `$2` an article id, `$3` the least bound, `$4` how many. The articles
     /// after (`$1`, `$2`) in the order of their bound of all reactions together, largest first
