@@ -255,9 +255,8 @@ const BOUNDED_TOP_CHUNK: usize = 64;
 /// Most articles the walk reads per day of the window before it leaves the list to the full
 /// grouping. On ten million reactions (`docs/stats-performance.md`) reading an article's window
 /// costs about 30 µs and grouping a window 6–8 ms per day of it, so a list the bounds cannot
-/// settle costs at most about a third more than the grouping alone (a week's top 100 of one
-/// reaction, with the loosest bounds: 58 → 70 ms), where a settled one takes a few
-/// milliseconds (a month's top 10: 162 → 2 ms).
+/// settle costs at most about a third more than the grouping alone, where a settled one takes
+/// a few milliseconds (a month's top 10: 167 → 3 ms).
 const BOUNDED_TOP_ARTICLES_PER_DAY: usize = 100;
 
 /// Binds the six instants of `parts`, in order, as the query's next parameters.
@@ -320,9 +319,7 @@ impl super::PgStore {
     ///
     /// The reads share one repeatable-read transaction, so the bounds and every count are of one
     /// state, as the single statement of the full grouping is. Their statements take the generic
-    /// plan at once: it reads each candidate's rows through the primary keys, where a plan made
-    /// for the chunk's literal ids can scan a whole hour's rollup rows instead (and costs
-    /// milliseconds to make).
+    /// plan at once: a plan made for each chunk's ids costs milliseconds to make.
     async fn top_by_bounds(
         &self,
         parts: &WindowParts,
