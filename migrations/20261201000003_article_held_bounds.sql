@@ -28,10 +28,17 @@ create index article_held_bounds_total_idx on article_held_bounds (bound, articl
 create index article_held_bounds_reaction_idx on article_held_bounds (reaction, bound, article_id)
     where reaction is not null;
 
+-- the 64 above: what an article holds, of a kind or in all, when it has no row. the triggers and
+-- the fill below keep rows only above it, and the service reads it from here
+-- (src/store/postgres/stats.rs), so that it has one definition.
+create function article_held_bounds_threshold() returns bigint
+language sql immutable parallel safe
+as 'select 64::bigint';
+
 -- kept by statement-level triggers on the count rows, in the transaction of the change, whoever
 -- changes them: the changed rows' new counts bound their own rows, and their articles' totals,
--- read after the statement, the totals' rows, once above 64. the service's batch function holds the articles'
--- locks while its statement runs, so a total read is the article's. other writers only lower
+-- read after the statement, the totals' rows, once above the threshold. the service's batch
+-- function holds the articles' locks while its statement runs, so a total read is the article's. other writers only lower
 -- counts (the visitor erasure): they find every bound high enough and change no row.
 create function article_held_bounds_follow() returns trigger
 language plpgsql
@@ -54,7 +61,7 @@ begin
           cross join lateral (
               select sum(c.count)::int8 as total from article_reaction_counts c where c.article_id = a.article_id
           ) as t) as h
-    where h.held > 64
+    where h.held > article_held_bounds_threshold()
       and h.held > coalesce(case when h.reaction is null
                                  then (select e.bound from article_held_bounds e
                                        where e.article_id = h.article_id and e.reaction is null)
@@ -77,11 +84,11 @@ create trigger article_held_bounds_after_update
     referencing new table as changed_counts
     for each statement execute function article_held_bounds_follow();
 
--- the articles already counted above 64, with their exact counts and totals. creating the triggers above
--- locked the count rows against writes until this migration commits, so no change slips between
--- the two.
+-- the articles already counted above the threshold, with their exact counts and totals.
+-- creating the triggers above locked the count rows against writes until this migration
+-- commits, so no change slips between the two.
 insert into article_held_bounds (article_id, reaction, bound)
 select article_id, reaction, sum(count)
 from article_reaction_counts
 group by grouping sets ((article_id, reaction), (article_id))
-having sum(count) > 64;
+having sum(count) > article_held_bounds_threshold();

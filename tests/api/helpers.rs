@@ -884,10 +884,10 @@ pub const COUNT_MISMATCHES: &str = "
       on r.article_id = c.article_id and r.reaction = c.reaction
     where coalesce(c.count, 0) <> coalesce(r.n, 0)";
 
-/// Every article and reaction whose held count exceeds its held bound (64 without a row), and
-/// every article whose held total does, as (article, reaction or none for the total, held,
-/// bound): PostgreSQL's `article_held_bounds`, which the top lists of long windows read (empty
-/// where that table does not exist yet: a schema before it, SQLite).
+/// Every article and reaction whose held count exceeds its held bound (the bounds' threshold
+/// without a row), and every article whose held total does, as (article, reaction or none for
+/// the total, held, bound): PostgreSQL's `article_held_bounds`, which the top lists of long
+/// windows read (empty where that table does not exist yet: a schema before it, SQLite).
 pub const BOUND_SHORTFALLS: &str = "
     select h.article_id, h.reaction::text, h.held, b.bound
     from (select article_id, reaction, sum(count)::int8 as held
@@ -895,7 +895,7 @@ pub const BOUND_SHORTFALLS: &str = "
           group by grouping sets ((article_id, reaction), (article_id))) h
     left join article_held_bounds b
       on b.article_id = h.article_id and b.reaction is not distinct from h.reaction
-    where h.held > coalesce(b.bound, 64)";
+    where h.held > coalesce(b.bound, article_held_bounds_threshold())";
 
 /// The query behind [`TestDatabase::rollup_mismatches`] on `backend`.
 pub fn rollup_mismatches_sql(backend: Backend) -> String {

@@ -77,6 +77,17 @@ async fn app_with_admin_token(token: Option<&str>) -> TestApp {
     spawn_with(db, config).await
 }
 
+/// The service on a database that held `rows` at migration `before` and was then migrated to
+/// the latest schema, as an upgrade leaves it.
+async fn spawn_after_upgrade(before: i64, rows: &[(&str, &str, DateTime<Utc>)]) -> TestApp {
+    let db = TestDatabase::create().await;
+    db.migrate_to(Some(before)).await;
+    db.insert_reactions(rows).await;
+    db.migrate_to(None).await;
+    let config = test_config(&db.url);
+    spawn_with(db, config).await
+}
+
 async fn export(app: &TestApp, query: &str, authorization: Option<&str>) -> Response {
     let mut request = app.client.get(app.url(&format!("/v1/stats/export.csv{query}")));
     if let Some(authorization) = authorization {
@@ -521,22 +532,16 @@ async fn windows_of_any_length_and_alignment_count_exactly_the_reactions_inside_
 #[tokio::test]
 async fn the_rollup_migration_fills_the_rollups_from_the_reactions_already_stored() {
     const BEFORE_ROLLUPS: i64 = 20261126000003;
-    let db = TestDatabase::create().await;
-    db.migrate_to(Some(BEFORE_ROLLUPS)).await;
     let origin: DateTime<Utc> = "2025-11-20T00:00:00Z".parse().unwrap();
     let keys = ["like", "dislike", "love", "funny", "angry", "sad", "wow"];
     // 300 reactions on 3 articles, one every 37 minutes: a week, every hour and day edge crossed.
     let rows: Vec<(&str, &str, DateTime<Utc>)> = (0..300)
         .map(|i| (["a", "b", "c"][i % 3], keys[i % 7], origin + TimeDelta::minutes(37 * i as i64)))
         .collect();
-    db.insert_reactions(&rows).await;
+    let app = spawn_after_upgrade(BEFORE_ROLLUPS, &rows).await;
 
-    db.migrate_to(None).await;
-
-    let mismatches = db.rollup_mismatches().await;
+    let mismatches = app.db.rollup_mismatches().await;
     assert!(mismatches.is_empty(), "rollups differ from rows: {mismatches:?}");
-    let config = test_config(&db.url);
-    let app = spawn_with(db, config).await;
     let window = "since=2025-11-20T00:30:00Z&until=2025-11-26T23:10:00Z";
     let since: DateTime<Utc> = "2025-11-20T00:30:00Z".parse().unwrap();
     let until: DateTime<Utc> = "2025-11-26T23:10:00Z".parse().unwrap();
@@ -869,8 +874,6 @@ fn the_openapi_document_defines_the_trending_score_and_the_export_token() {
 #[tokio::test]
 async fn an_article_that_could_tie_with_the_last_of_the_list_is_still_read() {
     const BEFORE_BOUNDS: i64 = 20261201000002;
-    let db = TestDatabase::create().await;
-    db.migrate_to(Some(BEFORE_BOUNDS)).await;
     let since: DateTime<Utc> = "2025-11-01T00:00:00Z".parse().unwrap();
     let until = since + TimeDelta::days(14);
     let old: Vec<String> = (0..63).map(|i| format!("old-{i:02}")).collect();
@@ -881,10 +884,7 @@ async fn an_article_that_could_tie_with_the_last_of_the_list_is_still_read() {
     for article in ["w-a", "w-b"] {
         rows.extend((0..100).map(|i| (article, "love", since + TimeDelta::hours(i))));
     }
-    db.insert_reactions(&rows).await;
-    db.migrate_to(None).await;
-    let config = test_config(&db.url);
-    let app = spawn_with(db, config).await;
+    let app = spawn_after_upgrade(BEFORE_BOUNDS, &rows).await;
     app.assert_counts_match_rows().await;
 
     let window = "since=2025-11-01T00:00:00Z&until=2025-11-15T00:00:00Z";

@@ -137,6 +137,13 @@ pub mod sql {
     /// `(reaction, bound, article_id)` index.
     pub static HELD_BOUNDS_OF: LazyLock<String> = LazyLock::new(|| held_bounds("reaction = $5::reaction"));
 
+    /// Sets the generic plan for the rest of the transaction (`top_by_bounds`), and answers the
+    /// bounds' threshold: what an article without a row may hold.
+    pub const TOP_BY_BOUNDS_SETTINGS: &str = "
+        select article_held_bounds_threshold()
+        from set_config('plan_cache_mode', 'force_generic_plan', true)";
+
+    /// The articles in the order of the bound that `bounded` selects.
     fn held_bounds(bounded: &str) -> String {
         format!(
             "select article_id, bound from article_held_bounds
@@ -244,11 +251,6 @@ pub mod sql {
 /// anyway (about 30 ms for a day of ten million reactions, `docs/stats-performance.md`).
 const BOUNDED_TOP_MIN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
-/// What an article holds of a kind, or in all, when `article_held_bounds` has no row for it: rows
-/// are kept only above it (migration `20261201000003_article_held_bounds.sql`, where it is the
-/// literal 64), so a list is settled from the bounds only once its last count is above it.
-const IMPLICIT_HELD_BOUND: i64 = 64;
-
 /// Articles read at once by the walk, at the least (four times the limit when that is more).
 const BOUNDED_TOP_CHUNK: usize = 64;
 
@@ -313,8 +315,9 @@ impl super::PgStore {
     /// chunks of a few times the limit. Once the list is full, only an article bounded by at
     /// least its last count can still enter it (a tie can, by its id), so later chunks read only
     /// those, and the list is settled once the next such article is bounded below that count, or
-    /// none is left, provided that count is above [`IMPLICIT_HELD_BOUND`] (what an article
-    /// without a row may hold). `None`, for the full grouping, when it cannot be settled so, or
+    /// none is left, provided that count is above the bounds' threshold (what an article without
+    /// a row may hold: `article_held_bounds_threshold()`, migration
+    /// `20261201000003_article_held_bounds.sql`). `None`, for the full grouping, when it cannot be settled so, or
     /// not within `most` articles: a window whose top articles hold few of their reactions in it.
     ///
     /// The reads share one repeatable-read transaction, so the bounds and every count are of one
@@ -333,10 +336,8 @@ impl super::PgStore {
         let chunk = (4 * full).max(BOUNDED_TOP_CHUNK);
         let mut tx =
             self.pool.begin_with("begin isolation level repeatable read, read only").await.map_err(failed)?;
-        sqlx::query("set local plan_cache_mode = force_generic_plan")
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        let threshold: i64 =
+            sqlx::query_scalar(sql::TOP_BY_BOUNDS_SETTINGS).fetch_one(&mut *tx).await.map_err(failed)?;
         let mut best: Vec<(String, i64)> = Vec::with_capacity(2 * full);
         let mut after = (i64::MAX, String::new());
         // The least bound of an article that could still enter the list.
@@ -355,7 +356,7 @@ impl super::PgStore {
             if candidates.next_bound.is_none_or(|next| next < floor) {
                 // No article with a row left can enter the list; one without a row holds at
                 // most the implicit bound.
-                break floor > IMPLICIT_HELD_BOUND;
+                break floor > threshold;
             }
             if read >= most {
                 break false;
