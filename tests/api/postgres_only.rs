@@ -336,3 +336,64 @@ async fn long_windows_rank_exactly_whatever_the_articles_hold_outside_them() {
         }
     }
 }
+
+/// The held bounds follow the service's own write batches (through the triggers on the count
+/// rows, which the batch function's count statement fires): an article raised past the bounds'
+/// threshold by one reaction, another only in all, through concurrent writes that the writer
+/// gathers into batches of several changes, with switches and removals among them, ends with
+/// bounds at least what it holds, and rows only where a count passed the threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_write_batches_raise_the_held_bounds_of_what_they_add() {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let config = test_config(&db.url);
+    let app = std::sync::Arc::new(spawn_with(db, config).await);
+    let threshold: i64 = {
+        let mut conn = app.db.connect().await;
+        sqlx::query_scalar("select article_held_bounds_threshold()").fetch_one(&mut conn).await.unwrap()
+    };
+    // "likes": 100 likes, then 10 of them switched to love and 5 removed (85 likes held, above
+    // the threshold alone); "mixed": 14 of each of five reactions (70 in all, none above alone).
+    let mut writes = Vec::new();
+    for v in 0..100 {
+        writes.push(("likes", format!("visitor-{v:03}"), "like"));
+    }
+    for v in 0..70 {
+        writes.push(("mixed", format!("visitor-{v:03}"), ["like", "love", "funny", "sad", "wow"][v % 5]));
+    }
+    let tasks: Vec<_> = writes
+        .into_iter()
+        .map(|(article, visitor, reaction)| {
+            let app = app.clone();
+            tokio::spawn(async move { app.put_reaction(article, &visitor, reaction).await.status() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    for v in 0..15 {
+        let visitor = format!("visitor-{v:03}");
+        let response = if v < 10 {
+            app.put_reaction("likes", &visitor, "love").await
+        } else {
+            app.delete_reaction("likes", &visitor).await
+        };
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // Every held bound at least what it bounds (and a row for each count above the threshold).
+    app.assert_counts_match_rows().await;
+    let mut conn = app.db.connect().await;
+    let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "select article_id, reaction::text, bound from article_held_bounds order by 1, 2 nulls first",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let bound = |article: &str, reaction: Option<&str>| {
+        rows.iter().find(|(a, r, _)| a == article && r.as_deref() == reaction).map(|(_, _, b)| *b)
+    };
+    assert!(bound("likes", Some("like")).is_some_and(|b| b >= 85 && b > threshold), "{rows:?}");
+    assert!(bound("likes", None).is_some_and(|b| b >= 95), "{rows:?}");
+    assert!(bound("mixed", None).is_some_and(|b| b >= 70), "{rows:?}");
+    assert_eq!(bound("mixed", Some("like")), None, "no reaction of mixed passed the threshold: {rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+}
