@@ -16,10 +16,10 @@
 -- (README, "Scaling out").
 --
 -- building the new key locks reactions against writes (reads go on) for as long as it takes:
--- 6.6 s for 7.5 million rows on a two-core machine. on a large live table, build it by hand first with
--- `create unique index concurrently reactions_visitor_article_key on reactions (visitor_key,
--- article_id)`; this migration then finds it and only swaps the constraint over to it (an
--- instant change) and drops the old key and the visitor index.
+-- 6.6 s for 7.5 million rows on a two-core machine. on a large live table, build it by hand
+-- first with `create unique index concurrently reactions_visitor_article_key on reactions
+-- (visitor_key, article_id)`; this migration then finds it and only swaps the constraint over
+-- to it (an instant change) and drops the old key and the visitor index.
 set local statement_timeout = 0;
 create unique index if not exists reactions_visitor_article_key on reactions (visitor_key, article_id);
 alter table reactions drop constraint reactions_pkey;

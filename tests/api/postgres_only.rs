@@ -339,8 +339,8 @@ async fn long_windows_rank_exactly_whatever_the_articles_hold_outside_them() {
 
 /// The held bounds follow the service's own write batches (through the triggers on the count
 /// rows, which the batch function's count statement fires): an article raised past the bounds'
-/// threshold by one reaction, another only in all, through concurrent writes that the writer
-/// gathers into batches of several changes, with switches and removals among them, ends with
+/// threshold by one reaction, another only in all, through concurrent writes (which the writer
+/// gathers into batches as they come), with switches and removals among them, ends with
 /// bounds at least what it holds, and rows only where a count passed the threshold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_write_batches_raise_the_held_bounds_of_what_they_add() {
