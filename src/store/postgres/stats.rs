@@ -316,9 +316,9 @@ impl super::PgStore {
     /// least its last count can still enter it (a tie can, by its id), so later chunks read only
     /// those, and the list is settled once the next such article is bounded below that count, or
     /// none is left, provided that count is above the bounds' threshold (what an article without
-    /// a row may hold: `article_held_bounds_threshold()`, migration
-    /// `20261201000003_article_held_bounds.sql`). `None`, for the full grouping, when it cannot be settled so, or
-    /// not within `most` articles: a window whose top articles hold few of their reactions in it.
+    /// a row may hold: `article_held_bounds_threshold()`). `None`, for the full grouping, when it
+    /// cannot be settled so, or not within `most` articles: a window whose top articles hold few
+    /// of their reactions in it.
     ///
     /// The reads share one repeatable-read transaction, so the bounds and every count are of one
     /// state, as the single statement of the full grouping is. Their statements take the generic
