@@ -7,7 +7,9 @@
 mod alerts;
 mod breaker;
 mod changes;
+mod dialect;
 mod postgres;
+mod reads;
 mod rows;
 mod settings;
 mod sql;
@@ -283,7 +285,7 @@ impl Store {
         &self,
         articles: &[&ArticleId],
     ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
-        self.breaker.guard(async { on_backend!(self, s => s.counts(articles).await) }).await
+        self.breaker.guard(async { on_backend!(self, s => reads::counts(s, articles).await) }).await
     }
 
     /// Current counts and settings of the given articles, in one query: articles nobody
@@ -292,12 +294,14 @@ impl Store {
         &self,
         articles: &[&ArticleId],
     ) -> Result<CountsAndSettings, StoreError> {
-        self.breaker.guard(async { on_backend!(self, s => s.counts_and_settings(articles).await) }).await
+        self.breaker
+            .guard(async { on_backend!(self, s => settings::counts_and_settings(s, articles).await) })
+            .await
     }
 
     /// One article's settings (those of an open article offering everything when it has none).
     pub async fn settings(&self, article_id: &ArticleId) -> Result<ArticleSettings, StoreError> {
-        self.breaker.guard(async { on_backend!(self, s => s.settings(article_id).await) }).await
+        self.breaker.guard(async { on_backend!(self, s => settings::settings(s, article_id).await) }).await
     }
 
     /// The settings of every configured article, unless more than `limit` are configured
@@ -307,7 +311,9 @@ impl Store {
         &self,
         limit: u32,
     ) -> Result<Option<HashMap<ArticleId, ArticleSettings>>, StoreError> {
-        self.breaker.guard(async { on_backend!(self, s => s.configured_settings(limit).await) }).await
+        self.breaker
+            .guard(async { on_backend!(self, s => settings::configured_settings(s, limit).await) })
+            .await
     }
 
     /// Replaces one article's settings.
@@ -316,7 +322,9 @@ impl Store {
         article_id: &ArticleId,
         settings: &ArticleSettings,
     ) -> Result<(), StoreError> {
-        self.breaker.guard(async { on_backend!(self, s => s.put_settings(article_id, settings).await) }).await
+        self.breaker
+            .guard(async { on_backend!(self, s => settings::put_settings(s, article_id, settings).await) })
+            .await
     }
 
     /// The reactions one visitor holds on the given articles.
@@ -326,7 +334,7 @@ impl Store {
         articles: &[&ArticleId],
     ) -> Result<HashMap<ArticleId, Reaction>, StoreError> {
         self.breaker
-            .guard(async { on_backend!(self, s => s.viewer_reactions(visitor, articles).await) })
+            .guard(async { on_backend!(self, s => reads::viewer_reactions(s, visitor, articles).await) })
             .await
     }
 
@@ -351,7 +359,7 @@ impl Store {
 
     /// Site-wide counts per reaction of the reactions whose last change falls in `window`.
     pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
-        self.breaker.guard(async { on_backend!(self, s => s.window_totals(window).await) }).await
+        self.breaker.guard(async { on_backend!(self, s => reads::window_totals(s, window).await) }).await
     }
 
     /// One article's counts per bucket in `window`, oldest first; buckets without reactions are

@@ -23,12 +23,10 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::rows::viewer_reactions;
 use super::{
-    Applied, ReactionChange, StoreError, StoreOptions, article_ids, counts_by_article, removal_deltas,
-    removed_articles,
+    Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, removal_deltas, removed_articles,
 };
-use crate::domain::{ArticleId, Reaction, ReactionCounts};
+use crate::domain::{ArticleId, Reaction};
 use crate::domain::{VisitorKey, VisitorSecret};
 
 /// The schema migrations in `migrations/`, embedded at compile time. `sqlx migrate run` applies
@@ -230,40 +228,6 @@ impl PgStore {
         )
         .map_err(|e| sqlx::Error::Decode(e.into()))?;
         Ok(Applied { counts, order })
-    }
-
-    #[tracing::instrument(skip_all, fields(articles = articles.len()))]
-    pub async fn counts(
-        &self,
-        articles: &[&ArticleId],
-    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "select article_id, reaction::text, count from article_reaction_counts
-             where article_id = any($1) and count > 0",
-        )
-        .bind(article_ids(articles))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e, "while reading counts"))?;
-        counts_by_article(rows).map_err(StoreError::Other)
-    }
-
-    #[tracing::instrument(skip_all, fields(articles = articles.len()))]
-    pub async fn viewer_reactions(
-        &self,
-        visitor: &VisitorKey,
-        articles: &[&ArticleId],
-    ) -> Result<HashMap<ArticleId, Reaction>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "select article_id, reaction::text from reactions
-             where visitor_key = $1 and article_id = any($2)",
-        )
-        .bind(visitor.as_bytes().as_slice())
-        .bind(article_ids(articles))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e, "while reading the viewer's reactions"))?;
-        viewer_reactions(rows)
     }
 
     #[tracing::instrument(skip_all)]

@@ -24,8 +24,7 @@ use crate::domain::{
     ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
 };
 use crate::store::rows::{
-    BucketCounts, EXPORT_BATCH_ROWS, ExportRow, ExportStream, WindowCounts, article_counts, export_rows,
-    nonempty_buckets,
+    BucketCounts, EXPORT_BATCH_ROWS, ExportRow, ExportStream, article_counts, export_rows, nonempty_buckets,
 };
 use crate::store::sql::{
     RecentTail, count_column, count_columns, each_reaction, reaction_weights, window_union,
@@ -365,17 +364,6 @@ impl super::PgStore {
         };
         tx.commit().await.map_err(failed)?;
         Ok(settled.then_some(best))
-    }
-
-    /// Site-wide counts per reaction in `window`.
-    #[tracing::instrument(skip_all)]
-    pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
-        let query = sqlx::query_as(sql::WINDOW_TOTALS.as_str());
-        let WindowCounts(counts) = bind_window(query, &WindowParts::new(window, Bucket::Day))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| classify(e, "while reading the totals"))?;
-        Ok(counts)
     }
 
     /// One article's counts per bucket in `window`, oldest first. Only buckets with reactions

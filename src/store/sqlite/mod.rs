@@ -10,7 +10,9 @@
 
 mod stats;
 
-use std::collections::{BTreeMap, HashMap};
+pub(super) use stats::sql as stats_sql;
+
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -18,12 +20,11 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use super::rows::viewer_reactions;
 use super::{
-    Applied, ReactionChange, StoreError, StoreOptions, article_ids, counts_by_article, next_lock_order,
-    parse_reaction, removal_deltas, removed_articles,
+    Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, next_lock_order, parse_reaction,
+    removal_deltas, removed_articles,
 };
-use crate::domain::{ArticleId, Reaction, ReactionCounts};
+use crate::domain::{ArticleId, Reaction};
 use crate::domain::{VisitorKey, VisitorSecret};
 
 /// The schema migrations in `migrations/sqlite/`, embedded at compile time. `sqlx migrate run
@@ -209,40 +210,6 @@ impl SqliteStore {
         tx.commit().await?;
         let counts = counts_by_article(rows).map_err(|e| sqlx::Error::Decode(e.into()))?;
         Ok(Applied { counts, order })
-    }
-
-    #[tracing::instrument(skip_all, fields(articles = articles.len()))]
-    pub async fn counts(
-        &self,
-        articles: &[&ArticleId],
-    ) -> Result<HashMap<ArticleId, ReactionCounts>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "select article_id, reaction, count from article_reaction_counts
-             where article_id in (select value from json_each($1)) and count > 0",
-        )
-        .bind(json_array(&article_ids(articles)))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e, "while reading counts"))?;
-        counts_by_article(rows).map_err(StoreError::Other)
-    }
-
-    #[tracing::instrument(skip_all, fields(articles = articles.len()))]
-    pub async fn viewer_reactions(
-        &self,
-        visitor: &VisitorKey,
-        articles: &[&ArticleId],
-    ) -> Result<HashMap<ArticleId, Reaction>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "select article_id, reaction from reactions
-             where visitor_key = $1 and article_id in (select value from json_each($2))",
-        )
-        .bind(visitor.as_bytes().as_slice())
-        .bind(json_array(&article_ids(articles)))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e, "while reading the viewer's reactions"))?;
-        viewer_reactions(rows)
     }
 
     #[tracing::instrument(skip_all)]

@@ -26,8 +26,7 @@ use crate::domain::{
     ArticleCount, ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, TrendingArticle, WindowParts,
 };
 use crate::store::rows::{
-    BucketCounts, EXPORT_BATCH_ROWS, ExportRow, ExportStream, WindowCounts, article_counts, export_rows,
-    nonempty_buckets,
+    BucketCounts, EXPORT_BATCH_ROWS, ExportRow, ExportStream, article_counts, export_rows, nonempty_buckets,
 };
 use crate::store::sql::{
     REACTIONS, count_column, each_reaction, reaction_keys, reaction_weights, window_union,
@@ -73,7 +72,7 @@ fn total_sum() -> String {
 
 /// The statements. Six consecutive parameters hold the instants of a [`WindowParts`] in order,
 /// as microseconds; counts per reaction come in display order.
-mod sql {
+pub(in crate::store) mod sql {
     use std::sync::LazyLock;
 
     use super::{
@@ -189,16 +188,6 @@ impl SqliteStore {
             .await
             .map_err(|e| classify(e, "while reading the top articles"))?;
         article_counts(rows)
-    }
-
-    #[tracing::instrument(skip_all)]
-    pub async fn window_totals(&self, window: &TimeWindow) -> Result<ReactionCounts, StoreError> {
-        let query = sqlx::query_as(sql::WINDOW_TOTALS.as_str());
-        let WindowCounts(counts) = bind_window(query, &WindowParts::new(window, Bucket::Day))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| classify(e, "while reading the totals"))?;
-        Ok(counts)
     }
 
     #[tracing::instrument(skip_all, fields(%bucket))]
