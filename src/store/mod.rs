@@ -3,6 +3,11 @@
 //! [`Store`] is an enum over backends so that callers are written once and another backend slots
 //! in as a new variant without touching the HTTP code: PostgreSQL for production, SQLite as the
 //! embedded default that needs no server.
+//!
+//! What a backend does its own way lives in its module (`postgres`, `sqlite`): the write path,
+//! the stats windows, migrations and salts. What both do alike is written once, generic over
+//! their `Dialect` (`dialect.rs`: how each binds a list of ids, an instant, the offered reactions,
+//! and spells a few expressions): the reads in `reads` and the settings in `settings`.
 
 mod alerts;
 mod breaker;
