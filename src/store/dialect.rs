@@ -2,14 +2,13 @@
 //! ([`super::reads`], [`super::settings`]): how a list of article ids, an instant and the offered
 //! reactions are bound and stored, a few SQL spellings, and which errors mean "try again later".
 //! A statement both backends run alike is built once from these pieces; a backend whose
-//! statement is its own (the stats windows) gives it whole.
-
-use std::sync::LazyLock;
+//! statement is its own (the stats windows) gives it whole. Each backend implements [`Dialect`]
+//! in its own module, beside the code it shares the spellings with.
 
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
-use super::{PgStore, SqliteStore, StoreError, postgres, sqlite};
+use super::StoreError;
 
 /// A backend as the shared reads see it.
 pub(super) trait Dialect: Sync {
@@ -107,118 +106,5 @@ impl Statements {
                 now = D::NOW,
             ),
         }
-    }
-}
-
-impl Dialect for PgStore {
-    type Db = sqlx::Postgres;
-    type Arguments = sqlx::postgres::PgArguments;
-    type Executor<'p> = &'p sqlx::PgPool;
-    type Ids<'a> = Vec<&'a str>;
-    type Instant = DateTime<Utc>;
-    type Offered = Option<Vec<&'static str>>;
-
-    fn executor(&self) -> Self::Executor<'_> {
-        &self.pool
-    }
-
-    fn ids<'a>(ids: &[&'a str]) -> Self::Ids<'a> {
-        ids.to_vec()
-    }
-
-    fn instant(at: DateTime<Utc>) -> Self::Instant {
-        at
-    }
-
-    fn offered(keys: Option<Vec<&'static str>>) -> Self::Offered {
-        keys
-    }
-
-    fn in_ids(column: &str, param: usize) -> String {
-        format!("{column} = any(${param})")
-    }
-
-    fn reaction_text(column: &str) -> String {
-        format!("{column}::text")
-    }
-
-    fn offered_column(column: &str) -> String {
-        format!("array_to_json({column})::text")
-    }
-
-    fn offered_param(param: usize) -> String {
-        format!("${param}::text[]::reaction[]")
-    }
-
-    const NOW: &'static str = "now()";
-
-    fn classify(error: sqlx::Error, context: &'static str) -> StoreError {
-        postgres::classify(error, context)
-    }
-
-    fn statements() -> &'static Statements {
-        static STATEMENTS: LazyLock<Statements> = LazyLock::new(Statements::new::<PgStore>);
-        &STATEMENTS
-    }
-
-    fn window_totals_statement() -> &'static str {
-        postgres::stats_sql::WINDOW_TOTALS.as_str()
-    }
-}
-
-impl Dialect for SqliteStore {
-    type Db = sqlx::Sqlite;
-    type Arguments = sqlx::sqlite::SqliteArguments;
-    type Executor<'p> = &'p sqlx::SqlitePool;
-    type Ids<'a> = String;
-    type Instant = i64;
-    type Offered = Option<String>;
-
-    fn executor(&self) -> Self::Executor<'_> {
-        &self.pool
-    }
-
-    fn ids<'a>(ids: &[&'a str]) -> Self::Ids<'a> {
-        sqlite::json_array(ids)
-    }
-
-    fn instant(at: DateTime<Utc>) -> Self::Instant {
-        sqlite::micros(at)
-    }
-
-    fn offered(keys: Option<Vec<&'static str>>) -> Self::Offered {
-        keys.map(|keys| serde_json::to_string(&keys).expect("keys serialize"))
-    }
-
-    fn in_ids(column: &str, param: usize) -> String {
-        format!("{column} in (select value from json_each(${param}))")
-    }
-
-    fn reaction_text(column: &str) -> String {
-        column.to_owned()
-    }
-
-    fn offered_column(column: &str) -> String {
-        column.to_owned()
-    }
-
-    fn offered_param(param: usize) -> String {
-        format!("${param}")
-    }
-
-    // The default of the columns that hold an instant (microseconds).
-    const NOW: &'static str = "cast(unixepoch('subsec') * 1000000 as integer)";
-
-    fn classify(error: sqlx::Error, context: &'static str) -> StoreError {
-        sqlite::classify(error, context)
-    }
-
-    fn statements() -> &'static Statements {
-        static STATEMENTS: LazyLock<Statements> = LazyLock::new(Statements::new::<SqliteStore>);
-        &STATEMENTS
-    }
-
-    fn window_totals_statement() -> &'static str {
-        sqlite::stats_sql::WINDOW_TOTALS.as_str()
     }
 }

@@ -16,13 +16,16 @@ mod stats;
 pub use stats::sql as stats_sql;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::dialect::{Dialect, Statements};
 use super::{
     Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, removal_deltas, removed_articles,
 };
@@ -312,6 +315,64 @@ async fn apply_count_deltas(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// How PostgreSQL binds and spells what the reads both backends make alike differ in
+/// ([`super::dialect`]).
+impl Dialect for PgStore {
+    type Db = sqlx::Postgres;
+    type Arguments = sqlx::postgres::PgArguments;
+    type Executor<'p> = &'p sqlx::PgPool;
+    type Ids<'a> = Vec<&'a str>;
+    type Instant = DateTime<Utc>;
+    type Offered = Option<Vec<&'static str>>;
+
+    fn executor(&self) -> Self::Executor<'_> {
+        &self.pool
+    }
+
+    fn ids<'a>(ids: &[&'a str]) -> Self::Ids<'a> {
+        ids.to_vec()
+    }
+
+    fn instant(at: DateTime<Utc>) -> Self::Instant {
+        at
+    }
+
+    fn offered(keys: Option<Vec<&'static str>>) -> Self::Offered {
+        keys
+    }
+
+    fn in_ids(column: &str, param: usize) -> String {
+        format!("{column} = any(${param})")
+    }
+
+    fn reaction_text(column: &str) -> String {
+        format!("{column}::text")
+    }
+
+    fn offered_column(column: &str) -> String {
+        format!("array_to_json({column})::text")
+    }
+
+    fn offered_param(param: usize) -> String {
+        format!("${param}::text[]::reaction[]")
+    }
+
+    const NOW: &'static str = "now()";
+
+    fn classify(error: sqlx::Error, context: &'static str) -> StoreError {
+        classify(error, context)
+    }
+
+    fn statements() -> &'static Statements {
+        static STATEMENTS: LazyLock<Statements> = LazyLock::new(Statements::new::<PgStore>);
+        &STATEMENTS
+    }
+
+    fn window_totals_statement() -> &'static str {
+        stats_sql::WINDOW_TOTALS.as_str()
+    }
 }
 
 fn sql_state(error: &sqlx::Error) -> Option<String> {

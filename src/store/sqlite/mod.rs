@@ -10,9 +10,10 @@
 
 mod stats;
 
-pub(super) use stats::sql as stats_sql;
+use stats::sql as stats_sql;
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -20,6 +21,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use super::dialect::{Dialect, Statements};
 use super::{
     Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, next_lock_order, parse_reaction,
     removal_deltas, removed_articles,
@@ -250,6 +252,65 @@ async fn apply_count_deltas(
         sqlx::query(statement).bind(article_id).bind(reaction.key()).bind(delta).execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// How SQLite binds and spells what the reads both backends make alike differ in
+/// ([`super::dialect`]).
+impl Dialect for SqliteStore {
+    type Db = sqlx::Sqlite;
+    type Arguments = sqlx::sqlite::SqliteArguments;
+    type Executor<'p> = &'p sqlx::SqlitePool;
+    type Ids<'a> = String;
+    type Instant = i64;
+    type Offered = Option<String>;
+
+    fn executor(&self) -> Self::Executor<'_> {
+        &self.pool
+    }
+
+    fn ids<'a>(ids: &[&'a str]) -> Self::Ids<'a> {
+        json_array(ids)
+    }
+
+    fn instant(at: DateTime<Utc>) -> Self::Instant {
+        micros(at)
+    }
+
+    fn offered(keys: Option<Vec<&'static str>>) -> Self::Offered {
+        keys.map(|keys| serde_json::to_string(&keys).expect("keys serialize"))
+    }
+
+    fn in_ids(column: &str, param: usize) -> String {
+        format!("{column} in (select value from json_each(${param}))")
+    }
+
+    fn reaction_text(column: &str) -> String {
+        column.to_owned()
+    }
+
+    fn offered_column(column: &str) -> String {
+        column.to_owned()
+    }
+
+    fn offered_param(param: usize) -> String {
+        format!("${param}")
+    }
+
+    // The default of the columns that hold an instant (microseconds).
+    const NOW: &'static str = "cast(unixepoch('subsec') * 1000000 as integer)";
+
+    fn classify(error: sqlx::Error, context: &'static str) -> StoreError {
+        classify(error, context)
+    }
+
+    fn statements() -> &'static Statements {
+        static STATEMENTS: LazyLock<Statements> = LazyLock::new(Statements::new::<SqliteStore>);
+        &STATEMENTS
+    }
+
+    fn window_totals_statement() -> &'static str {
+        stats_sql::WINDOW_TOTALS.as_str()
+    }
 }
 
 /// An instant as stored: microseconds since the Unix epoch.
