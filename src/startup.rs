@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::app::cache::CountsCache;
+use crate::app::fill::CacheFiller;
 use crate::app::identity::SaltCache;
 use crate::app::live::{LiveCounts, LiveOptions};
 use crate::app::reactions::Reactions;
@@ -135,7 +136,12 @@ impl Application {
         let stats_token = http::BearerToken::from_setting(config.stats_token.as_deref());
         let state = AppState::new(http::Shared {
             public_cache_control: http::public_cache_control(cache.ttl()),
-            reactions: Reactions::new(store.clone(), cache, writer),
+            reactions: Reactions::new(
+                store.clone(),
+                cache.clone(),
+                CacheFiller::start(store.clone(), cache),
+                writer,
+            ),
             live: live.clone(),
             stats: crate::app::Stats::new(store, config.trending_min_networks),
             admin_token,

@@ -7,6 +7,8 @@
 pub mod alerts;
 /// The read cache of per-article counts and their rendered answers.
 pub mod cache;
+/// Cache misses of many requests read together.
+pub mod fill;
 /// Visitor identity: keyed hashes of whoever reacts (salts, fingerprints, the cookie's token,
 /// the generated secret).
 pub mod identity;

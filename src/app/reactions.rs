@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::cache::{CountsCache, Rendered};
+use super::fill::CacheFiller;
 use super::settings::Listed;
 use super::writer::BatchWriter;
 use crate::domain::{ArticleId, ArticleSettings, Reaction, ReactionCounts, ReactionSet, ReactionSummary};
@@ -45,16 +46,17 @@ pub struct AllowedChange {
 pub struct Reactions {
     store: Store,
     cache: CountsCache,
+    filler: CacheFiller,
     writer: BatchWriter,
 }
 
 impl Reactions {
-    pub fn new(store: Store, cache: CountsCache, writer: BatchWriter) -> Self {
-        Self { store, cache, writer }
+    pub fn new(store: Store, cache: CountsCache, filler: CacheFiller, writer: BatchWriter) -> Self {
+        Self { store, cache, filler, writer }
     }
 
     /// Summaries for the given articles, in the order asked (duplicates answered each time).
-    /// Counts come from the cache; the misses are read in one query.
+    /// Counts come from the cache; the misses are read together ([`CacheFiller`]).
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
     pub async fn summaries(
         &self,
@@ -63,30 +65,22 @@ impl Reactions {
     ) -> Result<Vec<ReactionSummary>, StoreError> {
         let mut counts: HashMap<&ArticleId, (ReactionCounts, ArticleSettings)> =
             HashMap::with_capacity(articles.len());
-        let mut misses: Vec<&ArticleId> = Vec::new();
+        let mut misses: Vec<ArticleId> = Vec::new();
         let now = Instant::now();
         for article_id in articles {
-            if counts.contains_key(article_id) || misses.contains(&article_id) {
+            if counts.contains_key(article_id) || misses.contains(article_id) {
                 continue;
             }
             match self.cache.get(article_id, now) {
                 Some(cached) => {
                     counts.insert(article_id, cached);
                 }
-                None => misses.push(article_id),
+                None => misses.push(article_id.clone()),
             }
         }
-        if !misses.is_empty() {
-            let read_at = Instant::now();
-            let (mut fetched, mut settings) = self.store.counts_and_settings(&misses).await?;
-            for article_id in misses {
-                let article_counts = fetched.remove(article_id).unwrap_or_default();
-                let article_settings = settings.remove(article_id).unwrap_or_default();
-                self.cache.settings().insert(article_id.clone(), article_settings, read_at);
-                self.cache.insert(article_id.clone(), article_counts, read_at);
-                // The newest settings this instance knows: those read, or a later change's.
-                counts.insert(article_id, (article_counts, self.cache.settings().latest(article_id)));
-            }
+        let filled = if misses.is_empty() { HashMap::new() } else { self.filler.fill(misses).await? };
+        for (article_id, read) in &filled {
+            counts.insert(article_id, (read.counts, read.settings));
         }
         let viewer_reactions = match viewer {
             Some(visitor) => {
@@ -110,32 +104,24 @@ impl Reactions {
     }
 
     /// The anonymous answers (summaries without a viewer, rendered as JSON) for the given
-    /// articles, in the order asked. Cached ones are served as rendered; the misses are read in
-    /// one query, cached and rendered.
+    /// articles, in the order asked. Cached ones are served as rendered; the misses are read
+    /// together ([`CacheFiller`]), cached and rendered.
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
     pub async fn anonymous(&self, articles: &[ArticleId]) -> Result<Vec<Rendered>, StoreError> {
         let now = Instant::now();
         let mut answers: Vec<Option<Rendered>> =
             articles.iter().map(|article_id| self.cache.get_rendered(article_id, now)).collect();
-        let mut misses: Vec<&ArticleId> =
-            articles.iter().zip(&answers).filter(|(_, answer)| answer.is_none()).map(|(a, _)| a).collect();
+        let mut misses: Vec<ArticleId> = (articles.iter().zip(&answers))
+            .filter(|(_, answer)| answer.is_none())
+            .map(|(a, _)| a.clone())
+            .collect();
         if !misses.is_empty() {
             misses.sort_unstable();
             misses.dedup();
-            let read_at = Instant::now();
-            let (mut fetched, mut settings) = self.store.counts_and_settings(&misses).await?;
-            let rendered: HashMap<&ArticleId, Rendered> = misses
-                .into_iter()
-                .map(|article_id| {
-                    let counts = fetched.remove(article_id).unwrap_or_default();
-                    let article_settings = settings.remove(article_id).unwrap_or_default();
-                    self.cache.settings().insert(article_id.clone(), article_settings, read_at);
-                    (article_id, self.cache.insert(article_id.clone(), counts, read_at))
-                })
-                .collect();
+            let filled = self.filler.fill(misses).await?;
             for (article_id, answer) in articles.iter().zip(&mut answers) {
                 if answer.is_none() {
-                    *answer = rendered.get(article_id).cloned();
+                    *answer = filled.get(article_id).map(|read| read.rendered.clone());
                 }
             }
         }

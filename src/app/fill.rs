@@ -1,0 +1,132 @@
+//! Cache misses, read together.
+//!
+//! A request that misses articles in the [`CountsCache`] hands them to the filler task and
+//! waits. The filler reads every article missed since its last read in one query (counts and
+//! settings), caches them, and answers every request that asked. While reads are in flight the
+//! misses gather in the queue, so under load one query serves many requests and many articles:
+//! when a thousand articles expire each second, or a viral article expires under hundreds of
+//! open connections at once, the database sees a few reads, not one per request.
+//!
+//! A miss joins only a read that starts after it was queued, never one already running, so its
+//! answer is as new as a read of its own would be: at least as new as every write this instance
+//! acknowledged before the request.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::cache::{CountsCache, Rendered};
+use crate::domain::{ArticleId, ArticleSettings, ReactionCounts};
+use crate::store::{Store, StoreError};
+
+/// Reads in flight at once. Two let the next read gather its misses while one runs, and keep a
+/// slow read from holding up every miss behind it.
+const READS_IN_FLIGHT: usize = 2;
+
+/// Most articles in one read; more misses wait for the next.
+const MAX_READ_ARTICLES: usize = 1_000;
+
+/// Requests' misses waiting for a read slot; beyond, requests wait to queue theirs.
+const QUEUE_CAPACITY: usize = 4_096;
+
+/// An article as read by a fill: its counts, the newest settings this instance knows, and its
+/// anonymous answer.
+#[derive(Debug, Clone)]
+pub struct Filled {
+    pub counts: ReactionCounts,
+    pub settings: ArticleSettings,
+    pub rendered: Rendered,
+}
+
+type Answer = Result<HashMap<ArticleId, Filled>, StoreError>;
+
+struct Miss {
+    articles: Vec<ArticleId>,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// Hands cache misses to the filler task. Cheap to clone; the task stops once every clone is
+/// gone.
+#[derive(Debug, Clone)]
+pub struct CacheFiller {
+    queue: mpsc::Sender<Miss>,
+}
+
+impl CacheFiller {
+    /// Starts the filler task.
+    pub fn start(store: Store, cache: CountsCache) -> Self {
+        let (queue, misses) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run(store, cache, misses));
+        Self { queue }
+    }
+
+    /// Reads `articles` (distinct, none of them fresh in the cache), caches them and answers
+    /// each one.
+    pub async fn fill(&self, articles: Vec<ArticleId>) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Unavailable(anyhow::anyhow!("the cache filler has stopped"));
+        self.queue.send(Miss { articles, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// A read starts once a slot is free, with every miss queued by then (up to
+/// [`MAX_READ_ARTICLES`]): while both slots are busy, misses gather in the queue.
+async fn run(store: Store, cache: CountsCache, mut queue: mpsc::Receiver<Miss>) {
+    let mut reads = JoinSet::new();
+    while let Some(first) = queue.recv().await {
+        while reads.len() >= READS_IN_FLIGHT {
+            reads.join_next().await;
+        }
+        let mut batch = vec![first];
+        let mut articles = batch[0].articles.len();
+        while articles < MAX_READ_ARTICLES {
+            let Ok(miss) = queue.try_recv() else { break };
+            articles += miss.articles.len();
+            batch.push(miss);
+        }
+        reads.spawn(read(store.clone(), cache.clone(), batch));
+    }
+    while reads.join_next().await.is_some() {}
+}
+
+/// One read for the misses of `batch`, cached, and each request's articles answered.
+async fn read(store: Store, cache: CountsCache, batch: Vec<Miss>) {
+    let mut articles: Vec<&ArticleId> = batch.iter().flat_map(|miss| &miss.articles).collect();
+    articles.sort_unstable();
+    articles.dedup();
+    let read_at = Instant::now();
+    let (mut counts, mut settings) = match store.counts_and_settings(&articles).await {
+        Ok(read) => read,
+        Err(error) => {
+            for miss in batch {
+                let _ = miss.reply.send(Err(error.for_each_waiter()));
+            }
+            return;
+        }
+    };
+    let filled: HashMap<&ArticleId, Filled> = articles
+        .into_iter()
+        .map(|article_id| {
+            let article_counts = counts.remove(article_id).unwrap_or_default();
+            cache.settings().insert(
+                article_id.clone(),
+                settings.remove(article_id).unwrap_or_default(),
+                read_at,
+            );
+            let rendered = cache.insert(article_id.clone(), article_counts, read_at);
+            // The newest settings this instance knows: those read, or a later change's.
+            let settings = cache.settings().latest(article_id);
+            (article_id, Filled { counts: article_counts, settings, rendered })
+        })
+        .collect();
+    let answers: Vec<HashMap<ArticleId, Filled>> = (batch.iter())
+        .map(|miss| miss.articles.iter().map(|a| (a.clone(), filled[a].clone())).collect())
+        .collect();
+    for (miss, answer) in batch.into_iter().zip(answers) {
+        // A request that went away does not need its answer.
+        let _ = miss.reply.send(Ok(answer));
+    }
+}
