@@ -13,7 +13,7 @@
 //! rendered with are the fresh ones, so a change of settings changes the answer and its `ETag`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -56,7 +56,7 @@ pub fn tag_of(bytes: &[u8]) -> u64 {
     foldhash::quality::FixedState::with_seed(TAG_SEED).hash_one(bytes)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Entry {
     counts: ReactionCounts,
     /// The settings `rendered` shows.
@@ -71,6 +71,32 @@ struct Entry {
     /// counts include (0 for none): of two batches' answers the later order wins, whichever
     /// finishes first.
     order: u64,
+    /// Whether a reader found the entry due for a refresh ([`Hit::refresh_due`]) and asked for
+    /// it: one background read per entry, however many readers pass by meanwhile.
+    refresh_claimed: AtomicBool,
+}
+
+impl Entry {
+    fn new(
+        counts: ReactionCounts,
+        settings: ArticleSettings,
+        rendered: Rendered,
+        fresh_at: Instant,
+        order: u64,
+    ) -> Self {
+        Self { counts, settings, rendered, fresh_at, order, refresh_claimed: AtomicBool::new(false) }
+    }
+}
+
+/// A fresh entry found in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit<T> {
+    pub value: T,
+    /// The entry is past half its TTL, and this reader is the first to find it so: it should
+    /// have the article read again in the background ([`super::fill::CacheFiller::refresh`]),
+    /// so that an article read often is replaced before it expires and its readers never wait
+    /// for the database. The entry is served either way: it is still fresh.
+    pub refresh_due: bool,
 }
 
 /// Per-article counts, fresh for `ttl`.
@@ -102,21 +128,42 @@ impl CountsCache {
     }
 
     /// The counts and settings of `article_id` if cached and fresh at `now`.
-    pub fn get(&self, article_id: &ArticleId, now: Instant) -> Option<(ReactionCounts, ArticleSettings)> {
+    pub fn get(
+        &self,
+        article_id: &ArticleId,
+        now: Instant,
+    ) -> Option<Hit<(ReactionCounts, ArticleSettings)>> {
         let entry = self.entries.get(article_id)?;
-        self.is_fresh(article_id, &entry, now).then_some((entry.counts, entry.settings))
+        self.hit(article_id, &entry, now, |entry| (entry.counts, entry.settings))
     }
 
     /// The anonymous answer of `article_id` if cached and fresh at `now`.
-    pub fn get_rendered(&self, article_id: &ArticleId, now: Instant) -> Option<Rendered> {
+    pub fn get_rendered(&self, article_id: &ArticleId, now: Instant) -> Option<Hit<Rendered>> {
         let entry = self.entries.get(article_id)?;
-        self.is_fresh(article_id, &entry, now).then(|| entry.rendered.clone())
+        self.hit(article_id, &entry, now, |entry| entry.rendered.clone())
     }
 
-    /// Whether an entry's counts are fresh and it shows the article's fresh settings.
-    fn is_fresh(&self, article_id: &ArticleId, entry: &Entry, now: Instant) -> bool {
-        now.saturating_duration_since(entry.fresh_at) < self.ttl
-            && self.settings.get(article_id, now) == Some(entry.settings)
+    /// `value` of an entry whose counts are fresh and which shows the article's fresh settings.
+    fn hit<T>(
+        &self,
+        article_id: &ArticleId,
+        entry: &Entry,
+        now: Instant,
+        value: impl FnOnce(&Entry) -> T,
+    ) -> Option<Hit<T>> {
+        let age = now.saturating_duration_since(entry.fresh_at);
+        if age >= self.ttl {
+            return None;
+        }
+        let (settings, settings_age) = self.settings.get_aged(article_id, now)?;
+        if settings != entry.settings {
+            return None;
+        }
+        // A write's commit renews the counts but not the settings, which expire on their own.
+        let refresh_due = age.max(settings_age) >= self.ttl / 2
+            && !entry.refresh_claimed.load(Ordering::Relaxed)
+            && !entry.refresh_claimed.swap(true, Ordering::Relaxed);
+        Some(Hit { value: value(entry), refresh_due })
     }
 
     /// The articles' settings, kept beside the counts.
@@ -134,15 +181,14 @@ impl CountsCache {
             return rendered;
         }
         self.make_room();
-        let entry = Entry { counts, settings, rendered: rendered.clone(), fresh_at: read_at, order: 0 };
         self.entries
             .entry(article_id)
             .and_modify(|current| {
                 if read_at > current.fresh_at {
-                    *current = Entry { order: current.order, ..entry.clone() };
+                    *current = Entry::new(counts, settings, rendered.clone(), read_at, current.order);
                 }
             })
-            .or_insert(entry);
+            .or_insert_with(|| Entry::new(counts, settings, rendered.clone(), read_at, 0));
         rendered
     }
 
@@ -162,13 +208,8 @@ impl CountsCache {
         }
         self.make_room();
         let settings = self.settings.latest(article_id);
-        let fresh = || Entry {
-            counts,
-            settings,
-            rendered: Rendered::new(article_id, counts, settings),
-            fresh_at: committed_at,
-            order,
-        };
+        let fresh =
+            || Entry::new(counts, settings, Rendered::new(article_id, counts, settings), committed_at, order);
         if let Some(mut current) = self.entries.get_mut(article_id) {
             if order > current.order {
                 if current.fresh_at > committed_at {
@@ -245,7 +286,10 @@ mod tests {
         cache.insert(article.clone(), counts(2), late);
         cache.insert(article.clone(), counts(1), early); // a slow reader arriving after the writer
 
-        assert_eq!(cache.get(&article, Instant::now()), Some((counts(2), ArticleSettings::default())));
+        assert_eq!(
+            cache.get(&article, Instant::now()).map(|hit| hit.value),
+            Some((counts(2), ArticleSettings::default()))
+        );
     }
 
     #[test]
@@ -255,19 +299,50 @@ mod tests {
         let t0 = Instant::now();
         let (t1, t2) = (t0 + Duration::from_millis(1), t0 + Duration::from_millis(2));
         cache.insert(article.clone(), counts(1), t0);
-        assert_eq!(cache.get_rendered(&article, t0), None, "settings unknown: a miss");
+        assert_eq!(cache.get_rendered(&article, t0).map(|hit| hit.value), None, "settings unknown: a miss");
 
         cache.settings().insert(article.clone(), ArticleSettings::default(), t0);
         let open = cache.insert(article.clone(), counts(1), t1);
-        assert_eq!(cache.get_rendered(&article, t1), Some(open.clone()));
+        assert_eq!(cache.get_rendered(&article, t1).map(|hit| hit.value), Some(open.clone()));
 
         let closed = ArticleSettings::new::<&str>(true, None).unwrap();
         cache.settings().insert(article.clone(), closed, t1);
-        assert_eq!(cache.get_rendered(&article, t1), None, "rendered with other settings");
+        assert_eq!(
+            cache.get_rendered(&article, t1).map(|hit| hit.value),
+            None,
+            "rendered with other settings"
+        );
         let reread = cache.insert(article.clone(), counts(1), t2);
-        assert_eq!(cache.get_rendered(&article, t2), Some(reread.clone()));
+        assert_eq!(cache.get_rendered(&article, t2).map(|hit| hit.value), Some(reread.clone()));
         assert_ne!(reread.etag, open.etag, "the same counts, other settings, another ETag");
         assert!(std::str::from_utf8(&reread.json).unwrap().contains(r#""closed":true"#));
+    }
+
+    #[test]
+    fn an_entry_past_half_its_ttl_is_due_for_a_refresh_once_until_it_is_replaced() {
+        let cache = CountsCache::new(Duration::from_secs(10), 100);
+        let article = ArticleId::parse("a").unwrap();
+        let t0 = Instant::now();
+        cache.settings().insert(article.clone(), ArticleSettings::default(), t0);
+        cache.insert(article.clone(), counts(1), t0);
+        let due = |at: Instant| cache.get_rendered(&article, at).map(|hit| hit.refresh_due);
+
+        assert_eq!(due(t0 + Duration::from_secs(4)), Some(false), "young: not due");
+        assert_eq!(due(t0 + Duration::from_secs(5)), Some(true), "half its TTL: due, to the first reader");
+        assert_eq!(
+            due(t0 + Duration::from_secs(6)),
+            Some(false),
+            "claimed: the next readers are served only"
+        );
+        assert_eq!(cache.get(&article, t0 + Duration::from_secs(7)).map(|hit| hit.refresh_due), Some(false));
+        assert_eq!(due(t0 + Duration::from_secs(10)), None, "expired: a miss");
+
+        // The refresh's read replaces the entry, which is young again and can be claimed again.
+        let t1 = t0 + Duration::from_secs(6);
+        cache.settings().insert(article.clone(), ArticleSettings::default(), t1);
+        cache.insert(article.clone(), counts(2), t1);
+        assert_eq!(due(t1 + Duration::from_secs(1)), Some(false));
+        assert_eq!(due(t1 + Duration::from_secs(5)), Some(true));
     }
 
     #[test]
@@ -282,7 +357,10 @@ mod tests {
         let answered = cache.insert_committed(&article, counts(4), 7, now + Duration::from_millis(1));
 
         assert_eq!(answered, counts(5), "the earlier batch is answered the newer counts");
-        assert_eq!(cache.get(&article, now), Some((counts(5), ArticleSettings::default())));
+        assert_eq!(
+            cache.get(&article, now).map(|hit| hit.value),
+            Some((counts(5), ArticleSettings::default()))
+        );
     }
 
     #[test]
@@ -295,11 +373,14 @@ mod tests {
 
         cache.insert_committed(&article, counts(3), 1, committed);
         cache.insert(article.clone(), counts(2), t0); // started before the commit: may miss it
-        assert_eq!(cache.get(&article, committed), Some((counts(3), ArticleSettings::default())));
+        assert_eq!(
+            cache.get(&article, committed).map(|hit| hit.value),
+            Some((counts(3), ArticleSettings::default()))
+        );
 
         cache.insert(article.clone(), counts(4), committed + Duration::from_millis(1));
         assert_eq!(
-            cache.get(&article, committed),
+            cache.get(&article, committed).map(|hit| hit.value),
             Some((counts(4), ArticleSettings::default())),
             "a read after the commit includes it"
         );
@@ -324,7 +405,7 @@ mod tests {
         // The third insert cleared the cache, maybe removing a commit this read did not see.
         let article = ArticleId::parse("article-0").unwrap();
         cache.insert(article.clone(), counts(0), read_started);
-        assert_eq!(cache.get(&article, Instant::now()), None);
+        assert_eq!(cache.get(&article, Instant::now()).map(|hit| hit.value), None);
     }
 
     #[test]
@@ -333,9 +414,9 @@ mod tests {
         let article = ArticleId::parse("a").unwrap();
         cache.settings().insert(article.clone(), ArticleSettings::default(), Instant::now());
         cache.insert(article.clone(), counts(1), Instant::now());
-        assert!(cache.get(&article, Instant::now()).is_some());
+        assert!(cache.get(&article, Instant::now()).map(|hit| hit.value).is_some());
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(cache.get(&article, Instant::now()), None, "expired");
+        assert_eq!(cache.get(&article, Instant::now()).map(|hit| hit.value), None, "expired");
 
         for i in 0..1000 {
             cache.insert(ArticleId::parse(format!("article-{i}")).unwrap(), counts(i), Instant::now());
@@ -348,6 +429,6 @@ mod tests {
         let cache = CountsCache::new(Duration::ZERO, 10);
         let article = ArticleId::parse("a").unwrap();
         cache.insert(article.clone(), counts(1), Instant::now());
-        assert_eq!(cache.get(&article, Instant::now()), None);
+        assert_eq!(cache.get(&article, Instant::now()).map(|hit| hit.value), None);
     }
 }

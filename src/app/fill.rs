@@ -10,6 +10,11 @@
 //! A miss joins only a read that starts after it was queued, never one already running, so its
 //! answer is as new as a read of its own would be: at least as new as every write this instance
 //! acknowledged before the request.
+//!
+//! The filler also reads again, in the background, the entries readers found past half their
+//! TTL ([`CacheFiller::refresh`]): an article read often is replaced before it expires, so its
+//! readers are answered from the cache without a pause every TTL. The entries served meanwhile
+//! are still within their TTL: how fresh an answer is does not change.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -69,6 +74,18 @@ impl CacheFiller {
         let stopped = || StoreError::Unavailable(anyhow::anyhow!("the cache filler has stopped"));
         self.queue.send(Miss { articles, reply }).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Has `articles` (distinct, cached and still fresh) read again in the background, with the
+    /// misses of the next read, without waiting: their entries are replaced before they expire
+    /// ([`Hit::refresh_due`](super::cache::Hit::refresh_due)). Dropped when the queue is full:
+    /// an entry not refreshed expires, and its next reader reads it.
+    pub fn refresh(&self, articles: Vec<ArticleId>) {
+        if articles.is_empty() {
+            return;
+        }
+        let (reply, _) = oneshot::channel();
+        let _ = self.queue.try_send(Miss { articles, reply });
     }
 }
 

@@ -151,7 +151,7 @@ impl LiveCounts {
         let first = match latest {
             Some(latest) => latest,
             None => Arc::new(match hub.cache.get_rendered(article_id, Instant::now()) {
-                Some(rendered) => CountsEvent { rendered, read_at_ms: None },
+                Some(hit) => CountsEvent { rendered: hit.value, read_at_ms: None },
                 None => hub.read(article_id).await?,
             }),
         };

@@ -66,18 +66,23 @@ impl Reactions {
         let mut counts: HashMap<&ArticleId, (ReactionCounts, ArticleSettings)> =
             HashMap::with_capacity(articles.len());
         let mut misses: Vec<ArticleId> = Vec::new();
+        let mut due: Vec<ArticleId> = Vec::new();
         let now = Instant::now();
         for article_id in articles {
             if counts.contains_key(article_id) || misses.contains(article_id) {
                 continue;
             }
             match self.cache.get(article_id, now) {
-                Some(cached) => {
-                    counts.insert(article_id, cached);
+                Some(hit) => {
+                    if hit.refresh_due {
+                        due.push(article_id.clone());
+                    }
+                    counts.insert(article_id, hit.value);
                 }
                 None => misses.push(article_id.clone()),
             }
         }
+        self.filler.refresh(due);
         let filled = if misses.is_empty() { HashMap::new() } else { self.filler.fill(misses).await? };
         for (article_id, read) in &filled {
             counts.insert(article_id, (read.counts, read.settings));
@@ -109,8 +114,17 @@ impl Reactions {
     #[tracing::instrument(skip_all, fields(articles = articles.len()))]
     pub async fn anonymous(&self, articles: &[ArticleId]) -> Result<Vec<Rendered>, StoreError> {
         let now = Instant::now();
-        let mut answers: Vec<Option<Rendered>> =
-            articles.iter().map(|article_id| self.cache.get_rendered(article_id, now)).collect();
+        let mut due: Vec<ArticleId> = Vec::new();
+        let mut answers: Vec<Option<Rendered>> = (articles.iter())
+            .map(|article_id| {
+                let hit = self.cache.get_rendered(article_id, now)?;
+                if hit.refresh_due {
+                    due.push(article_id.clone());
+                }
+                Some(hit.value)
+            })
+            .collect();
+        self.filler.refresh(due);
         let mut misses: Vec<ArticleId> = (articles.iter().zip(&answers))
             .filter(|(_, answer)| answer.is_none())
             .map(|(a, _)| a.clone())
@@ -131,8 +145,11 @@ impl Reactions {
     /// One article's anonymous answer: [`Reactions::anonymous`] for a single article, without
     /// its lists (the most frequent read of all).
     pub async fn anonymous_one(&self, article_id: &ArticleId) -> Result<Rendered, StoreError> {
-        if let Some(rendered) = self.cache.get_rendered(article_id, Instant::now()) {
-            return Ok(rendered);
+        if let Some(hit) = self.cache.get_rendered(article_id, Instant::now()) {
+            if hit.refresh_due {
+                self.filler.refresh(vec![article_id.clone()]);
+            }
+            return Ok(hit.value);
         }
         let mut answers = self.anonymous(std::slice::from_ref(article_id)).await?;
         Ok(answers.pop().expect("one answer per article asked"))

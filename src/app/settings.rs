@@ -103,8 +103,14 @@ impl SettingsCache {
 
     /// The settings of `article_id` if cached and fresh at `now`.
     pub fn get(&self, article_id: &ArticleId, now: Instant) -> Option<ArticleSettings> {
+        self.get_aged(article_id, now).map(|(settings, _)| settings)
+    }
+
+    /// [`Self::get`] with the settings' age at `now`.
+    pub fn get_aged(&self, article_id: &ArticleId, now: Instant) -> Option<(ArticleSettings, Duration)> {
         let entry = self.entries.get(article_id)?;
-        (now.saturating_duration_since(entry.fresh_at) < self.ttl).then_some(entry.settings)
+        let age = now.saturating_duration_since(entry.fresh_at);
+        (age < self.ttl).then_some((entry.settings, age))
     }
 
     /// The newest settings this instance knows of `article_id`, however old; an open article
