@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use super::cache::{CountsCache, Rendered};
 use crate::domain::{ArticleId, ArticleSettings, ReactionCounts};
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics;
 
 /// Reads in flight at once. Two let the next read gather its misses while one runs, and keep a
 /// slow read from holding up every miss behind it.
@@ -49,7 +50,8 @@ type Answer = Result<HashMap<ArticleId, Filled>, StoreError>;
 
 struct Miss {
     articles: Vec<ArticleId>,
-    reply: oneshot::Sender<Answer>,
+    /// `None` for a refresh, which nobody waits for.
+    reply: Option<oneshot::Sender<Answer>>,
 }
 
 /// Hands cache misses to the filler task. Cheap to clone; the task stops once every clone is
@@ -72,7 +74,7 @@ impl CacheFiller {
     pub async fn fill(&self, articles: Vec<ArticleId>) -> Answer {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable(anyhow::anyhow!("the cache filler has stopped"));
-        self.queue.send(Miss { articles, reply }).await.map_err(|_| stopped())?;
+        self.queue.send(Miss { articles, reply: Some(reply) }).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -84,8 +86,7 @@ impl CacheFiller {
         if articles.is_empty() {
             return;
         }
-        let (reply, _) = oneshot::channel();
-        let _ = self.queue.try_send(Miss { articles, reply });
+        let _ = self.queue.try_send(Miss { articles, reply: None });
     }
 }
 
@@ -112,14 +113,17 @@ async fn run(store: Store, cache: CountsCache, mut queue: mpsc::Receiver<Miss>) 
 /// One read for the misses of `batch`, cached, and each request's articles answered.
 async fn read(store: Store, cache: CountsCache, batch: Vec<Miss>) {
     let mut articles: Vec<&ArticleId> = batch.iter().flat_map(|miss| &miss.articles).collect();
+    let waited: usize =
+        batch.iter().filter(|miss| miss.reply.is_some()).map(|miss| miss.articles.len()).sum();
+    metrics::read_cache_fill(waited, articles.len() - waited);
     articles.sort_unstable();
     articles.dedup();
     let read_at = Instant::now();
     let (mut counts, mut settings) = match store.counts_and_settings(&articles).await {
         Ok(read) => read,
         Err(error) => {
-            for miss in batch {
-                let _ = miss.reply.send(Err(error.for_each_waiter()));
+            for reply in batch.into_iter().filter_map(|miss| miss.reply) {
+                let _ = reply.send(Err(error.for_each_waiter()));
             }
             return;
         }
@@ -139,11 +143,17 @@ async fn read(store: Store, cache: CountsCache, batch: Vec<Miss>) {
             (article_id, Filled { counts: article_counts, settings, rendered })
         })
         .collect();
-    let answers: Vec<HashMap<ArticleId, Filled>> = (batch.iter())
-        .map(|miss| miss.articles.iter().map(|a| (a.clone(), filled[a].clone())).collect())
+    let answers: Vec<Option<HashMap<ArticleId, Filled>>> = (batch.iter())
+        .map(|miss| {
+            miss.reply
+                .is_some()
+                .then(|| miss.articles.iter().map(|a| (a.clone(), filled[a].clone())).collect())
+        })
         .collect();
     for (miss, answer) in batch.into_iter().zip(answers) {
-        // A request that went away does not need its answer.
-        let _ = miss.reply.send(Ok(answer));
+        if let (Some(reply), Some(answer)) = (miss.reply, answer) {
+            // A request that went away does not need its answer.
+            let _ = reply.send(Ok(answer));
+        }
     }
 }

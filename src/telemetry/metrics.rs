@@ -66,6 +66,14 @@ fn describe() {
     describe_gauge!("db_pool_connections", "Database connections of this instance, by state (idle, in_use)");
     describe_gauge!("db_pool_max_connections", "Largest number of database connections this instance opens");
     describe_gauge!("read_cache_articles", "Articles whose counts are cached");
+    describe_counter!(
+        "read_cache_fills_total",
+        "Database reads of the read cache's filler (each for the misses and refreshes of many requests)"
+    );
+    describe_counter!(
+        "read_cache_filled_articles_total",
+        "Articles read by the read cache's filler, by cause: `miss` (a request waited), `refresh` (read ahead of expiry)"
+    );
     describe_gauge!("live_streams", "Live-count streams (/events) open on this instance");
     describe_counter!(
         "live_streams_dropped_total",
@@ -101,6 +109,14 @@ pub fn write_batch_committed(size: usize, seconds: f64, reactions: impl Iterator
 pub fn write_batch_failed(seconds: f64) {
     histogram!("write_commit_seconds").record(seconds);
     counter!("write_batches_failed_total").increment(1);
+}
+
+/// One read of the read cache's filler: `missed` articles requests wait for, `refreshed` read
+/// ahead of their expiry.
+pub fn read_cache_fill(missed: usize, refreshed: usize) {
+    counter!("read_cache_fills_total").increment(1);
+    counter!("read_cache_filled_articles_total", "cause" => "miss").increment(missed as u64);
+    counter!("read_cache_filled_articles_total", "cause" => "refresh").increment(refreshed as u64);
 }
 
 /// A request refused by the rate limiter.

@@ -93,7 +93,8 @@ async fn an_article_read_often_is_refreshed_before_its_entry_expires() {
     let app = spawn_with(db, config.clone()).await;
     let other = app.another_instance_with(config).await;
 
-    let reads: [(&str, fn(&Value) -> &Value); 3] = [
+    type CountsOf = fn(&Value) -> &Value;
+    let reads: [(&str, CountsOf); 3] = [
         ("/v1/articles/refresh-one/reactions", |v| &v["counts"]),
         ("/v1/reactions?article_id=refresh-batch&article_id=refresh-batch-other", |v| &v["articles"][0]["counts"]),
         ("/v1/articles/refresh-viewer/reactions", |v| &v["counts"]),
