@@ -34,6 +34,10 @@ const READS_IN_FLIGHT: usize = 2;
 /// Most articles in one read; more misses wait for the next.
 const MAX_READ_ARTICLES: usize = 1_000;
 
+/// Longest a refresh waits for others before it is read: short beside any TTL's second half,
+/// long enough that a busy instance reads its refreshes in a few reads a second.
+const REFRESH_GATHER: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// Requests' misses waiting for a read slot; beyond, requests wait to queue theirs.
 const QUEUE_CAPACITY: usize = 4_096;
 
@@ -91,21 +95,50 @@ impl CacheFiller {
 }
 
 /// A read starts once a slot is free, with every miss queued by then (up to
-/// [`MAX_READ_ARTICLES`]): while both slots are busy, misses gather in the queue.
+/// [`MAX_READ_ARTICLES`]): while both slots are busy, misses gather in the queue. Refreshes,
+/// which nobody waits for, ride along with the next read for misses, or are read on their own
+/// once the oldest has waited [`REFRESH_GATHER`]: a few reads of many articles rather than one
+/// read per request that found an entry due.
 async fn run(store: Store, cache: CountsCache, mut queue: mpsc::Receiver<Miss>) {
     let mut reads = JoinSet::new();
-    while let Some(first) = queue.recv().await {
+    let mut refreshes: Vec<ArticleId> = Vec::new();
+    let mut gathered_until: Option<tokio::time::Instant> = None;
+    loop {
+        let first = tokio::select! {
+            message = queue.recv() => match message {
+                None => break,
+                Some(miss) if miss.reply.is_none() => {
+                    refreshes.extend(miss.articles);
+                    gathered_until.get_or_insert_with(|| tokio::time::Instant::now() + REFRESH_GATHER);
+                    continue;
+                }
+                Some(miss) => Some(miss),
+            },
+            () = tokio::time::sleep_until(gathered_until.unwrap_or_else(tokio::time::Instant::now)),
+                if gathered_until.is_some() => None,
+        };
         while reads.len() >= READS_IN_FLIGHT {
             reads.join_next().await;
         }
-        let mut batch = vec![first];
-        let mut articles = batch[0].articles.len();
+        let mut batch: Vec<Miss> = first.into_iter().collect();
+        let mut articles: usize = batch.iter().map(|miss| miss.articles.len()).sum();
         while articles < MAX_READ_ARTICLES {
             let Ok(miss) = queue.try_recv() else { break };
+            if miss.reply.is_none() {
+                refreshes.extend(miss.articles);
+                continue;
+            }
             articles += miss.articles.len();
             batch.push(miss);
         }
-        reads.spawn(read(store.clone(), cache.clone(), batch));
+        let room = MAX_READ_ARTICLES.saturating_sub(articles).min(refreshes.len());
+        if room > 0 {
+            batch.push(Miss { articles: refreshes.drain(..room).collect(), reply: None });
+        }
+        gathered_until = (!refreshes.is_empty()).then(tokio::time::Instant::now);
+        if !batch.is_empty() {
+            reads.spawn(read(store.clone(), cache.clone(), batch));
+        }
     }
     while reads.join_next().await.is_some() {}
 }
