@@ -39,6 +39,8 @@ async fn requests_writes_batches_and_refusals_move_the_metrics_by_exactly_their_
         let mut config = test_config(&db.url);
         config.rate_limit_write_burst = 4.try_into().unwrap();
         config.rate_limit_writes_per_minute = 1.try_into().unwrap();
+        // No entry gets old enough for a refresh while the test runs.
+        config.cache_ttl = std::time::Duration::from_secs(60);
         let app = spawn_with(db, config).await;
         let put = [("method", "PUT"), ("route", "/v1/articles/{article_id}/reaction"), ("status", "200")];
         let delete = [("method", "DELETE"), ("route", "/v1/articles/{article_id}/reaction")];
@@ -54,6 +56,17 @@ async fn requests_writes_batches_and_refusals_move_the_metrics_by_exactly_their_
         assert!(removed.status().is_success(), "{}", removed.status());
         let refused = app.put_reaction("metrics-article", "metrics-visitor-9", "love").await;
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "the fifth write is over the burst");
+        // Four articles no request has read (the writes cached the counts of one, but not the
+        // article's own settings, which a read needs): one read for the four.
+        let read = app
+            .request(
+                Method::GET,
+                "/v1/reactions?article_id=metrics-a&article_id=metrics-b&article_id=metrics-article&article_id=metrics-c",
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(read.status(), StatusCode::OK);
 
         let after = scrape(&app).await;
         let grew = |name: &str, labels: &[(&str, &str)]| {
@@ -72,5 +85,8 @@ async fn requests_writes_batches_and_refusals_move_the_metrics_by_exactly_their_
         assert_eq!(grew("write_batches_failed_total", &[]), 0.0, "no failed batch {on}");
         assert_eq!(grew("rate_limited_total", &[("class", "writes")]), 1.0, "refusals {on}");
         assert_eq!(grew("rate_limited_total", &[("class", "reads")]), 0.0, "by class {on}");
+        assert_eq!(grew("read_cache_fills_total", &[]), 1.0, "one read for the batch's misses {on}");
+        assert_eq!(grew("read_cache_filled_articles_total", &[("cause", "miss")]), 4.0, "its misses {on}");
+        assert_eq!(grew("read_cache_filled_articles_total", &[("cause", "refresh")]), 0.0, "no refresh {on}");
     }
 }
