@@ -4,7 +4,9 @@
 //! get, insert-if-newer and bounded size, and DashMap is already built for the rate limiter.
 //!
 //! Entries are refreshed by the writer after every commit, so this instance's own writes show at
-//! once; another instance's writes show within the TTL, when the entry expires and is re-read.
+//! once; another instance's writes show within the TTL, when the entry is read again: in the
+//! background once a reader finds it past half its TTL ([`Hit::refresh_due`]), or by the next
+//! reader once it has expired. Both reads go through the [`CacheFiller`](super::fill::CacheFiller).
 //!
 //! Each entry also holds the anonymous answer for its article, rendered when the entry is
 //! stored: an anonymous read (the same for every reader) then costs no serialisation, and a
