@@ -5,14 +5,16 @@
 //!
 //! Entries are refreshed by the writer after every commit, so this instance's own writes show at
 //! once; another instance's writes show within the TTL, when the entry is read again: in the
-//! background once a reader finds it past half its TTL ([`Hit::refresh_due`]), or by the next
-//! reader once it has expired. Both reads go through the [`CacheFiller`](super::fill::CacheFiller).
+//! background once a reader finds it past half its TTL
+//! ([`Hit::refresh_due`](crate::app::cache::Hit::refresh_due)), or by the next reader once it has
+//! expired. Both reads go through the [`CacheFiller`](crate::app::fill::CacheFiller).
 //!
 //! Each entry also holds the anonymous answer for its article, rendered when the entry is
 //! stored: an anonymous read (the same for every reader) then costs no serialisation, and a
 //! batch read joins the rendered answers. The answer shows the article's settings too (kept in
-//! the [`SettingsCache`] beside the counts): an entry is served only while the settings it was
-//! rendered with are the fresh ones, so a change of settings changes the answer and its `ETag`.
+//! the [`SettingsCache`](crate::app::settings::SettingsCache) beside the counts): an entry is
+//! served only while the settings it was rendered with are the fresh ones, so a change of
+//! settings changes the answer and its `ETag`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
