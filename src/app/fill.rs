@@ -1,7 +1,7 @@
 //! Cache misses, read together.
 //!
-//! A request that misses articles in the [`CountsCache`] hands them to the filler task and
-//! waits. The filler reads every article missed since its last read in one query (counts and
+//! A request that misses articles in the [`CountsCache`](crate::app::cache::CountsCache) hands
+//! them to the filler task and waits. The filler reads every article missed since its last read in one query (counts and
 //! settings), caches them, and answers every request that asked. While reads are in flight the
 //! misses gather in the queue, so under load one query serves many requests and many articles:
 //! when a thousand articles expire each second, or a viral article expires under hundreds of
@@ -12,9 +12,10 @@
 //! acknowledged before the request.
 //!
 //! The filler also reads again, in the background, the entries readers found past half their
-//! TTL ([`CacheFiller::refresh`]): an article read often is replaced before it expires, so its
-//! readers are answered from the cache without a pause every TTL. The entries served meanwhile
-//! are still within their TTL: how fresh an answer is does not change.
+//! TTL ([`CacheFiller::refresh`](crate::app::fill::CacheFiller::refresh)): an article read often
+//! is replaced before it expires, so its readers are answered from the cache without a pause
+//! every TTL. The entries served meanwhile are still within their TTL: how fresh an answer is
+//! does not change.
 
 use std::collections::HashMap;
 use std::time::Instant;
