@@ -14,6 +14,8 @@
 //! overflow lane still serves `/healthz` and `/readyz` (one request per connection, a short head
 //! deadline) and answers anything else with a quick 503; past that lane, a connection is answered
 //! 503 and closed at once. Connections already open keep being served either way.
+//!
+//! [`ServeOptions::max_connections`]: crate::serve::ServeOptions::max_connections
 
 use std::future::Future;
 use std::net::SocketAddr;

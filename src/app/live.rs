@@ -7,6 +7,9 @@
 //! are coalesced into the next read. The cost per change is one read per article and interval,
 //! whatever the number of subscribers. A subscriber that falls behind the channel (a client that
 //! stops reading) is dropped rather than buffered for.
+//!
+//! [`Store::subscribe_changes`]: crate::store::Store::subscribe_changes
+//! [`LiveOptions::min_interval`]: crate::app::live::LiveOptions::min_interval
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,10 +1,14 @@
 //! The reactions use cases: what the HTTP handlers ask for, in domain terms.
 //!
-//! Handlers call [`Reactions`]. Writes go through the group-commit [`writer`](super::writer);
-//! counts are read through the [`cache`](super::cache), which the writer refreshes after every
-//! commit; both sit in front of the [`Store`]. Every write is first checked against its
-//! article's [`settings`](super::settings) (editorial
+//! Handlers call [`Reactions`]. Writes go through the group-commit [`writer`]; counts are read
+//! through the [`cache`], which the writer refreshes after every commit; both sit in front of the
+//! [`Store`]. Every write is first checked against its article's [`settings`] (editorial
 //! controls), before it is queued.
+//!
+//! [`writer`]: crate::app::writer
+//! [`cache`]: crate::app::cache
+//! [`Store`]: crate::store::Store
+//! [`settings`]: crate::app::settings
 
 /// Most configured articles kept in the settings directory; beyond, each article's settings are
 /// read on their own.

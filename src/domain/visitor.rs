@@ -4,6 +4,9 @@
 //! a fingerprint and carried by the signed cookie); either is reduced to a [`VisitorKey`], an
 //! HMAC under the service's [`VisitorSecret`], before anything stores it. How a request is
 //! resolved to one of them is the identity layer's business (`identity`, `http::identity`).
+//!
+//! [`VisitorKey`]: crate::domain::VisitorKey
+//! [`VisitorSecret`]: crate::domain::VisitorSecret
 
 use std::fmt;
 use std::net::IpAddr;
@@ -104,8 +107,8 @@ pub const MIN_SECRET_BYTES: usize = 32;
 
 /// The server-side key for visitor hashes (and, later, cookie signatures).
 ///
-/// Comes from `VISITOR_SECRET`, or is generated once and kept (see [`resolve_secret`]) so that
-/// restarts and other instances agree. Never printed.
+/// Comes from `VISITOR_SECRET`, or is generated once and kept (see
+/// `app::identity::resolve_secret`) so that restarts and other instances agree. Never printed.
 #[derive(Clone)]
 pub struct VisitorSecret(Vec<u8>);
 

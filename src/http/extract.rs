@@ -15,7 +15,7 @@ use crate::app::identity::WriteNetwork;
 use crate::domain::ArticleId;
 
 /// `axum::Json`, but every rejection (bad JSON, wrong content type, body too large) is a problem,
-/// and a body that has not arrived by the request's [`BodyDeadline`] is a 408.
+/// and a body that has not arrived by the request's `BodyDeadline` is a 408.
 pub struct AppJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {

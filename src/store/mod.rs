@@ -8,6 +8,8 @@
 //! the stats windows, migrations and salts. What both do alike is written once, generic over
 //! their `Dialect` (`dialect.rs`: how each binds a list of ids, an instant, the offered reactions,
 //! and spells a few expressions): the reads in `reads` and the settings in `settings`.
+//!
+//! [`Store`]: crate::store::Store
 
 mod alerts;
 mod breaker;
@@ -64,7 +66,7 @@ pub struct Applied {
     /// that touched one article, the later holds the newer counts. The read cache orders this
     /// process's answers by it. PostgreSQL draws it from a database sequence under the
     /// articles' locks (so it orders the batches of every instance); SQLite, which one process
-    /// writes, from [`next_lock_order`].
+    /// writes, from `next_lock_order`.
     pub order: u64,
 }
 
@@ -142,7 +144,7 @@ enum Backend {
 }
 
 /// The database, through its backend and the circuit breaker that answers at once while it is
-/// known to be down (see [`breaker`]). Cheap to clone: clones share the pool and the breaker.
+/// known to be down (see `breaker.rs`). Cheap to clone: clones share the pool and the breaker.
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,

@@ -7,6 +7,8 @@
 //! database). The deliverer claims due deliveries (one instance per delivery), POSTs them, and
 //! records the outcome: a failure is retried with exponential backoff and jitter for at least
 //! [`RETRY_FOR`], with the same `webhook-id` each time.
+//!
+//! [`RETRY_FOR`]: crate::app::alerts::RETRY_FOR
 
 mod rules;
 mod signature;

@@ -19,7 +19,7 @@ impl std::fmt::Debug for WebhookSecret {
 }
 
 impl WebhookSecret {
-    /// Parses `whsec_` + base64 of at least [`MIN_SECRET_BYTES`] bytes; the error completes a
+    /// Parses `whsec_` + base64 of at least `MIN_SECRET_BYTES` bytes; the error completes a
     /// sentence that starts with the setting's name, and never repeats the secret.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let Some(encoded) = raw.trim().strip_prefix("whsec_") else {

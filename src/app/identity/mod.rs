@@ -4,8 +4,11 @@
 //! In order of precedence a visitor is identified by the `X-Visitor-Id` header, the signed
 //! `rr_vid` cookie, or an anonymous fingerprint (a keyed hash of a daily salt, the client IP and
 //! the User-Agent). Every identity is reduced to a keyed hash under the service's
-//! [`VisitorSecret`] before anything else sees it. Handlers receive the resolved [`Visitor`] from
+//! [`VisitorSecret`] before anything else sees it. Handlers receive the resolved `Visitor` from
 //! the HTTP edge's identity middleware (`http::identity`); they never see raw ids, cookies, IPs or User-Agents.
+//!
+//! [`VisitorKey`]: crate::domain::VisitorKey
+//! [`VisitorSecret`]: crate::domain::VisitorSecret
 
 pub mod cookie;
 pub mod fingerprint;

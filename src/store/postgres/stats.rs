@@ -272,8 +272,8 @@ impl super::PgStore {
     /// The articles with the most reactions of the given kinds (all when empty) in `window`,
     /// most first, ties by article id.
     ///
-    /// A window of at least [`BOUNDED_TOP_MIN_WINDOW`] is first read from the articles of largest
-    /// held bound down ([`Self::top_by_bounds`]); a shorter one, or one whose list the bounds do
+    /// A window of at least `BOUNDED_TOP_MIN_WINDOW` is first read from the articles of largest
+    /// held bound down (`Self::top_by_bounds`); a shorter one, or one whose list the bounds do
     /// not settle cheaply, groups every article of the window.
     #[tracing::instrument(skip_all, fields(limit = limit))]
     pub async fn top_articles(
