@@ -17,7 +17,8 @@
 //! every TTL. The entries served meanwhile are still within their TTL: how fresh an answer is
 //! does not change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
@@ -51,7 +52,10 @@ pub struct Filled {
     pub rendered: Rendered,
 }
 
-type Answer = Result<HashMap<ArticleId, Filled>, StoreError>;
+/// The articles of one read, shared by every request in it: each looks up its own.
+pub type FilledArticles = Arc<HashMap<ArticleId, Filled>>;
+
+type Answer = Result<FilledArticles, StoreError>;
 
 struct Miss {
     articles: Vec<ArticleId>,
@@ -74,8 +78,8 @@ impl CacheFiller {
         Self { queue }
     }
 
-    /// Reads `articles` (distinct, none of them fresh in the cache), caches them and answers
-    /// each one.
+    /// Reads `articles` (distinct, none of them fresh in the cache) and caches them; the answer
+    /// holds each of them, and possibly other requests' articles of the same read.
     pub async fn fill(&self, articles: Vec<ArticleId>) -> Answer {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable(anyhow::anyhow!("the cache filler has stopped"));
@@ -144,50 +148,35 @@ async fn run(store: Store, cache: CountsCache, mut queue: mpsc::Receiver<Miss>) 
     while reads.join_next().await.is_some() {}
 }
 
-/// One read for the misses of `batch`, cached, and each request's articles answered.
+/// One read for the misses of `batch`, cached, and every request in it answered.
 async fn read(store: Store, cache: CountsCache, batch: Vec<Miss>) {
+    let waited: HashSet<&ArticleId> =
+        batch.iter().filter(|miss| miss.reply.is_some()).flat_map(|miss| &miss.articles).collect();
     let mut articles: Vec<&ArticleId> = batch.iter().flat_map(|miss| &miss.articles).collect();
-    let waited: usize =
-        batch.iter().filter(|miss| miss.reply.is_some()).map(|miss| miss.articles.len()).sum();
-    metrics::read_cache_fill(waited, articles.len() - waited);
     articles.sort_unstable();
     articles.dedup();
+    metrics::read_cache_fill(waited.len(), articles.len() - waited.len());
     let read_at = Instant::now();
-    let (mut counts, mut settings) = match store.counts_and_settings(&articles).await {
-        Ok(read) => read,
-        Err(error) => {
-            for reply in batch.into_iter().filter_map(|miss| miss.reply) {
-                let _ = reply.send(Err(error.for_each_waiter()));
-            }
-            return;
-        }
-    };
-    let filled: HashMap<&ArticleId, Filled> = articles
-        .into_iter()
-        .map(|article_id| {
-            let article_counts = counts.remove(article_id).unwrap_or_default();
-            cache.settings().insert(
-                article_id.clone(),
-                settings.remove(article_id).unwrap_or_default(),
-                read_at,
-            );
-            let rendered = cache.insert(article_id.clone(), article_counts, read_at);
-            // The newest settings this instance knows: those read, or a later change's.
-            let settings = cache.settings().latest(article_id);
-            (article_id, Filled { counts: article_counts, settings, rendered })
-        })
-        .collect();
-    let answers: Vec<Option<HashMap<ArticleId, Filled>>> = (batch.iter())
-        .map(|miss| {
-            miss.reply
-                .is_some()
-                .then(|| miss.articles.iter().map(|a| (a.clone(), filled[a].clone())).collect())
-        })
-        .collect();
-    for (miss, answer) in batch.into_iter().zip(answers) {
-        if let (Some(reply), Some(answer)) = (miss.reply, answer) {
-            // A request that went away does not need its answer.
-            let _ = reply.send(Ok(answer));
-        }
+    let answer = store.counts_and_settings(&articles).await.map(|(mut counts, mut settings)| {
+        let filled: HashMap<ArticleId, Filled> = (articles.into_iter())
+            .map(|article_id| {
+                let article_counts = counts.remove(article_id).unwrap_or_default();
+                let article_settings = settings.remove(article_id).unwrap_or_default();
+                cache.settings().insert(article_id.clone(), article_settings, read_at);
+                let rendered = cache.insert(article_id.clone(), article_counts, read_at);
+                // The newest settings this instance knows: those read, or a later change's.
+                let settings = cache.settings().latest(article_id);
+                (article_id.clone(), Filled { counts: article_counts, settings, rendered })
+            })
+            .collect();
+        Arc::new(filled)
+    });
+    for reply in batch.into_iter().filter_map(|miss| miss.reply) {
+        let answer = match &answer {
+            Ok(filled) => Ok(Arc::clone(filled)),
+            Err(error) => Err(error.for_each_waiter()),
+        };
+        // A request that went away does not need its answer.
+        let _ = reply.send(answer);
     }
 }

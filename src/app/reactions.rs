@@ -69,11 +69,11 @@ impl Reactions {
     ) -> Result<Vec<ReactionSummary>, StoreError> {
         let mut counts: HashMap<&ArticleId, (ReactionCounts, ArticleSettings)> =
             HashMap::with_capacity(articles.len());
-        let mut misses: Vec<ArticleId> = Vec::new();
+        let mut misses: Vec<&ArticleId> = Vec::new();
         let mut due: Vec<ArticleId> = Vec::new();
         let now = Instant::now();
         for article_id in articles {
-            if counts.contains_key(article_id) || misses.contains(article_id) {
+            if counts.contains_key(article_id) || misses.contains(&article_id) {
                 continue;
             }
             match self.cache.get(article_id, now) {
@@ -83,13 +83,16 @@ impl Reactions {
                     }
                     counts.insert(article_id, hit.value);
                 }
-                None => misses.push(article_id.clone()),
+                None => misses.push(article_id),
             }
         }
         self.filler.refresh(due);
-        let filled = if misses.is_empty() { HashMap::new() } else { self.filler.fill(misses).await? };
-        for (article_id, read) in &filled {
-            counts.insert(article_id, (read.counts, read.settings));
+        if !misses.is_empty() {
+            let filled = self.filler.fill(misses.iter().map(|a| (*a).clone()).collect()).await?;
+            for article_id in misses {
+                let read = &filled[article_id];
+                counts.insert(article_id, (read.counts, read.settings));
+            }
         }
         let viewer_reactions = match viewer {
             Some(visitor) => {

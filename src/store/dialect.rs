@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
 use super::StoreError;
+use crate::domain::ArticleId;
 
 /// A backend as the shared reads see it.
 pub(super) trait Dialect: Sync {
@@ -31,7 +32,7 @@ pub(super) trait Dialect: Sync {
     type Offered: for<'a> Encode<'a, Self::Db> + Type<Self::Db> + Send + 'static;
 
     fn executor(&self) -> Self::Executor<'_>;
-    fn ids<'a>(ids: &[&'a str]) -> Self::Ids<'a>;
+    fn ids<'a>(articles: &[&'a ArticleId]) -> Self::Ids<'a>;
     fn instant(at: DateTime<Utc>) -> Self::Instant;
     fn offered(keys: Option<Vec<&'static str>>) -> Self::Offered;
     /// `column is one of the ids of list parameter $param`.

@@ -7,7 +7,7 @@ use sqlx::{Database, FromRow};
 
 use super::dialect::Dialect;
 use super::rows::{WindowCounts, viewer_reactions as viewer_reaction_rows};
-use super::{StoreError, article_ids, counts_by_article};
+use super::{StoreError, counts_by_article};
 use crate::domain::{ArticleId, Bucket, Reaction, ReactionCounts, TimeWindow, VisitorKey, WindowParts};
 
 /// The current counts of `articles`; articles nobody reacted to are absent.
@@ -19,7 +19,7 @@ where
     for<'r> (String, String, i64): FromRow<'r, <D::Db as Database>::Row>,
 {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(D::statements().counts.as_str())
-        .bind(D::ids(&article_ids(articles)))
+        .bind(D::ids(articles))
         .fetch_all(store.executor())
         .await
         .map_err(|e| D::classify(e, "while reading counts"))?;
@@ -38,7 +38,7 @@ where
 {
     let rows: Vec<(String, String)> = sqlx::query_as(D::statements().viewer_reactions.as_str())
         .bind(visitor.as_bytes().as_slice())
-        .bind(D::ids(&article_ids(articles)))
+        .bind(D::ids(articles))
         .fetch_all(store.executor())
         .await
         .map_err(|e| D::classify(e, "while reading the viewer's reactions"))?;

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use sqlx::{Database, FromRow};
 
 use super::dialect::Dialect;
-use super::{StoreError, article_ids, counts_by_article, stored_article_id};
+use super::{StoreError, counts_by_article, stored_article_id};
 use crate::domain::{ArticleId, ArticleSettings, ReactionCounts};
 
 /// Counts and settings of some articles: articles nobody reacted to, or never configured, are
@@ -89,7 +89,7 @@ where
     for<'r> StateRow: FromRow<'r, <D::Db as Database>::Row>,
 {
     let rows: Vec<StateRow> = sqlx::query_as(D::statements().counts_and_settings.as_str())
-        .bind(D::ids(&article_ids(articles)))
+        .bind(D::ids(articles))
         .fetch_all(store.executor())
         .await
         .map_err(|e| D::classify(e, "while reading counts and settings"))?;

@@ -72,7 +72,7 @@ fn describe() {
     );
     describe_counter!(
         "read_cache_filled_articles_total",
-        "Articles read by the read cache's filler, by cause: `miss` (a request waited), `refresh` (read ahead of expiry)"
+        "Articles read by the read cache's filler, each once per read, by cause: `miss` (a request waited for it), `refresh` (read ahead of expiry)"
     );
     describe_gauge!("live_streams", "Live-count streams (/events) open on this instance");
     describe_counter!(
@@ -111,8 +111,8 @@ pub fn write_batch_failed(seconds: f64) {
     counter!("write_batches_failed_total").increment(1);
 }
 
-/// One read of the read cache's filler: `missed` articles requests wait for, `refreshed` read
-/// ahead of their expiry.
+/// One read of the read cache's filler: `missed` distinct articles requests wait for,
+/// `refreshed` distinct others read ahead of their expiry.
 pub fn read_cache_fill(missed: usize, refreshed: usize) {
     counter!("read_cache_fills_total").increment(1);
     counter!("read_cache_filled_articles_total", "cause" => "miss").increment(missed as u64);

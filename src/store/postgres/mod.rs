@@ -27,7 +27,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::dialect::{Dialect, Statements};
 use super::{
-    Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, removal_deltas, removed_articles,
+    Applied, ReactionChange, StoreError, StoreOptions, article_ids, counts_by_article, removal_deltas,
+    removed_articles,
 };
 use crate::domain::{ArticleId, Reaction};
 use crate::domain::{VisitorKey, VisitorSecret};
@@ -331,8 +332,8 @@ impl Dialect for PgStore {
         &self.pool
     }
 
-    fn ids<'a>(ids: &[&'a str]) -> Self::Ids<'a> {
-        ids.to_vec()
+    fn ids<'a>(articles: &[&'a ArticleId]) -> Self::Ids<'a> {
+        article_ids(articles)
     }
 
     fn instant(at: DateTime<Utc>) -> Self::Instant {

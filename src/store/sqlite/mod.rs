@@ -23,8 +23,8 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::dialect::{Dialect, Statements};
 use super::{
-    Applied, ReactionChange, StoreError, StoreOptions, counts_by_article, next_lock_order, parse_reaction,
-    removal_deltas, removed_articles,
+    Applied, ReactionChange, StoreError, StoreOptions, article_ids, counts_by_article, next_lock_order,
+    parse_reaction, removal_deltas, removed_articles,
 };
 use crate::domain::{ArticleId, Reaction};
 use crate::domain::{VisitorKey, VisitorSecret};
@@ -268,8 +268,8 @@ impl Dialect for SqliteStore {
         &self.pool
     }
 
-    fn ids<'a>(ids: &[&'a str]) -> Self::Ids<'a> {
-        json_array(ids)
+    fn ids<'a>(articles: &[&'a ArticleId]) -> Self::Ids<'a> {
+        json_array(&article_ids(articles))
     }
 
     fn instant(at: DateTime<Utc>) -> Self::Instant {
