@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection as _, PgPool, Postgres, Transaction};
 
 use super::dialect::{Dialect, Statements};
 use super::{
@@ -73,6 +73,16 @@ select pg_advisory_xact_lock($2, key)
 from (select distinct hashtext(article_id) as key from unnest($1::text[]) as a(article_id) order by key) as keys
 "#;
 
+/// A pooled connection idle for longer than this is checked (a round trip) before it is handed
+/// out; one used more recently is handed out as it is.
+///
+/// sqlx checks every connection by default, which puts a second round trip in front of every
+/// write batch and every read: a batch of a hot article waited for it at each commit. A
+/// connection that died since its last use (the server restarted, or ended the session) then
+/// fails its statement instead, which is answered 503 like any other failure of the database and
+/// leaves the pool; the connections that sat idle through an outage are checked and replaced.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// A row of [`APPLY_BATCH_SQL`]: the batch's order, article, reaction, count.
 type BatchRow = (i64, String, String, i64);
 
@@ -106,6 +116,15 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > CHECK_AFTER_IDLE {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(connect_options);
         Ok(Self { pool, database_url: options.database_url.as_str().into() })
     }
