@@ -397,3 +397,52 @@ async fn the_write_batches_raise_the_held_bounds_of_what_they_add() {
     assert_eq!(bound("mixed", Some("like")), None, "no reaction of mixed passed the threshold: {rows:?}");
     assert_eq!(rows.len(), 3, "{rows:?}");
 }
+
+/// The pool checks a connection before a request gets it only once the connection has sat idle
+/// for a second (not before every batch). A session the server ended meanwhile (a restart, an
+/// idle-session timeout, an operator) is then found dead and replaced, never handed to a request
+/// to fail with a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_the_server_ended_while_idle_are_replaced_before_a_request_gets_them() {
+    let app = std::sync::Arc::new(crate::helpers::spawn_app_on(Backend::Postgres).await);
+    // Identified reads, each on a pooled connection of its own while they overlap: the pool
+    // opens most of its connections.
+    let reads = |app: &std::sync::Arc<crate::helpers::TestApp>| {
+        (0..48)
+            .map(|v| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    app.get_reactions("idle", Some(&format!("visitor-{v}"))).await.status()
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let statuses = statuses_of(reads(&app)).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "reads before: {statuses:?}");
+    let mut admin = app.db.connect().await;
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "select pg_terminate_backend(pid) from pg_stat_activity
+         where datname = current_database() and application_name = 'reader-reactions'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(
+        ended.iter().filter(|ended| **ended).count() >= 4,
+        "the service's sessions were ended: {ended:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    let statuses = statuses_of(reads(&app)).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "reads after the sessions ended: {statuses:?}");
+    assert_eq!(app.put_reaction("idle", "visitor-0", "wow").await.status(), StatusCode::OK);
+    app.assert_counts_match_rows().await;
+}
+
+async fn statuses_of(tasks: Vec<tokio::task::JoinHandle<StatusCode>>) -> Vec<StatusCode> {
+    let mut statuses = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses
+}
