@@ -7,7 +7,7 @@
 #   - pgbench, naive write: one statement per reaction (insert the visitor's row, bump the count
 #     row), on one hot article and spread over 10,000 articles;
 #   - pgbench, set-based ceiling: one statement inserts 100 reactions and adds them to the counts
-#     and the hourly and daily rollups;
+#     and the hourly and daily rollups, on one hot article and spread over 10,000 articles;
 #   - SQLite, naive write: one transaction per reaction on the same minimal schema, with the
 #     embedded store's own settings (examples/sqlite_anchor.rs);
 #   - the service's own /healthz, through the whole HTTP stack.
@@ -109,6 +109,10 @@ echo "anchor: pgbench set-based ceiling, 100 reactions a statement…" >&2
 pgbench_anchor ceiling.sql
 CEILING=$((TPS * 100))
 row "| anchor: pgbench set-based ceiling, reactions/s ($PGBENCH_CLIENTS clients × 100 a statement) | $CEILING | - | - | - | - | - |"
+echo "anchor: pgbench set-based ceiling, 10,000 articles…" >&2
+pgbench_anchor ceiling-spread.sql
+CEILING_SPREAD=$((TPS * 100))
+row "| anchor: pgbench set-based ceiling, 10,000 articles, reactions/s ($PGBENCH_CLIENTS clients × 100 a statement) | $CEILING_SPREAD | - | - | - | - | - |"
 psql "$SERVER/postgres" -qc "drop database if exists $ANCHOR_DB with (force)" >/dev/null
 
 sqlite_anchor() {
@@ -267,6 +271,8 @@ $(printf '%s\n' "${ROWS[@]}")
 | hot article, 256 connections / naive hot | $(ratio "$HOT256_RPS" "$NAIVE_HOT") | ≥ 3.0 |
 | 10,000 articles, 256 connections / naive spread | $(ratio "$SPREAD256_RPS" "$NAIVE_SPREAD") | ≥ 2.0 |
 | best write figure / set-based ceiling | $(ratio "$(best "$HOT64_RPS" "$HOT256_RPS" "$SPREAD256_RPS")" "$CEILING") | report; aim ≥ 0.3 |
+| set-based ceiling, 10,000 articles / naive spread | $(ratio "$CEILING_SPREAD" "$NAIVE_SPREAD") | report |
+| 10,000 articles, 256 connections / set-based ceiling, 10,000 articles | $(ratio "$SPREAD256_RPS" "$CEILING_SPREAD") | report |
 | anonymous GET / healthz | $(ratio "$GET_RPS" "$HEALTHZ_RPS") | ≥ 0.85 |
 | batch GET of 50 / healthz | $(ratio "$BATCH_RPS" "$HEALTHZ_RPS") | ≥ 0.3 |
 | SQLite: hot article / SQLite naive hot | $(ratio "$SQLITE_HOT_RPS" "$SQLITE_NAIVE_HOT") | report |
