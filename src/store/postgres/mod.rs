@@ -77,10 +77,11 @@ from (select distinct hashtext(article_id) as key from unnest($1::text[]) as a(a
 /// out; one used more recently is handed out as it is.
 ///
 /// sqlx checks every connection by default, which puts a second round trip in front of every
-/// write batch and every read: a batch of a hot article waited for it at each commit. A
-/// connection that died since its last use (the server restarted, or ended the session) then
-/// fails its statement instead, which is answered 503 like any other failure of the database and
-/// leaves the pool; the connections that sat idle through an outage are checked and replaced.
+/// write batch and every read. With this, a session the server ended (a restart,
+/// `idle_session_timeout`, `pg_terminate_backend`) while its connection sat idle is still found
+/// and replaced before a request gets it; one that died within a second of its last use fails
+/// its statement instead, which is answered 503 like any other failure of the database (nothing
+/// acknowledged is lost), and the connection leaves the pool.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// A row of [`APPLY_BATCH_SQL`]: the batch's order, article, reaction, count.
