@@ -1,11 +1,12 @@
 //! Cache misses, read together.
 //!
 //! A request that misses articles in the [`CountsCache`](crate::app::cache::CountsCache) hands
-//! them to the filler task and waits. The filler reads every article missed since its last read in one query (counts and
-//! settings), caches them, and answers every request that asked. While reads are in flight the
-//! misses gather in the queue, so under load one query serves many requests and many articles:
-//! when a thousand articles expire each second, or a viral article expires under hundreds of
-//! open connections at once, the database sees a few reads, not one per request.
+//! them to the filler task and waits. The filler reads every article missed since its last read
+//! in one query (counts and settings), caches them, and answers every request that asked. While
+//! reads are in flight the misses gather in the queue, so under load one query serves many
+//! requests and many articles: when a thousand articles expire each second, or a viral article
+//! expires under hundreds of open connections at once, the database sees a few reads, not one
+//! per request.
 //!
 //! A miss joins only a read that starts after it was queued, never one already running, so its
 //! answer is as new as a read of its own would be: at least as new as every write this instance
